@@ -1,0 +1,36 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Exception types raised by torchgeo-geolink.
+
+Every error names what failed (the file, the feature, the checkpoint key) and what is wrong, so that a bad input
+is reported where it enters, not as a stack trace from deep inside a dependency.
+"""
+
+__all__ = (
+    'CheckpointError',
+    'GeoLinkError',
+    'InvalidFeatureError',
+    'OSMFileError',
+    'TagEncoderWeightsNotFoundError',
+)
+
+
+class GeoLinkError(Exception):
+    """Base class of all torchgeo-geolink errors."""
+
+
+class OSMFileError(GeoLinkError):
+    """An OSM vector file is missing, unreadable, corrupt, empty or lacks a CRS."""
+
+
+class InvalidFeatureError(GeoLinkError):
+    """A feature's geometry or tags cannot be used (and could not be repaired)."""
+
+
+class TagEncoderWeightsNotFoundError(GeoLinkError):
+    """The weights of a text model used to embed OSM tags are not available locally."""
+
+
+class CheckpointError(GeoLinkError):
+    """A model checkpoint cannot be read or does not match the model it is loaded into."""
