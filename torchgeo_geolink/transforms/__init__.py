@@ -3,4 +3,26 @@
 
 """Joint image and graph augmentation."""
 
-__all__: tuple[str, ...] = ()
+from .augmentation import GeoLinkAugmentation
+from .functional import (
+    crop_matrix,
+    drop_outside_nodes,
+    hflip_matrix,
+    rot90_matrix,
+    transform_positions,
+    vflip_matrix,
+    warp_images,
+    warp_masks,
+)
+
+__all__ = (
+    'GeoLinkAugmentation',
+    'crop_matrix',
+    'drop_outside_nodes',
+    'hflip_matrix',
+    'rot90_matrix',
+    'transform_positions',
+    'vflip_matrix',
+    'warp_images',
+    'warp_masks',
+)

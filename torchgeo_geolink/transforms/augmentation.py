@@ -1,0 +1,259 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Joint augmentation of an image batch and its OSM graphs that keeps pixels and node positions aligned."""
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import kornia.augmentation as K
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from .functional import (
+    crop_matrix,
+    drop_outside_nodes,
+    hflip_matrix,
+    rot90_matrix,
+    transform_positions,
+    vflip_matrix,
+    warp_images,
+    warp_masks,
+)
+
+__all__ = ('GeoLinkAugmentation',)
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    """Return ``size`` as ``(height, width)``.
+
+    Args:
+        size: one side length or a pair.
+
+    Returns:
+        the pair.
+    """
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+class GeoLinkAugmentation(nn.Module):
+    """Random crop (resized back), flips, 90-degree rotations and colour jitter for images *and* their graphs.
+
+    Operates on a collated batch (the output of :func:`~torchgeo_geolink.datasets.collate_geolink` moved to the
+    device): ``image`` ``(B, C, H, W)``, optional ``mask`` ``(B, H, W)`` and ``graph``, a PyG
+    :class:`~torch_geometric.data.Batch` whose node types carry ``pos`` ``(N, K, 2)`` normalised to the window
+    (x right, y down, in ``[0, 1]``). Other keys (``bounds``, ``transform``, ...) pass through unchanged, so
+    after a crop they describe the window *before* augmentation.
+
+    For every sample one random affine matrix is composed (crop box -> output window, horizontal flip, vertical
+    flip, ``k`` quarter turns, in that order) and applied in a single resampling to the image (bilinear), the
+    mask (nearest) and every node position, so the three stay aligned exactly. The crop box always lies inside
+    the image, so no padding is ever introduced.
+
+    Nodes whose ``K`` position points all fall outside the crop are dropped together with their edges;
+    partially visible nodes (one point inside) are kept with their positions clamped to ``[0, 1]``. Positions are
+    only points (not geometries), so a large polygon that covers the whole crop but whose sample points all lie
+    outside it is dropped too; keep ``crop_scale`` moderate (the default keeps at least 35% of the area).
+
+    Colour jitter changes the image only and assumes intensities in ``[0, 1]`` (kornia clips to that range):
+    apply this module to images scaled to ``[0, 1]``, or pass ``color_jitter=None`` for standardised inputs.
+    Three-channel images get brightness, contrast, saturation and hue jitter; others brightness and contrast.
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] | None = None,
+        crop_scale: tuple[float, float] = (0.35, 1.0),
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        crop_p: float = 1.0,
+        hflip_p: float = 0.5,
+        vflip_p: float = 0.5,
+        rot90_p: float = 0.5,
+        color_jitter: tuple[float, float, float, float] | None = (0.4, 0.4, 0.4, 0.1),
+        color_jitter_p: float = 0.8,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """Initialise a new GeoLinkAugmentation instance.
+
+        Args:
+            size: output ``(H, W)`` (or side) of image and mask; None keeps the input size.
+            crop_scale: range of the crop area as a fraction of the image area.
+            crop_ratio: range of the crop aspect ratio (width / height in pixels), sampled log-uniformly.
+            crop_p: probability of cropping a sample (otherwise the whole image is kept).
+            hflip_p: probability of a horizontal flip.
+            vflip_p: probability of a vertical flip.
+            rot90_p: probability of a rotation by 90, 180 or 270 degrees (chosen uniformly).
+            color_jitter: brightness, contrast, saturation and hue strengths (as in
+                :class:`kornia.augmentation.ColorJitter`), or None for no colour jitter.
+            color_jitter_p: probability of jittering a sample's colours.
+            generator: random generator of the geometric parameters (CPU); None uses torch's global one.
+
+        Raises:
+            ValueError: if a probability, scale or ratio range is invalid.
+        """
+        super().__init__()
+        for name, p in (
+            ('crop_p', crop_p),
+            ('hflip_p', hflip_p),
+            ('vflip_p', vflip_p),
+            ('rot90_p', rot90_p),
+            ('color_jitter_p', color_jitter_p),
+        ):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(
+                    f'GeoLinkAugmentation: {name} must lie in [0, 1], got {p}'
+                )
+        if not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
+            raise ValueError(
+                f'GeoLinkAugmentation: crop_scale must satisfy 0 < min <= max <= 1, got {crop_scale}'
+            )
+        if not 0.0 < crop_ratio[0] <= crop_ratio[1]:
+            raise ValueError(
+                f'GeoLinkAugmentation: crop_ratio must satisfy 0 < min <= max, got {crop_ratio}'
+            )
+        self.size = None if size is None else _pair(size)
+        self.crop_scale = crop_scale
+        self.crop_ratio = crop_ratio
+        self.crop_p = crop_p
+        self.hflip_p = hflip_p
+        self.vflip_p = vflip_p
+        self.rot90_p = rot90_p
+        self.generator = generator
+        self.jitter_rgb: nn.Module | None = None
+        self.jitter_any: nn.Module | None = None
+        if color_jitter is not None:
+            brightness, contrast, saturation, hue = color_jitter
+            self.jitter_rgb = K.ColorJitter(
+                brightness, contrast, saturation, hue, p=color_jitter_p
+            )
+            self.jitter_any = K.ColorJitter(
+                brightness, contrast, 0.0, 0.0, p=color_jitter_p
+            )
+
+    def _rand(self, *shape: int) -> Tensor:
+        """Uniform ``[0, 1)`` samples from the module's generator (on the CPU).
+
+        Args:
+            *shape: shape of the result.
+
+        Returns:
+            float32 tensor.
+        """
+        return torch.rand(*shape, generator=self.generator)
+
+    def sample_matrices(self, batch_size: int, height: int, width: int) -> Tensor:
+        """Draw one random forward matrix per sample (input window -> output window, normalised coordinates).
+
+        Args:
+            batch_size: number of samples.
+            height: input image height in pixels (for the pixel aspect ratio of crops).
+            width: input image width in pixels.
+
+        Returns:
+            ``(B, 3, 3)`` float32 matrices on the CPU.
+        """
+        b = batch_size
+        scale = self.crop_scale[0] + (
+            self.crop_scale[1] - self.crop_scale[0]
+        ) * self._rand(b)
+        log_lo, log_hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
+        ratio = torch.exp(log_lo + (log_hi - log_lo) * self._rand(b))
+        # Pixel aspect w_px / h_px = ratio and area w_px * h_px = scale * H * W, in normalised units.
+        w = torch.sqrt(scale * ratio * height / width).clamp(max=1.0)
+        h = torch.sqrt(scale * width / (ratio * height)).clamp(max=1.0)
+        crop = self._rand(b) < self.crop_p
+        w = torch.where(crop, w, torch.ones_like(w))
+        h = torch.where(crop, h, torch.ones_like(h))
+        x0 = (1 - w) * self._rand(b)
+        y0 = (1 - h) * self._rand(b)
+        hflip = self._rand(b) < self.hflip_p
+        vflip = self._rand(b) < self.vflip_p
+        quarter_turns = torch.where(
+            self._rand(b) < self.rot90_p,
+            torch.randint(1, 4, (b,), generator=self.generator),
+            torch.zeros(b, dtype=torch.long),
+        )
+        boxes = torch.stack([x0, y0, w, h], dim=-1)
+        return (
+            rot90_matrix(quarter_turns)
+            @ vflip_matrix(vflip)
+            @ hflip_matrix(hflip)
+            @ crop_matrix(boxes)
+        )
+
+    def apply_matrices(
+        self, batch: Mapping[str, Any], matrices: Tensor
+    ) -> dict[str, Any]:
+        """Apply given per-sample geometric matrices (no colour jitter) to image, mask and graph.
+
+        Args:
+            batch: collated batch with ``image`` and optionally ``mask`` and ``graph``.
+            matrices: ``(B, 3, 3)`` forward matrices in normalised coordinates.
+
+        Returns:
+            a new batch dict (other keys shared with the input).
+
+        Raises:
+            ValueError: if ``image`` is missing or not ``(B, C, H, W)``, or ``matrices`` has the wrong shape.
+        """
+        out = dict(batch)
+        image = batch.get('image')
+        if not isinstance(image, Tensor) or image.ndim != 4:
+            shape = (
+                tuple(image.shape)
+                if isinstance(image, Tensor)
+                else type(image).__name__
+            )
+            raise ValueError(
+                f"GeoLinkAugmentation: batch['image'] must be a (B, C, H, W) tensor, got {shape}"
+            )
+        b, _, height, width = image.shape
+        if matrices.shape != (b, 3, 3):
+            raise ValueError(
+                f'GeoLinkAugmentation: expected matrices of shape ({b}, 3, 3), got {tuple(matrices.shape)}'
+            )
+        size = self.size or (height, width)
+        matrices = matrices.to(image.device)
+        identity = torch.eye(3, device=image.device)
+        if size == (height, width) and bool((matrices == identity).all()):
+            return out
+        out['image'] = warp_images(image, matrices, size)
+        mask = batch.get('mask')
+        if isinstance(mask, Tensor):
+            out['mask'] = warp_masks(mask, matrices, size)
+        graph = batch.get('graph')
+        if isinstance(graph, HeteroData):
+            graph = graph.clone()
+            for node_type in graph.node_types:
+                store = graph[node_type]
+                if 'pos' not in store:
+                    continue
+                graph_of_node = (
+                    store.batch
+                    if 'batch' in store
+                    else store.pos.new_zeros(len(store.pos), dtype=torch.long)
+                )
+                store.pos = transform_positions(store.pos, matrices[graph_of_node])
+            out['graph'] = drop_outside_nodes(graph)
+        return out
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """Augment a collated batch.
+
+        Args:
+            batch: ``image`` ``(B, C, H, W)``, optional ``mask`` and ``graph`` (see the class docstring).
+
+        Returns:
+            the augmented batch (a new dict).
+        """
+        image = batch['image']
+        matrices = self.sample_matrices(
+            image.shape[0], image.shape[-2], image.shape[-1]
+        )
+        out = self.apply_matrices(batch, matrices)
+        jitter = self.jitter_rgb if image.shape[1] == 3 else self.jitter_any
+        if jitter is not None:
+            out['image'] = jitter(out['image'])
+        return out
