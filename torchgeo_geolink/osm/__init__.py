@@ -3,4 +3,75 @@
 
 """OSM tags, tag encoders and GeoLink heterogeneous graphs (independent of TorchGeo datasets)."""
 
-__all__: tuple[str, ...] = ()
+from .constants import (
+    EDGE_ATTR_DIMS,
+    EDGE_TYPES,
+    NODE_TYPES,
+    POS_POINTS,
+    RELATION_COLUMNS,
+    TAG_EMBEDDING_DIM,
+)
+from .embedding import NodeEmbedder
+from .encoders import (
+    CachedTagEncoder,
+    CLIPTagEncoder,
+    HashingTagEncoder,
+    SentenceTransformerTagEncoder,
+    TagEncoder,
+)
+from .geometry import NodeGeometries, split_by_type
+from .graph import OSMGraphBuilder, empty_graph, graph_from_parts
+from .official import from_official_graph, to_official_graph
+from .positions import (
+    line_positions,
+    normalize_xy,
+    point_positions,
+    polygon_positions,
+    stable_uniforms,
+)
+from .relations import EdgeSet, build_edges, de9im_matrix, delaunay_edges
+from .tags import (
+    KeyWeights,
+    normalize_key,
+    parse_hstore,
+    parse_label,
+    tag_strings,
+    tags_from_frame,
+)
+
+__all__ = (
+    'EDGE_ATTR_DIMS',
+    'EDGE_TYPES',
+    'NODE_TYPES',
+    'POS_POINTS',
+    'RELATION_COLUMNS',
+    'TAG_EMBEDDING_DIM',
+    'CLIPTagEncoder',
+    'CachedTagEncoder',
+    'EdgeSet',
+    'HashingTagEncoder',
+    'KeyWeights',
+    'NodeEmbedder',
+    'NodeGeometries',
+    'OSMGraphBuilder',
+    'SentenceTransformerTagEncoder',
+    'TagEncoder',
+    'build_edges',
+    'de9im_matrix',
+    'delaunay_edges',
+    'empty_graph',
+    'from_official_graph',
+    'graph_from_parts',
+    'line_positions',
+    'normalize_key',
+    'normalize_xy',
+    'parse_hstore',
+    'parse_label',
+    'point_positions',
+    'polygon_positions',
+    'split_by_type',
+    'stable_uniforms',
+    'tag_strings',
+    'tags_from_frame',
+    'to_official_graph',
+)

@@ -1,0 +1,360 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""OSM tag parsing and normalisation, GeoLink tag strings and log-frequency key weights."""
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = (
+    'BOOKKEEPING_COLUMNS',
+    'KeyWeights',
+    'normalize_key',
+    'parse_hstore',
+    'parse_label',
+    'tag_strings',
+    'tags_from_frame',
+)
+
+#: Columns that are never tags when a frame stores one column per key (pyrosm, osmnx, GDAL OSM driver, ...).
+BOOKKEEPING_COLUMNS: frozenset[str] = frozenset(
+    {
+        'geometry',
+        'id',
+        'osm_id',
+        'osm_way_id',
+        'osmid',
+        'osm_type',
+        'element',
+        'element_type',
+        'type_osm',
+        'version',
+        'timestamp',
+        'changeset',
+        'user',
+        'uid',
+        'visible',
+        'nodes',
+        'ways',
+        'members',
+        'lat',
+        'lon',
+        'z_order',
+        'fid',
+        'index',
+        'level_0',
+        'label',
+        'tags',
+        'other_tags',
+    }
+)
+
+# One `"key"=>"value"` item of an hstore string; both sides may hold backslash-escaped characters.
+_HSTORE_ITEM = re.compile(
+    r'"((?:[^"\\]|\\.)*)"\s*=>\s*(NULL|"((?:[^"\\]|\\.)*)")', re.DOTALL
+)
+_HSTORE_UNESCAPE = re.compile(r'\\(.)', re.DOTALL)
+
+
+def normalize_key(key: str) -> str:
+    """Write an OSM key the way GeoLink does: ``:`` replaced by a space, surrounding blanks stripped.
+
+    Args:
+        key: An OSM tag key, e.g. ``'addr:street'``.
+
+    Returns:
+        The GeoLink key, e.g. ``'addr street'``.
+    """
+    return key.strip().replace(':', ' ')
+
+
+def parse_label(label: str) -> dict[str, str]:
+    """Parse a GeoLink label ``'k:v;k:v'`` into a mapping.
+
+    The key is the text before the first ``:`` (GeoLink writes keys holding ``:`` with a space instead), the value
+    everything after it. An entry without ``:`` becomes a key with an empty value; empty entries are skipped; a
+    repeated key keeps its last value.
+
+    Args:
+        label: The label, e.g. ``'landuse:grass;golf:tee'``.
+
+    Returns:
+        The tags, e.g. ``{'landuse': 'grass', 'golf': 'tee'}``.
+    """
+    tags: dict[str, str] = {}
+    for entry in label.split(';'):
+        if not entry.strip():
+            continue
+        key, _, value = entry.partition(':')
+        key = normalize_key(key)
+        if key:
+            tags[key] = value.strip()
+    return tags
+
+
+def parse_hstore(text: str) -> dict[str, str]:
+    """Parse an hstore string, as in the ``other_tags`` column of GDAL's OSM driver.
+
+    Args:
+        text: E.g. ``'"name"=>"Kauppatori","addr:street"=>"Pohjoisesplanadi 1"'``; ``NULL`` values are
+            dropped, backslash escapes are resolved.
+
+    Returns:
+        The tags with their original keys (not yet normalised).
+
+    Raises:
+        ValueError: If ``text`` holds something that is not a sequence of ``"key"=>"value"`` items.
+    """
+    tags: dict[str, str] = {}
+    position = 0
+    text = text.strip()
+    while position < len(text):
+        match = _HSTORE_ITEM.match(text, position)
+        if match is None:
+            msg = f'not an hstore string at character {position}: {text[position : position + 40]!r}'
+            raise ValueError(msg)
+        key, raw, value = match.groups()
+        if raw != 'NULL':
+            tags[_HSTORE_UNESCAPE.sub(r'\1', key)] = _HSTORE_UNESCAPE.sub(r'\1', value)
+        position = match.end()
+        while position < len(text) and text[position] in ', \t\n':
+            position += 1
+    return tags
+
+
+def _is_missing(value: object) -> bool:
+    """Tell whether a cell holds no value (None, NaN, pandas NA/NaT or a blank string).
+
+    Args:
+        value: A cell of a data frame.
+
+    Returns:
+        True when the cell holds no tag value.
+    """
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, Mapping | list | tuple | np.ndarray):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_mapping(value: object, column: str, row: int) -> dict[str, str]:
+    """Turn a ``tags`` cell (a mapping, or JSON / hstore text) into a mapping of strings.
+
+    Args:
+        value: The cell.
+        column: The column name, for error messages.
+        row: The row position, for error messages.
+
+    Returns:
+        The tags of the cell (original keys).
+
+    Raises:
+        ValueError: If the cell cannot be read as tags.
+    """
+    if _is_missing(value):
+        return {}
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items() if not _is_missing(v)}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith('{'):
+            try:
+                decoded = json.loads(text)
+            except json.JSONDecodeError as error:
+                msg = f'row {row}: column {column!r} holds invalid JSON tags ({error})'
+                raise ValueError(msg) from error
+            if not isinstance(
+                decoded, dict
+            ):  # pragma: no cover - startswith('{') implies an object
+                msg = f'row {row}: column {column!r} does not hold a JSON object'
+                raise ValueError(msg)
+            return {str(k): str(v) for k, v in decoded.items() if not _is_missing(v)}
+        try:
+            return parse_hstore(text)
+        except ValueError as error:
+            msg = f'row {row}: column {column!r}: {error}'
+            raise ValueError(msg) from error
+    msg = f'row {row}: column {column!r} holds a {type(value).__name__}, expected a dict or JSON/hstore text'
+    raise ValueError(msg)
+
+
+def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """Extract one normalised tag mapping per row of a (Geo)DataFrame, whatever the source format.
+
+    Understood sources, combined when several are present:
+
+    * a ``label`` column of GeoLink labels (``k:v;k:v``); when present it is the only source used;
+    * a ``tags`` column of dicts or JSON text (pyrosm stores its extra tags as JSON text);
+    * an ``other_tags`` column of hstore text (GDAL's OSM driver);
+    * one column per key (pyrosm, osmnx, GDAL OSM driver), excluding geometry and the
+      :data:`BOOKKEEPING_COLUMNS`; null cells are skipped.
+
+    Keys are normalised with :func:`normalize_key`, values are stripped strings.
+
+    Args:
+        frame: The features.
+
+    Returns:
+        One dict per row, in row order.
+
+    Raises:
+        ValueError: If a ``label``, ``tags`` or ``other_tags`` cell cannot be parsed (names row and column).
+    """
+    n = len(frame)
+    if 'label' in frame.columns:
+        labels = frame['label'].to_numpy(dtype=object)
+        out: list[dict[str, str]] = []
+        for row, label in enumerate(labels):
+            if _is_missing(label):
+                out.append({})
+            elif isinstance(label, str):
+                out.append(parse_label(label))
+            else:
+                msg = f"row {row}: column 'label' holds a {type(label).__name__}, expected text"
+                raise ValueError(msg)
+        return out
+
+    geometry_name = getattr(frame, '_geometry_column_name', None)
+    columns = [
+        c
+        for c in frame.columns
+        if isinstance(c, str) and c not in BOOKKEEPING_COLUMNS and c != geometry_name
+    ]
+    tags: list[dict[str, str]] = [{} for _ in range(n)]
+    for column in columns:
+        values = frame[column].to_numpy(dtype=object)
+        for row, value in enumerate(values):
+            if not _is_missing(value):
+                tags[row][normalize_key(column)] = str(value).strip()
+    for column in ('tags', 'other_tags'):
+        if column in frame.columns:
+            values = frame[column].to_numpy(dtype=object)
+            for row, value in enumerate(values):
+                for key, val in _as_mapping(value, column, row).items():
+                    key = normalize_key(key)
+                    if key and val.strip():
+                        tags[row][key] = val.strip()
+    return tags
+
+
+def tag_strings(tags: Mapping[str, str]) -> list[str]:
+    """GeoLink tag strings of one feature: ``'key:value'`` with ``:`` in keys replaced by spaces.
+
+    A tag with an empty value is written as its key alone (as an entry without ``:`` of a label would be).
+
+    Args:
+        tags: The feature's tags.
+
+    Returns:
+        One string per tag, in the mapping's order.
+    """
+    out = []
+    for key, value in tags.items():
+        key = normalize_key(key)
+        out.append(f'{key}:{value}' if value else key)
+    return out
+
+
+class KeyWeights:
+    """GeoLink's per-key tag weights: ``ln(count[key])`` from a key-frequency table.
+
+    Frequent keys are up-weighted (log frequency, not IDF). A key missing from the table counts as 1, hence weight
+    0, like a key seen once: it only contributes when every tag of a feature has weight 0, in which case the node
+    embedding falls back to the plain mean (the reference meant this but crashes on unknown keys, bug B13).
+    """
+
+    def __init__(self, counts: Mapping[str, float]) -> None:
+        """Initialise from a key -> count mapping.
+
+        Args:
+            counts: Occurrence count of each key (keys written GeoLink-style, ``:`` as a space).
+
+        Raises:
+            ValueError: If a count is below 1 or not finite.
+        """
+        weights: dict[str, float] = {}
+        for key, count in counts.items():
+            count = float(count)
+            if not math.isfinite(count) or count < 1:
+                msg = (
+                    f'key frequency of {key!r} must be a finite count >= 1, got {count}'
+                )
+                raise ValueError(msg)
+            weights[normalize_key(key)] = math.log(count)
+        self._weights = weights
+
+    @classmethod
+    def from_json(cls, path: str | Path | None = None) -> 'KeyWeights':
+        """Load a ``{key: count}`` JSON table.
+
+        Args:
+            path: The JSON file; None loads the table shipped with the package (2,790 keys, from the official
+                GeoLink release, derived from OpenStreetMap data, ODbL).
+
+        Returns:
+            The key weights.
+        """
+        if path is None:
+            text = (
+                files('torchgeo_geolink')
+                .joinpath('data', 'tag_key_frequency.json')
+                .read_text('utf-8')
+            )
+        else:
+            text = Path(path).read_text('utf-8')
+        return cls(json.loads(text))
+
+    def __len__(self) -> int:
+        """Return the number of keys in the table.
+
+        Returns:
+            The number of keys.
+        """
+        return len(self._weights)
+
+    def weight(self, key: str) -> float:
+        """Return the weight of one key.
+
+        Args:
+            key: An OSM key (normalised on the fly).
+
+        Returns:
+            ``ln(count)``, or 0 for unknown keys.
+        """
+        return self._weights.get(normalize_key(key), 0.0)
+
+    def __call__(self, keys: Iterable[str]) -> np.ndarray:
+        """Return the weights of many keys.
+
+        Args:
+            keys: OSM keys.
+
+        Returns:
+            float64 array of weights.
+        """
+        get = self._weights.get
+        return np.fromiter((get(normalize_key(k), 0.0) for k in keys), dtype=np.float64)
+
+    def for_strings(self, tags: Sequence[str]) -> np.ndarray:
+        """Return the weights of GeoLink tag strings, looked up by their key.
+
+        Args:
+            tags: Tag strings such as ``'highway:service'``.
+
+        Returns:
+            float64 array of weights.
+        """
+        return self(t.partition(':')[0] for t in tags)
