@@ -1,0 +1,244 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Sphinx configuration of the torchgeo-geolink documentation."""
+
+import re
+import sys
+from pathlib import Path
+
+from sphinx.application import Sphinx
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))
+
+import torchgeo_geolink
+
+# -- Project information -------------------------------------------------------------------------------------------
+
+project = 'torchgeo-geolink'
+author = 'torchgeo-geolink Contributors'
+copyright = 'torchgeo-geolink Contributors'
+version = '.'.join(torchgeo_geolink.__version__.split('.')[:2])
+release = torchgeo_geolink.__version__
+
+# -- General configuration -----------------------------------------------------------------------------------------
+
+extensions = [
+    'myst_parser',
+    'sphinx.ext.autodoc',
+    'sphinx.ext.intersphinx',
+    'sphinx.ext.mathjax',
+    'sphinx.ext.napoleon',
+    'sphinx.ext.viewcode',
+]
+
+source_suffix = {'.rst': 'restructuredtext', '.md': 'markdown'}
+exclude_patterns = ['_build', 'Thumbs.db', '.DS_Store']
+myst_enable_extensions = ['colon_fence', 'dollarmath']
+myst_heading_anchors = 3
+
+# Every cross-reference must resolve (-W turns a miss into an error) ...
+nitpicky = True
+# ... except references into third-party packages, which only resolve when their inventories can be downloaded:
+# offline (CI, this machine) intersphinx falls back to an empty inventory and these stay unresolved. Our own
+# namespace, torchgeo_geolink, is deliberately NOT listed: a broken reference to it fails the build.
+_EXTERNAL = (
+    'torch',
+    'torch_geometric',
+    'torchgeo',
+    'torchvision',
+    'torchmetrics',
+    'shapely',
+    'geopandas',
+    'pandas',
+    'numpy',
+    'rasterio',
+    'pyproj',
+    'timm',
+    'lightning',
+    'kornia',
+    'matplotlib',
+    'mpl_toolkits',
+    'segmentation_models_pytorch',
+    'scipy',
+    'jsonargparse',
+    'collections',
+    'typing',
+    'typing_extensions',
+    'types',
+    'pathlib',
+    'os',
+    're',
+    'enum',
+    'abc',
+    'functools',
+    'dataclasses',
+    'concurrent',
+)
+_BUILTINS = (
+    'int',
+    'float',
+    'bool',
+    'str',
+    'bytes',
+    'object',
+    'list',
+    'tuple',
+    'dict',
+    'set',
+    'frozenset',
+    'slice',
+    'type',
+    'None',
+    'Ellipsis',
+    'Exception',
+    'ValueError',
+    'TypeError',
+    'KeyError',
+    'IndexError',
+    'RuntimeError',
+    'FileNotFoundError',
+    'NotImplementedError',
+)
+_ROLES = r'py:(class|obj|func|meth|attr|data|exc|mod|type)'
+nitpick_ignore_regex = [
+    (_ROLES, rf'({"|".join(re.escape(name) for name in _EXTERNAL)})(\..+)?'),
+    (_ROLES, rf'({"|".join(_BUILTINS)})'),
+    # Bare names that typing annotations and Google docstrings produce for third-party types.
+    (
+        _ROLES,
+        r'(Tensor|Module|HeteroData|Batch|Figure|Axes|Path|Sample|BoundingBox|CRS|Affine|GeoDataFrame)',
+    ),
+    (
+        _ROLES,
+        r'(Any|Callable|Iterable|Iterator|Sequence|Mapping|Literal|Self|Protocol|TypeAlias)',
+    ),
+]
+
+# Names that docstrings already refer to but whose code has not landed yet (the library is being written in
+# parallel); each entry is removed as soon as the name exists.
+nitpick_ignore = [
+    ('py:func', 'torchgeo_geolink.models.load_official_checkpoint'),
+    ('py:func', 'torchgeo_geolink.datasets.collate_geolink'),
+]
+
+# -- autodoc / napoleon ----------------------------------------------------------------------------------------------
+
+autodoc_default_options = {
+    'members': True,
+    'special-members': False,
+    'show-inheritance': True,
+    'member-order': 'bysource',
+}
+autodoc_member_order = 'bysource'
+autodoc_typehints = 'description'
+autodoc_typehints_description_target = 'documented'
+autodoc_inherit_docstrings = False
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+
+# -- intersphinx (offline-safe) --------------------------------------------------------------------------------------
+
+# Each project has two locations: its online objects.inv, then an empty local inventory. Sphinx warns only when
+# every location of a project fails, so an offline build loads the empty one silently.
+_EMPTY = '_static/empty.inv'
+_INVENTORIES = {
+    'python': 'https://docs.python.org/3',
+    'torch': 'https://docs.pytorch.org/docs/stable',
+    'torchvision': 'https://docs.pytorch.org/vision/stable',
+    'torchgeo': 'https://torchgeo.readthedocs.io/en/stable',
+    'torch_geometric': 'https://pytorch-geometric.readthedocs.io/en/stable',
+    'lightning': 'https://lightning.ai/docs/pytorch/stable',
+    'shapely': 'https://shapely.readthedocs.io/en/stable',
+    'geopandas': 'https://geopandas.org/en/stable',
+    'pandas': 'https://pandas.pydata.org/docs',
+    'numpy': 'https://numpy.org/doc/stable',
+    'rasterio': 'https://rasterio.readthedocs.io/en/stable',
+    'pyproj': 'https://pyproj4.github.io/pyproj/stable',
+    'matplotlib': 'https://matplotlib.org/stable',
+    'kornia': 'https://kornia.readthedocs.io/en/stable',
+    'timm': 'https://huggingface.co/docs/timm/main/en',
+    'smp': 'https://smp.readthedocs.io/en/latest',
+}
+intersphinx_mapping = {
+    name: (url, (None, _EMPTY)) for name, url in _INVENTORIES.items()
+}
+intersphinx_timeout = 2
+
+# -- HTML ----------------------------------------------------------------------------------------------------------
+
+html_theme = 'pydata_sphinx_theme'
+html_static_path = ['_static']
+html_title = 'torchgeo-geolink'
+html_theme_options = {
+    'github_url': 'https://github.com/torchgeo/torchgeo',
+    'navigation_with_keys': False,
+    'show_toc_level': 2,
+}
+html_show_sourcelink = False
+
+
+# -- Tutorials -----------------------------------------------------------------------------------------------------
+
+_STUB = re.compile(r'<!--\s*jupytext:\s*(?P<script>[\w.-]+\.py)\s*-->')
+
+
+def _render_tutorial(script: Path) -> str:
+    """Render a jupytext percent-format script as MyST Markdown, with its saved figures.
+
+    Markdown cells are copied, code cells become ``python`` code blocks, and after the n-th code cell that calls
+    ``plt.show()`` the figure ``_static/tutorials/<stem>_<n>.png`` saved by ``docs/make_figures.py`` is shown.
+
+    Args:
+        script: the tutorial script.
+
+    Returns:
+        The page as MyST Markdown.
+    """
+    import jupytext
+
+    notebook = jupytext.read(script, fmt='py:percent')
+    parts: list[str] = []
+    shown = 0
+    for cell in notebook.cells:
+        source = cell.source.strip('\n')
+        if cell.cell_type == 'markdown':
+            parts.append(source)
+        elif cell.cell_type == 'code' and source:
+            parts.append(f'```python\n{source}\n```')
+            for _ in re.finditer(r'plt\.show\(\)', source):
+                shown += 1
+                figure = DOCS / '_static' / 'tutorials' / f'{script.stem}_{shown}.png'
+                if figure.exists():
+                    parts.append(
+                        f'```{{image}} /_static/tutorials/{figure.name}\n:width: 100%\n```'
+                    )
+    download = f'Download this tutorial as a script: {{download}}`{script.name}`.'
+    return '\n\n'.join([*parts[:1], download, *parts[1:]]) + '\n'
+
+
+def _on_source_read(app: Sphinx, docname: str, source: list[str]) -> None:
+    """Replace a tutorial stub (``<!-- jupytext: name.py -->``) with the rendered script.
+
+    Args:
+        app: the Sphinx application.
+        docname: the document being read.
+        source: one-element list holding the document text (replaced in place).
+    """
+    match = _STUB.search(source[0])
+    if match is None:
+        return
+    script = (DOCS / docname).parent / match['script']
+    source[0] = _render_tutorial(script)
+
+
+def setup(app: Sphinx) -> None:
+    """Register the tutorial renderer.
+
+    Args:
+        app: the Sphinx application.
+    """
+    app.connect('source-read', _on_source_read)
