@@ -3,6 +3,7 @@
 
 """GeoLink models: image and OSM encoders, pretraining heads, fusion and UPerNet."""
 
+from .fusion import GeoLinkFusionEncoder
 from .geolink import DenseOSMTokens, GeoLink, GeoLinkOutput
 from .graph_inputs import POS_POINTS, OSMInputs, osm_inputs
 from .losses import info_nce_loss, masked_node_loss, masked_patch_loss, patchify
@@ -10,27 +11,48 @@ from .masking import random_node_mask, random_patch_mask, rank_within_groups
 from .osm_encoder import EDGE_TYPES, NODE_TYPES, OSMHeteroGAT
 from .pos_embed import node_pos_embed, sincos_1d, sincos_2d, sincos_grid_table
 from .two_way import TwoWayAttentionBlock
+from .upernet import Feature2Pyramid, GeoLinkSegmentationModel, UPerNetHead
+from .weights import (
+    GeoLinkViTLarge16_Weights,
+    geolink_vit_large_patch16_224,
+    load_official_checkpoint,
+    load_official_vit,
+    official_state_dict,
+    save_official_checkpoint,
+    vit_large_patch16_224_geolink,
+)
 
 __all__ = (
     'EDGE_TYPES',
     'NODE_TYPES',
     'POS_POINTS',
     'DenseOSMTokens',
+    'Feature2Pyramid',
     'GeoLink',
+    'GeoLinkFusionEncoder',
     'GeoLinkOutput',
+    'GeoLinkSegmentationModel',
+    'GeoLinkViTLarge16_Weights',
     'OSMHeteroGAT',
     'OSMInputs',
     'TwoWayAttentionBlock',
+    'UPerNetHead',
+    'geolink_vit_large_patch16_224',
     'info_nce_loss',
+    'load_official_checkpoint',
+    'load_official_vit',
     'masked_node_loss',
     'masked_patch_loss',
     'node_pos_embed',
+    'official_state_dict',
     'osm_inputs',
     'patchify',
     'random_node_mask',
     'random_patch_mask',
     'rank_within_groups',
+    'save_official_checkpoint',
     'sincos_1d',
     'sincos_2d',
     'sincos_grid_table',
+    'vit_large_patch16_224_geolink',
 )

@@ -1,0 +1,160 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Multi-level GeoLink features with the hybrid RS-OSM map, for dense downstream tasks."""
+
+from collections.abc import Sequence
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch, HeteroData
+
+from .geolink import GeoLink
+from .two_way import TwoWayAttentionBlock
+
+__all__ = ('GeoLinkFusionEncoder',)
+
+
+class GeoLinkFusionEncoder(nn.Module):
+    """Token maps of chosen ViT blocks, the last block replaced by the hybrid RS-OSM map (spec 4.2).
+
+    Each listed block gives its raw token map (no final norm, CLS dropped) reshaped to ``(B, D, H/p, W/p)``.
+    When the ViT's last block is listed (and ``hybrid``), it instead gives the hybrid map ``(B, 256, H/p, W/p)``:
+    the normalised last-block tokens projected to the fusion size attend to every OSM node of their graph
+    through the pretrained two-way block (image stream after its patch-to-object step). In ``legacy`` mode only
+    the first 50 nodes of a graph take part (the reference draws a random 50, B11); otherwise all do. A sample
+    without OSM nodes (or ``graphs=None``) gets the image-only hybrid map. No randomness in eval mode.
+    """
+
+    def __init__(
+        self,
+        model: GeoLink,
+        output_layers: Sequence[int] = (7, 11, 15, 23),
+        hybrid: bool = True,
+        max_nodes: int | None = None,
+    ) -> None:
+        """Initialise a new GeoLinkFusionEncoder.
+
+        Args:
+            model: A (pretrained) GeoLink model; its modules are shared, not copied.
+            output_layers: 0-based ViT block indices whose outputs are returned, increasing.
+            hybrid: Replace the last block's map by the hybrid RS-OSM map.
+            max_nodes: OSM nodes per graph in the fusion (first ones); default 50 in legacy mode, else no cap.
+
+        Raises:
+            ValueError: If a layer index is out of range or the indices are not increasing.
+        """
+        super().__init__()
+        depth = len(cast(nn.Sequential, model.img_encoder.blocks))
+        layers = [int(i) for i in output_layers]
+        if (
+            not layers
+            or any(not 0 <= i < depth for i in layers)
+            or layers != sorted(set(layers))
+        ):
+            raise ValueError(
+                f'output_layers must be increasing block indices in [0, {depth}), got {output_layers}'
+            )
+        self.model = model
+        self.output_layers = tuple(layers)
+        self.hybrid = hybrid
+        self.max_nodes = max_nodes
+        self.last_layer = depth - 1
+        #: Channels of every returned map.
+        self.out_channels = [
+            model.fusion_embed_dim
+            if hybrid and i == self.last_layer
+            else model.embed_dim
+            for i in layers
+        ]
+
+    def forward(
+        self, images: Tensor, graphs: HeteroData | Batch | None = None
+    ) -> list[Tensor]:
+        """Compute the multi-level feature maps.
+
+        Args:
+            images: Normalised images ``(B, C, H, W)`` at the model's image size.
+            graphs: The batch's OSM graphs (one per image), or None for image-only features.
+
+        Returns:
+            One map ``(B, C_i, H/p, W/p)`` per entry of ``output_layers``.
+        """
+        return self.forward_with_attention(images, graphs)[0]
+
+    def forward_with_attention(
+        self, images: Tensor, graphs: HeteroData | Batch | None = None
+    ) -> tuple[list[Tensor], Tensor | None]:
+        """Compute the feature maps and the object-to-patch attention of the two-way block.
+
+        Args:
+            images: Normalised images ``(B, C, H, W)``.
+            graphs: The batch's OSM graphs, or None.
+
+        Returns:
+            The maps and the attention ``(B, M, L)`` of every OSM token over the patches (None without the hybrid
+            map); padded tokens are listed by the validity in :meth:`GeoLink.dense_osm_tokens`.
+        """
+        model = self.model
+        b = images.shape[0]
+        rows, cols = model.grid_size
+        x = model.embed_patches(images)
+        cls = (
+            (model.cls_token + model.img_pos_embed[:, :1]).to(x.dtype).expand(b, -1, -1)
+        )
+        x = torch.cat([cls, x], dim=1)
+        encoder = model.img_encoder
+        if hasattr(encoder, 'norm_pre'):
+            x = cast(nn.Module, encoder.norm_pre)(x)
+        outputs: list[Tensor] = []
+        attention = None
+        for i, block in enumerate(cast(nn.Sequential, encoder.blocks)):
+            x = block(x)
+            if i not in self.output_layers:
+                continue
+            if self.hybrid and i == self.last_layer:
+                tokens, attention = self._hybrid(x, graphs)
+            else:
+                tokens = x[:, 1:]
+            outputs.append(tokens.transpose(1, 2).reshape(b, -1, rows, cols))
+            if i == self.output_layers[-1]:
+                break
+        return outputs, attention
+
+    def _hybrid(
+        self, x: Tensor, graphs: HeteroData | Batch | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Fuse the last-block tokens with the OSM nodes.
+
+        Args:
+            x: Last-block tokens ``(B, 1 + L, D)``.
+            graphs: The batch's OSM graphs, or None.
+
+        Returns:
+            Hybrid tokens ``(B, L, fusion_dim)`` and the object-to-patch attention (None without graphs).
+        """
+        model = self.model
+        b = x.shape[0]
+        image = model.img_fusion_mlp(model.img_norm(x[:, 1:]))
+        image_pe = model.fusion_img_pos_embed[:, 1:].to(image.dtype).expand(b, -1, -1)
+        if graphs is None:
+            for block in model.osm_cross_modal_encoder:
+                image = cast(TwoWayAttentionBlock, block).norm2(image)
+            return image, None
+        inputs = model.osm_inputs(graphs, b)
+        h = model.encode_osm(inputs.x, inputs)
+        max_nodes = (
+            self.max_nodes
+            if self.max_nodes is not None
+            else (50 if model.legacy else None)
+        )
+        dense = model.dense_osm_tokens(h, inputs, None, max_nodes)
+        tokens = dense.tokens.to(image.dtype)
+        token_pe = dense.pos_embed.to(image.dtype)
+        attention = None
+        for block in model.osm_cross_modal_encoder:
+            image, tokens, attention = block(
+                image, image_pe, tokens, token_pe, ~dense.valid, return_attention=True
+            )
+        return image, attention
