@@ -3,4 +3,16 @@
 
 """Lightning tasks (TorchGeo BaseTask) for GeoLink pretraining and segmentation."""
 
-__all__: tuple[str, ...] = ()
+from .metrics import CrossModalRetrieval
+from .pretrain import GeoLinkPretrain
+from .schedules import WarmupCosine, warmup_cosine_scheduler
+
+# from .segmentation import GeoLinkSegmentation
+
+__all__ = (
+    'CrossModalRetrieval',
+    'GeoLinkPretrain',
+    'GeoLinkSegmentation',
+    'WarmupCosine',
+    'warmup_cosine_scheduler',
+)

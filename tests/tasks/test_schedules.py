@@ -1,0 +1,49 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+import itertools
+import pickle
+
+import pytest
+import torch
+
+from torchgeo_geolink.tasks.schedules import WarmupCosine, warmup_cosine_scheduler
+
+
+def test_warmup_then_cosine() -> None:
+    schedule = WarmupCosine(warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
+    values = [schedule(i) for i in range(16)]
+    assert values[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert values[4] == pytest.approx(1.0)
+    assert values[9] == pytest.approx(0.1 + 0.9 * 0.5)
+    assert values[14] == pytest.approx(0.1)
+    assert values[15] == pytest.approx(0.1)
+    assert all(a >= b for a, b in itertools.pairwise(values[4:]))
+
+
+def test_no_decay_when_warmup_covers_run() -> None:
+    schedule = WarmupCosine(warmup_steps=3, total_steps=2)
+    assert schedule(5) == 1.0
+
+
+def test_invalid() -> None:
+    with pytest.raises(ValueError, match='must be >= 0'):
+        WarmupCosine(-1, 3)
+    with pytest.raises(ValueError, match='min_lr_ratio'):
+        WarmupCosine(1, 3, min_lr_ratio=2.0)
+
+
+def test_scheduler_state_roundtrip() -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], lr=1.0)
+    sched = warmup_cosine_scheduler(opt, 2, 10)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    lr = opt.param_groups[0]['lr']
+    pickle.dumps(sched.lr_lambdas[0])
+    opt2 = torch.optim.AdamW([param], lr=1.0)
+    sched2 = warmup_cosine_scheduler(opt2, 2, 10)
+    sched2.load_state_dict(sched.state_dict())
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.param_groups[0]['lr'] == pytest.approx(lr)

@@ -1,0 +1,257 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""GeoLink pretraining task: MAE reconstruction, image-OSM contrast and masked OSM node reconstruction."""
+
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
+from torch import Tensor
+from torch.optim import AdamW
+from torchgeo.tasks import BaseTask
+from torchvision.models._api import WeightsEnum
+
+from .metrics import CrossModalRetrieval, embedding_std
+from .mixins import ResumableRandomnessMixin
+from .schedules import warmup_cosine_scheduler
+from .utils import geolink_from_hparams, load_geolink_weights, param_groups
+
+__all__ = ('GeoLinkPretrain',)
+
+
+class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
+    """Pretrain a GeoLink model on paired images and OpenStreetMap graphs.
+
+    The loss is ``L_rec + w_cont * L_cont + w_node * L_node`` (spec section 3): masked-patch reconstruction of the
+    image (MAE), a symmetric InfoNCE between the image and OSM-graph embeddings, and the reconstruction of masked
+    OSM node features through the two-way attention block. Windows without OSM still train the image branch and are
+    left out of the two OSM terms; their count is logged (``train_windows_without_osm``).
+
+    Batches are those of :func:`~torchgeo_geolink.datasets.collate_geolink`: ``{'image': (B, C, H, W), 'graph':
+    torch_geometric.data.Batch, ...}``.
+
+    Logged: ``train_loss`` and its parts ``train_loss_rec``, ``train_loss_cont``, ``train_loss_node``;
+    ``train_psnr`` (of the normalised-patch reconstruction, as TorchGeo's MAE); ``train_ssl_std`` (collapse
+    monitor of the 64-d image embeddings); ``val_loss`` and its parts, ``val_psnr``; ``val_retrieval_top1``
+    (image-to-OSM and OSM-to-image top-1 retrieval, averaged, over the whole validation pool of windows with OSM)
+    with ``val_retrieval_chance`` (1 / pool size).
+    """
+
+    ignore = ('weights',)
+    monitor = 'val_loss'
+
+    def __init__(
+        self,
+        model: str = 'vit_large_patch16_224',
+        weights: WeightsEnum | str | None = None,
+        in_channels: int = 3,
+        img_size: int = 224,
+        osm_in_channels: int = 512,
+        osm_hidden_channels: int = 128,
+        osm_num_layers: int = 1,
+        osm_edge_features: bool = False,
+        img_mask_ratio: float = 0.75,
+        osm_mask_ratio: float = 0.2,
+        rec_weight: float = 1.0,
+        cont_weight: float = 0.01,
+        node_weight: float = 0.01,
+        temperature: float = 0.2,
+        norm_pix_loss: bool = True,
+        legacy: bool = False,
+        lr: float = 1.5e-4,
+        weight_decay: float = 0.05,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_epochs: float = 5,
+        warmup_steps: int | None = None,
+        min_lr_ratio: float = 0.0,
+        gather_distributed: bool = False,
+    ) -> None:
+        """Initialise a new GeoLinkPretrain task.
+
+        Args:
+            model: Name of the timm ViT image encoder (patch 16), e.g. ``vit_large_patch16_224`` (the paper's) or
+                ``vit_tiny_patch16_224`` (the demo's).
+            weights: Initial weights: a :class:`~torchvision.models._api.WeightsEnum` member of
+                :mod:`torchgeo_geolink.models`, the path to an official GeoLink checkpoint (``.pth``) or the path to
+                a Lightning checkpoint (``.ckpt``) of this task. ``None`` for random initialisation.
+            in_channels: Number of image bands.
+            img_size: Side of the (square) input images in pixels; a multiple of 16.
+            osm_in_channels: Size of the OSM node tag embeddings (512 for the default encoders).
+            osm_hidden_channels: Width of the OSM graph encoder (128 in the paper).
+            osm_num_layers: Number of heterogeneous GAT layers (1 in the paper).
+            osm_edge_features: Let the GAT attention see the relation one-hots (``edge_dim``); the reference ignores
+                them.
+            img_mask_ratio: Share of image patches masked (0.75 in the paper).
+            osm_mask_ratio: Share of OSM nodes masked per type and graph (0.2 in the paper).
+            rec_weight: Weight of the image reconstruction loss (1 in the paper).
+            cont_weight: Weight of the image-OSM contrastive loss (0.01 in the paper).
+            node_weight: Weight of the masked OSM node reconstruction loss (0.01 in the paper).
+            temperature: Softmax temperature of the contrastive loss (0.2 in the paper).
+            norm_pix_loss: Standardise every target patch of the reconstruction loss, as MAE.
+            legacy: Reproduce the reference code's numerics (batch-wide OSM LayerNorm, no-op type attention,
+                half-patch position offset, 50-node cap) for official checkpoints; ``False`` fixes them.
+            lr: Peak learning rate of AdamW.
+            weight_decay: AdamW weight decay (not applied to biases, norms and tokens).
+            betas: AdamW betas (MAE's 0.9, 0.95).
+            warmup_epochs: Epochs of linear warmup before the cosine decay (fractions allowed).
+            warmup_steps: Steps of linear warmup; overrides *warmup_epochs* when given.
+            min_lr_ratio: Final learning rate as a fraction of *lr*.
+            gather_distributed: Gather the contrastive negatives from all processes under DDP.
+        """
+        self.weights = weights
+        super().__init__()
+
+    def configure_models(self) -> None:
+        """Build the GeoLink model and load the initial weights."""
+        self.model = geolink_from_hparams(self.hparams)
+        if self.weights is not None:
+            load_geolink_weights(self.model, self.weights)
+
+    def configure_metrics(self) -> None:
+        """Initialise the validation retrieval metric."""
+        self.val_retrieval = CrossModalRetrieval()
+
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        """AdamW (MAE betas, no decay on biases, norms and tokens) with linear warmup then cosine decay per step.
+
+        Returns:
+            The optimiser and its per-step scheduler.
+        """
+        hp = self.hparams
+        optimizer = AdamW(
+            param_groups(self.model, hp['weight_decay']),
+            lr=hp['lr'],
+            betas=tuple(hp['betas']),
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        if hp['warmup_steps'] is not None:
+            warmup = int(hp['warmup_steps'])
+        else:
+            max_epochs = self.trainer.max_epochs or 1
+            warmup = (
+                round(hp['warmup_epochs'] * total / max(max_epochs, 1))
+                if max_epochs > 0
+                else 0
+            )
+        scheduler = warmup_cosine_scheduler(
+            optimizer, warmup, total, hp['min_lr_ratio']
+        )
+        return {
+            'optimizer': optimizer,
+            'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
+        }
+
+    def _shared_step(self, batch: dict[str, Any], stage: str) -> tuple[Tensor, Any]:
+        """Run the model on a batch and log the losses of a stage.
+
+        Args:
+            batch: A collated batch with ``image`` and ``graph``.
+            stage: ``'train'``, ``'val'`` or ``'test'``.
+
+        Returns:
+            The weighted total loss and the model output.
+        """
+        images: Tensor = batch['image']
+        graphs = batch['graph']
+        out = self.model(images, graphs)
+        loss = out.loss
+        b = images.shape[0]
+        on_step = stage == 'train'
+        self.log(
+            f'{stage}_loss',
+            loss,
+            batch_size=b,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=not on_step,
+        )
+        for name in ('rec', 'cont', 'node'):
+            self.log(
+                f'{stage}_loss_{name}',
+                getattr(out, f'loss_{name}'),
+                batch_size=b,
+                on_step=on_step,
+                on_epoch=True,
+                sync_dist=not on_step,
+            )
+        psnr = -10.0 * torch.log10(out.loss_rec.detach().float().clamp(min=1e-10))
+        self.log(
+            f'{stage}_psnr',
+            psnr,
+            batch_size=b,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
+        return loss, out
+
+    def training_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor:
+        """Compute and log the training loss.
+
+        Args:
+            batch: A collated batch with ``image`` and ``graph``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the dataloader.
+
+        Returns:
+            The weighted total loss.
+        """
+        loss, out = self._shared_step(batch, 'train')
+        b = batch['image'].shape[0]
+        self.log(
+            'train_ssl_std',
+            embedding_std(out.img_embedding),
+            batch_size=b,
+            on_step=True,
+            on_epoch=True,
+        )
+        self.log(
+            'train_windows_without_osm',
+            (~out.has_osm).sum().float(),
+            batch_size=b,
+            on_step=False,
+            on_epoch=True,
+            reduce_fx='sum',
+            sync_dist=True,
+        )
+        return loss
+
+    def validation_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Compute the validation losses and accumulate the retrieval pool.
+
+        Args:
+            batch: A collated batch with ``image`` and ``graph``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the dataloader.
+        """
+        _, out = self._shared_step(batch, 'val')
+        self.val_retrieval.update(
+            out.img_embedding[out.has_osm], out.osm_embedding[out.has_osm]
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        """Log top-1 retrieval over the validation pool and its chance level."""
+        result = self.val_retrieval.compute()
+        self.log('val_retrieval_top1', result['top1'], prog_bar=True)
+        self.log('val_retrieval_chance', result['chance'])
+        self.log('val_retrieval_image_to_osm_top1', result['image_to_osm_top1'])
+        self.log('val_retrieval_osm_to_image_top1', result['osm_to_image_top1'])
+        self.val_retrieval.reset()
+
+    def test_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Compute the test losses.
+
+        Args:
+            batch: A collated batch with ``image`` and ``graph``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the dataloader.
+        """
+        self._shared_step(batch, 'test')

@@ -1,0 +1,76 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Learning-rate schedules: linear warmup then cosine decay, stepped per optimiser step."""
+
+import math
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+__all__ = ('WarmupCosine', 'warmup_cosine_scheduler')
+
+
+class WarmupCosine:
+    """Multiplier of the base learning rate: linear warmup, then half-cosine decay to a floor.
+
+    A callable object (not a closure) so that the schedule is picklable and identical after a resume.
+    """
+
+    def __init__(
+        self, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
+    ) -> None:
+        """Initialise a new WarmupCosine schedule.
+
+        Args:
+            warmup_steps: Number of steps of linear warmup from 0 to the base learning rate.
+            total_steps: Total number of optimiser steps of the run (warmup included).
+            min_lr_ratio: Final learning rate as a fraction of the base learning rate.
+
+        Raises:
+            ValueError: If a step count is negative or the ratio is outside [0, 1].
+        """
+        if warmup_steps < 0 or total_steps < 0:
+            msg = f'warmup_steps ({warmup_steps}) and total_steps ({total_steps}) must be >= 0'
+            raise ValueError(msg)
+        if not 0.0 <= min_lr_ratio <= 1.0:
+            msg = f'min_lr_ratio must be in [0, 1], got {min_lr_ratio}'
+            raise ValueError(msg)
+        self.warmup_steps = warmup_steps
+        self.total_steps = max(total_steps, warmup_steps)
+        self.min_lr_ratio = min_lr_ratio
+
+    def __call__(self, step: int) -> float:
+        """Return the learning-rate multiplier at a step.
+
+        Args:
+            step: Index of the optimiser step (0 for the first).
+
+        Returns:
+            The multiplier of the base learning rate.
+        """
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        decay_steps = self.total_steps - self.warmup_steps
+        if decay_steps <= 0:
+            return 1.0
+        progress = min(1.0, (step - self.warmup_steps) / decay_steps)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
+
+
+def warmup_cosine_scheduler(
+    optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
+) -> LambdaLR:
+    """Build a per-step :class:`~torch.optim.lr_scheduler.LambdaLR` with linear warmup and cosine decay.
+
+    Args:
+        optimizer: The optimiser whose learning rates are scheduled.
+        warmup_steps: Number of warmup steps.
+        total_steps: Total number of optimiser steps.
+        min_lr_ratio: Final learning rate as a fraction of the base learning rate.
+
+    Returns:
+        The scheduler, to be stepped once per optimiser step.
+    """
+    return LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_lr_ratio))

@@ -1,0 +1,323 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Semantic segmentation with a GeoLink encoder (image only or fused with OSM) and a UPerNet decoder."""
+
+from collections.abc import Sequence
+from typing import Any, Literal, cast
+
+import kornia.augmentation as K
+import matplotlib.pyplot as plt
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+from torch.optim import AdamW
+from torchgeo.datamodules import BaseDataModule
+from torchgeo.datasets import RGBBandsMissingError
+from torchgeo.tasks import BaseTask
+from torchgeo.tasks.mixins import ClassificationMixin
+from torchvision.models._api import WeightsEnum
+
+from ..models import GeoLink, GeoLinkFusionEncoder, GeoLinkSegmentationModel
+from .mixins import ResumableRandomnessMixin
+from .schedules import warmup_cosine_scheduler
+from .utils import build_geolink, param_groups
+
+__all__ = ('GeoLinkSegmentation',)
+
+
+class GeoLinkSegmentation(ResumableRandomnessMixin, ClassificationMixin, BaseTask):
+    """Semantic segmentation from GeoLink features, unimodal (image) or multimodal (image fused with OSM).
+
+    The encoder is a :class:`~torchgeo_geolink.models.GeoLinkFusionEncoder` over a
+    :class:`~torchgeo_geolink.models.GeoLink` model: it returns the token maps of several ViT blocks and, in the
+    multimodal mode, replaces the last one with the hybrid image-OSM map of the two-way block (spec 4.2). A UPerNet
+    decoder turns them into per-pixel class scores. The encoder is initialised from a pretraining checkpoint of
+    :class:`~torchgeo_geolink.tasks.GeoLinkPretrain` (whose architecture it takes), from an official GeoLink
+    checkpoint, or at random; it is fine-tuned or frozen.
+
+    Metrics follow TorchGeo's :class:`~torchgeo.tasks.SemanticSegmentation` (``val_AverageJaccardIndex``,
+    ``val_OverallAccuracy``, ...). Batches are those of :func:`~torchgeo_geolink.datasets.collate_geolink`
+    (``image``, ``mask``, ``graph``, and ``bounds``/``transform`` for georeferenced predictions).
+    """
+
+    ignore = ('weights',)
+
+    def __init__(
+        self,
+        model: str = 'vit_large_patch16_224',
+        weights: WeightsEnum | str | None = None,
+        in_channels: int = 3,
+        img_size: int = 224,
+        multimodal: bool = True,
+        output_layers: Sequence[int] | None = None,
+        decoder_channels: int = 512,
+        task: Literal['binary', 'multiclass', 'multilabel'] = 'multiclass',
+        num_classes: int | None = None,
+        num_labels: int | None = None,
+        labels: list[str] | None = None,
+        pos_weight: Tensor | None = None,
+        loss: Literal['ce', 'bce', 'jaccard', 'focal', 'dice'] = 'ce',
+        class_weights: Sequence[float] | None = None,
+        ignore_index: int | None = None,
+        legacy: bool = False,
+        freeze_backbone: bool = False,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        warmup_epochs: float = 1,
+        min_lr_ratio: float = 0.0,
+    ) -> None:
+        """Initialise a new GeoLinkSegmentation task.
+
+        Args:
+            model: Name of the timm ViT of the encoder; taken from the checkpoint when *weights* is a pretraining
+                or official checkpoint.
+            weights: Initial encoder weights: the path to a Lightning checkpoint (``.ckpt``) of
+                :class:`~torchgeo_geolink.tasks.GeoLinkPretrain`, the path to an official GeoLink checkpoint
+                (``.pth``), a :class:`~torchvision.models._api.WeightsEnum` member, or ``None`` (random).
+            in_channels: Number of image bands.
+            img_size: Side of the (square) input images in pixels; a multiple of 16.
+            multimodal: Fuse the last feature map with the OSM graph (True) or use the image alone (False).
+            output_layers: 0-based ViT blocks whose token maps feed the decoder; the last ViT block gives the
+                hybrid map. ``None``: the blocks at 1/3, 1/2, 2/3 of the depth and the last (7, 11, 15, 23 for
+                ViT-L/16, as the paper).
+            decoder_channels: Width of the UPerNet head (512 in the paper).
+            task: One of 'binary', 'multiclass' or 'multilabel'.
+            num_classes: Number of classes (``task='multiclass'``).
+            num_labels: Number of labels (``task='multilabel'``).
+            labels: Class names (used in the classwise metric names).
+            pos_weight: Weight of positive examples of the 'bce' loss.
+            loss: One of 'ce', 'bce', 'jaccard', 'focal' or 'dice'.
+            class_weights: Rescaling weight of each class in the 'ce' loss.
+            ignore_index: Class index ignored in the loss and metrics.
+            legacy: Reproduce the reference code's numerics (for official checkpoints).
+            freeze_backbone: Freeze the GeoLink encoder (fusion block included) and train the decoder only.
+            lr: Peak learning rate of AdamW.
+            weight_decay: AdamW weight decay (not applied to biases, norms and tokens).
+            warmup_epochs: Epochs of linear warmup before the cosine decay.
+            min_lr_ratio: Final learning rate as a fraction of *lr*.
+        """
+        self.weights = weights
+        super().__init__()
+
+    def configure_models(self) -> None:
+        """Build the GeoLink encoder (from the weights when given), the fusion wrapper and the UPerNet."""
+        hp = self.hparams
+        architecture = {
+            k: hp[k] for k in ('model', 'in_channels', 'img_size', 'legacy')
+        }
+        geolink: GeoLink = build_geolink(self.weights, architecture)
+        depth = len(cast(nn.Sequential, geolink.img_encoder.blocks))
+        layers = hp['output_layers']
+        if layers is None:
+            layers = (
+                round(depth / 3) - 1,
+                depth // 2 - 1,
+                round(2 * depth / 3) - 1,
+                depth - 1,
+            )
+        encoder = GeoLinkFusionEncoder(
+            geolink, output_layers=tuple(layers), hybrid=hp['multimodal']
+        )
+        num_outputs = hp['num_classes'] or hp['num_labels'] or 1
+        self.model = GeoLinkSegmentationModel(
+            encoder, num_classes=num_outputs, channels=hp['decoder_channels']
+        )
+        if hp['freeze_backbone']:
+            for param in self.model.encoder.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'GeoLinkSegmentation':
+        """Set the training mode, keeping a frozen encoder in evaluation mode (no dropout).
+
+        Args:
+            mode: Training (True) or evaluation (False) mode.
+
+        Returns:
+            This task.
+        """
+        super().train(mode)
+        if self.hparams['freeze_backbone']:
+            self.model.encoder.eval()
+        return self
+
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        """AdamW with linear warmup then cosine decay per step.
+
+        Returns:
+            The optimiser and its per-step scheduler.
+        """
+        hp = self.hparams
+        optimizer = AdamW(param_groups(self, hp['weight_decay']), lr=hp['lr'])
+        total = int(self.trainer.estimated_stepping_batches)
+        max_epochs = self.trainer.max_epochs or 1
+        warmup = round(hp['warmup_epochs'] * total / max(max_epochs, 1))
+        scheduler = warmup_cosine_scheduler(
+            optimizer, warmup, total, hp['min_lr_ratio']
+        )
+        return {
+            'optimizer': optimizer,
+            'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
+        }
+
+    def forward(self, images: Tensor, graphs: Any = None) -> Tensor:
+        """Predict class scores.
+
+        Args:
+            images: ``(B, C, H, W)``.
+            graphs: The batched OSM graphs (used in the multimodal mode only).
+
+        Returns:
+            Scores ``(B, num_classes, H, W)``.
+        """
+        if not self.hparams['multimodal']:
+            graphs = None
+        return self.model(images, graphs)
+
+    def _scores(self, batch: dict[str, Any]) -> Tensor:
+        """Scores of a batch, squeezed to ``(B, H, W)`` for binary tasks.
+
+        Args:
+            batch: A collated batch.
+
+        Returns:
+            The class scores.
+        """
+        y_hat = self(batch['image'], batch.get('graph'))
+        return y_hat.squeeze(1) if self.hparams['task'] == 'binary' else y_hat
+
+    def _loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        """Loss of a batch.
+
+        Args:
+            y_hat: Scores.
+            y: Targets.
+
+        Returns:
+            The loss.
+        """
+        if self.hparams['loss'] == 'bce':
+            y = y.float()
+        loss: Tensor = self.criterion(y_hat, y)
+        return loss
+
+    def training_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor:
+        """Compute the training loss and metrics.
+
+        Args:
+            batch: A collated batch with ``image``, ``mask`` and ``graph``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the dataloader.
+
+        Returns:
+            The loss.
+        """
+        y = batch['mask']
+        y_hat = self._scores(batch)
+        self.train_metrics(y_hat, y)
+        loss = self._loss(y_hat, y)
+        self.log('train_loss', loss, batch_size=y.shape[0], prog_bar=True)
+        return loss
+
+    def validation_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Compute the validation loss and metrics, and log a figure when the logger supports it.
+
+        Args:
+            batch: A collated batch with ``image``, ``mask`` and ``graph``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the dataloader.
+        """
+        y = batch['mask']
+        y_hat = self._scores(batch)
+        self.val_metrics(y_hat, y)
+        self.log(
+            'val_loss', self._loss(y_hat, y), batch_size=y.shape[0], sync_dist=True
+        )
+        if batch_idx < 10:
+            self._log_figure(batch, y_hat, batch_idx)
+
+    def _log_figure(self, batch: dict[str, Any], y_hat: Tensor, batch_idx: int) -> None:
+        """Log the first sample of a batch with its prediction when the logger can show figures.
+
+        Args:
+            batch: A collated batch.
+            y_hat: Scores of the batch.
+            batch_idx: Index of the batch.
+        """
+        datamodule = getattr(self.trainer, 'datamodule', None)
+        experiment = getattr(self.logger, 'experiment', None) if self.logger else None
+        if not (
+            isinstance(datamodule, BaseDataModule) and hasattr(experiment, 'add_figure')
+        ):
+            return
+        image = batch['image'][:1]
+        mean, std = getattr(datamodule, 'mean', None), getattr(datamodule, 'std', None)
+        if mean is not None and std is not None:
+            image = K.Denormalize(mean, std)(image)
+        prediction = (
+            (y_hat[:1].sigmoid() >= 0.5).long()
+            if self.hparams['task'] != 'multiclass'
+            else y_hat[:1].argmax(1)
+        )
+        sample = {
+            'image': image[0].cpu(),
+            'mask': batch['mask'][0].cpu(),
+            'prediction': prediction[0].cpu(),
+        }
+        fig: Figure | None = None
+        try:
+            fig = datamodule.plot(sample)
+        except (RGBBandsMissingError, KeyError, TypeError, ValueError):
+            fig = None
+        if fig is not None:
+            experiment.add_figure(
+                f'image/{batch_idx}', fig, global_step=self.global_step
+            )
+            plt.close(fig)
+
+    def test_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Compute the test loss and metrics.
+
+        Args:
+            batch: A collated batch with ``image``, ``mask`` and ``graph``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the dataloader.
+        """
+        y = batch['mask']
+        y_hat = self._scores(batch)
+        self.test_metrics(y_hat, y)
+        self.log(
+            'test_loss', self._loss(y_hat, y), batch_size=y.shape[0], sync_dist=True
+        )
+
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor | None]:
+        """Predict georeferenced class probabilities.
+
+        Args:
+            batch: A collated batch with ``image`` and ``graph`` (``bounds``/``transform`` when georeferenced).
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the dataloader.
+
+        Returns:
+            ``probabilities`` ``(B, K, H, W)`` (sigmoid for binary and multilabel tasks), ``bounds`` and
+            ``transform`` of each window (None for non-georeferenced data), as TorchGeo's tasks.
+        """
+        y_hat = self(batch['image'], batch.get('graph'))
+        probabilities = (
+            y_hat.softmax(dim=1)
+            if self.hparams['task'] == 'multiclass'
+            else y_hat.sigmoid()
+        )
+        return {
+            'probabilities': probabilities,
+            'bounds': batch.get('bounds'),
+            'transform': batch.get('transform'),
+        }
