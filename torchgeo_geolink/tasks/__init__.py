@@ -6,8 +6,7 @@
 from .metrics import CrossModalRetrieval
 from .pretrain import GeoLinkPretrain
 from .schedules import WarmupCosine, warmup_cosine_scheduler
-
-# from .segmentation import GeoLinkSegmentation
+from .segmentation import GeoLinkSegmentation
 
 __all__ = (
     'CrossModalRetrieval',

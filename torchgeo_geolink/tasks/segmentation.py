@@ -127,20 +127,6 @@ class GeoLinkSegmentation(ResumableRandomnessMixin, ClassificationMixin, BaseTas
             for param in self.model.encoder.parameters():
                 param.requires_grad = False
 
-    def train(self, mode: bool = True) -> 'GeoLinkSegmentation':
-        """Set the training mode, keeping a frozen encoder in evaluation mode (no dropout).
-
-        Args:
-            mode: Training (True) or evaluation (False) mode.
-
-        Returns:
-            This task.
-        """
-        super().train(mode)
-        if self.hparams['freeze_backbone']:
-            self.model.encoder.eval()
-        return self
-
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """AdamW with linear warmup then cosine decay per step.
 

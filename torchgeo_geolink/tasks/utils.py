@@ -188,8 +188,10 @@ def load_geolink_weights(
         CheckpointError: If the file is missing or unreadable or its weights do not fit the model.
     """
     if isinstance(weights, WeightsEnum):
-        official = weights_enum_model(weights, legacy=model.legacy)
-        _load_state(model, official.state_dict(), str(weights))
+        state = weights.get_state_dict(
+            progress=True, check_hash=True, weights_only=True
+        )
+        _load_state(model, state, str(weights))
         return
     path = os.fspath(weights)
     if not os.path.isfile(path):
@@ -243,9 +245,7 @@ def build_geolink(
     if weights is None:
         return geolink_from_hparams(architecture)
     if isinstance(weights, WeightsEnum):
-        return weights_enum_model(
-            weights, legacy=bool(architecture.get('legacy', True))
-        )
+        return weights_enum_model(weights, architecture)
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise CheckpointError(f'weights file {path!r} does not exist')
@@ -262,17 +262,32 @@ def build_geolink(
     )
 
 
-def weights_enum_model(weights: WeightsEnum, legacy: bool) -> GeoLink:
-    """Build the GeoLink model that a weights enum member describes.
+def weights_enum_model(
+    weights: WeightsEnum, architecture: Mapping[str, Any]
+) -> GeoLink:
+    """Build the GeoLink model that a weights enum member describes and load its weights.
+
+    The official GeoLink entries cannot be downloaded by a script: their ``get_state_dict`` raises a
+    :class:`~torchgeo_geolink.errors.CheckpointError` that explains the manual download (then pass the file's
+    path as ``weights``).
 
     Args:
         weights: A member of a GeoLink :class:`~torchvision.models._api.WeightsEnum`.
-        legacy: Reference numerics.
+        architecture: Architecture hyperparameters; ``model`` and ``in_channels`` come from the enum's meta.
 
     Returns:
         The model with the weights loaded.
     """
-    return models.load_official_checkpoint(weights.url, legacy=legacy)
+    state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    meta = weights.meta
+    arch = {
+        **architecture,
+        'model': meta.get('model', architecture.get('model')),
+        'in_channels': meta.get('in_chans', 3),
+    }
+    model = geolink_from_hparams(arch)
+    _load_state(model, state, str(weights))
+    return model
 
 
 def reseed(step: int) -> None:
