@@ -3,4 +3,14 @@
 
 """Geospatial datasets pairing raster imagery with OpenStreetMap vectors and graphs."""
 
-__all__: tuple[str, ...] = ()
+from .osm import LoadReport, OSMDataset
+from .utils import collate_geolink, graph_to_sample, sample_to_graph, unbind_geolink
+
+__all__ = (
+    'LoadReport',
+    'OSMDataset',
+    'collate_geolink',
+    'graph_to_sample',
+    'sample_to_graph',
+    'unbind_geolink',
+)

@@ -3,4 +3,6 @@
 
 """OSM-aware window samplers."""
 
-__all__: tuple[str, ...] = ()
+from .osm import OSMGriddedPatchSampler, OSMRandomPatchSampler, find_osm_dataset
+
+__all__ = ('OSMGriddedPatchSampler', 'OSMRandomPatchSampler', 'find_osm_dataset')
