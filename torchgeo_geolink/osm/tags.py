@@ -293,7 +293,9 @@ class KeyWeights:
                     f'key frequency of {key!r} must be a finite count >= 1, got {count}'
                 )
                 raise ValueError(msg)
-            weights[normalize_key(key)] = math.log(count)
+            key = normalize_key(key)
+            # Keys equal after normalisation (the shipped table has 'note' and 'note '): keep the larger count.
+            weights[key] = max(weights.get(key, 0.0), math.log(count))
         self._weights = weights
 
     @classmethod
