@@ -1,6 +1,8 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Lightning datamodules for GeoLink pretraining and segmentation."""
+"""Lightning DataModules for GeoLink pretraining and fine-tuning."""
 
-__all__: tuple[str, ...] = ()
+from .geolink import GeoLinkDataModule, make_tag_encoder, merge_keep_first, region_rois
+
+__all__ = ('GeoLinkDataModule', 'make_tag_encoder', 'merge_keep_first', 'region_rois')

@@ -14,9 +14,11 @@ from .functional import (
     warp_images,
     warp_masks,
 )
+from .normalize import NormalizeImage
 
 __all__ = (
     'GeoLinkAugmentation',
+    'NormalizeImage',
     'crop_matrix',
     'drop_outside_nodes',
     'hflip_matrix',

@@ -1,0 +1,424 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""GeoLink DataModule: raster imagery joined with OpenStreetMap graphs (``image & osm``), split by region."""
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import shapely
+import torch
+from matplotlib.figure import Figure
+from pyproj import CRS
+from torch import nn
+from torchgeo.datamodules import GeoDataModule
+from torchgeo.datasets import GeoDataset, IntersectionDataset, RasterDataset
+from torchgeo.datasets.utils import Sample
+
+from ..datasets.demo import DemoImage, DemoLabels, build_demo
+from ..datasets.osm import OSMDataset
+from ..datasets.utils import collate_geolink
+from ..osm import (
+    CachedTagEncoder,
+    CLIPTagEncoder,
+    HashingTagEncoder,
+    SentenceTransformerTagEncoder,
+    TagEncoder,
+)
+from ..samplers import OSMGriddedPatchSampler, OSMRandomPatchSampler
+from ..transforms import GeoLinkAugmentation, NormalizeImage
+
+__all__ = ('GeoLinkDataModule', 'make_tag_encoder', 'merge_keep_first', 'region_rois')
+
+
+class _ImageRaster(RasterDataset):
+    """Any raster image (all bands), read as ``'image'``."""
+
+
+class _LabelRaster(RasterDataset):
+    """Any single-band raster of class labels, read as ``'mask'``."""
+
+    is_image = False
+
+
+def merge_keep_first(samples: Iterable[Sample]) -> Sample:
+    """Join the samples of intersected datasets: keys are united and the first dataset wins on shared keys.
+
+    Used instead of :func:`~torchgeo.datasets.concat_samples` so that ``image & labels & osm`` keeps the image's
+    9-element ``bounds`` and ``transform`` (rather than concatenating them to 18) while adding ``mask`` and the
+    ``osm_*`` keys.
+
+    Args:
+        samples: one sample per dataset, left to right.
+
+    Returns:
+        The joined sample.
+    """
+    out: Sample = {}
+    for sample in samples:
+        for key, value in sample.items():
+            out.setdefault(key, value)
+    return out
+
+
+def region_rois(
+    footprint: shapely.Geometry, val_fraction: float, test_fraction: float
+) -> tuple[shapely.Geometry, shapely.Geometry | None, shapely.Geometry | None]:
+    """Split a footprint into train, validation and test regions by horizontal strips (no spatial overlap).
+
+    The validation region is the southern ``val_fraction`` of the footprint's height, the test region the northern
+    ``test_fraction``; training gets the rest. The regions only share their boundary lines, and the samplers keep
+    every window inside its region, so no validation or test window overlaps a training window.
+
+    Args:
+        footprint: the dataset's footprint.
+        val_fraction: share of the height given to validation (0 for none).
+        test_fraction: share of the height given to testing (0 for none).
+
+    Returns:
+        The train, validation and test regions (None where the fraction is 0).
+
+    Raises:
+        ValueError: if a fraction is negative or they leave no training region.
+    """
+    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+        msg = f'val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be >= 0 with a sum < 1'
+        raise ValueError(msg)
+    xmin, ymin, xmax, ymax = footprint.bounds
+    height = ymax - ymin
+    y_val = ymin + val_fraction * height
+    y_test = ymax - test_fraction * height
+    train = shapely.intersection(footprint, shapely.box(xmin, y_val, xmax, y_test))
+    val = (
+        shapely.intersection(footprint, shapely.box(xmin, ymin, xmax, y_val))
+        if val_fraction > 0
+        else None
+    )
+    test = (
+        shapely.intersection(footprint, shapely.box(xmin, y_test, xmax, ymax))
+        if test_fraction > 0
+        else None
+    )
+    return train, val, test
+
+
+def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
+    """Normalise one path or several to a list of strings.
+
+    Args:
+        paths: one path or a sequence of paths.
+
+    Returns:
+        The paths as strings.
+    """
+    if isinstance(paths, str | Path):
+        return [str(paths)]
+    return [str(p) for p in paths]
+
+
+def make_tag_encoder(
+    name: Literal['hashing', 'clip', 'sentence-transformers'],
+    model: str | None = None,
+    dim: int = 512,
+    cache_dir: str | None = None,
+) -> TagEncoder:
+    """Build a tag encoder from plain options (as given on the command line or in YAML).
+
+    Args:
+        name: ``'hashing'`` (offline, default), ``'clip'`` (GeoLink's reference) or ``'sentence-transformers'``.
+        model: model name or folder of the text model (None: the encoder's default).
+        dim: embedding width of the hashing encoder.
+        cache_dir: folder of an on-disk embedding cache (None: in memory only).
+
+    Returns:
+        The encoder (wrapped in a cache for the text models).
+
+    Raises:
+        ValueError: if *name* is unknown.
+    """
+    match name:
+        case 'hashing':
+            return HashingTagEncoder(dim=dim)
+        case 'clip':
+            encoder: TagEncoder = CLIPTagEncoder(model) if model else CLIPTagEncoder()
+        case 'sentence-transformers':
+            encoder = (
+                SentenceTransformerTagEncoder(model)
+                if model
+                else SentenceTransformerTagEncoder()
+            )
+        case _:
+            raise ValueError(
+                f"tag_encoder must be 'hashing', 'clip' or 'sentence-transformers', got {name!r}"
+            )
+    return CachedTagEncoder(encoder, cache_dir)
+
+
+class GeoLinkDataModule(GeoDataModule):
+    """LightningDataModule pairing raster imagery with OpenStreetMap graphs for GeoLink.
+
+    The dataset is ``image & osm`` (the image on the left, so the OSM features follow its CRS and resolution),
+    plus an optional label raster read as ``mask`` (``image & labels & osm``). It is split by region into
+    horizontal strips (see :func:`region_rois`): training windows are drawn at random where OSM features exist
+    (:class:`~torchgeo_geolink.samplers.OSMRandomPatchSampler`), validation and test windows on a grid
+    (:class:`~torchgeo_geolink.samplers.OSMGriddedPatchSampler`), each strictly inside its own region, so no
+    evaluation window overlaps a training window. Batches are collated with
+    :func:`~torchgeo_geolink.datasets.collate_geolink` (one PyG ``Batch`` under ``'graph'``). On the device,
+    images are normalised (``(image - mean) / std``) and, for training, augmented jointly with their graphs by
+    :class:`~torchgeo_geolink.transforms.GeoLinkAugmentation`.
+
+    With ``image_paths=None`` the embedded demo is used: :func:`~torchgeo_geolink.datasets.build_demo` renders
+    (once, under *root*) an image from the shipped real Helsinki OSM extract, which is then the OSM input. **The
+    demo imagery is rendered from OSM, not a real image.**
+    """
+
+    def __init__(
+        self,
+        image_paths: str | Sequence[str] | None = None,
+        osm_paths: str | Sequence[str] | None = None,
+        label_paths: str | Sequence[str] | None = None,
+        root: str = 'data/geolink_demo',
+        demo_labels: bool = False,
+        res: float | None = None,
+        batch_size: int = 32,
+        patch_size: int = 64,
+        length: int | None = None,
+        num_workers: int = 0,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.1,
+        eval_stride: int | None = None,
+        min_features: int = 1,
+        empty_fraction: float = 0.0,
+        drop_osm_keys: Sequence[str] = (),
+        graph_mode: Literal['induced', 'exact'] = 'induced',
+        tag_encoder: Literal['hashing', 'clip', 'sentence-transformers'] = 'hashing',
+        tag_encoder_model: str | None = None,
+        tag_dim: int = 512,
+        tag_cache_dir: str | None = None,
+        mean: float | Sequence[float] = 0.0,
+        std: float | Sequence[float] = 255.0,
+        augment: bool = True,
+        color_jitter: bool = True,
+        crop_scale: tuple[float, float] = (0.35, 1.0),
+        seed: int = 0,
+    ) -> None:
+        """Initialise a new GeoLinkDataModule instance.
+
+        Args:
+            image_paths: raster files (or directories) of the imagery; None uses the embedded demo.
+            osm_paths: OSM vector files (GeoJSON, GeoPackage, Shapefile, GeoParquet, ``.osm.pbf``); None with the
+                demo uses the shipped Helsinki extract. Required when *image_paths* is given.
+            label_paths: optional label rasters (class values), returned as ``mask``.
+            root: folder where the demo is built (only used when *image_paths* is None).
+            demo_labels: with the demo, also load its land-use labels
+                (:data:`~torchgeo_geolink.datasets.DEMO_CLASSES`) as ``mask``.
+            res: resolution to read the imagery at, in CRS units (default: the first raster's own).
+            batch_size: windows per batch.
+            patch_size: window side in pixels (at *res*).
+            length: training windows per epoch (default: about the number of non-overlapping windows).
+            num_workers: DataLoader worker processes.
+            val_fraction: share of the area's height (southern strip) used for validation.
+            test_fraction: share of the area's height (northern strip) used for testing.
+            eval_stride: stride of the validation/test/predict grid in pixels (default: *patch_size*, no overlap).
+            min_features: minimum number of OSM features of a training, validation or test window.
+            empty_fraction: share of training windows drawn with fewer than *min_features* features.
+            drop_osm_keys: OSM features with any of these tag keys are withheld from the graphs (e.g. the keys that
+                define the labels of a downstream task).
+            graph_mode: ``'induced'`` (relations computed once, fast) or ``'exact'`` (per window).
+            tag_encoder: text encoder of the OSM tags.
+            tag_encoder_model: model name or folder of the text encoder (``clip``/``sentence-transformers``).
+            tag_dim: embedding width of the ``hashing`` encoder.
+            tag_cache_dir: folder of an on-disk tag-embedding cache.
+            mean: per-channel mean subtracted from the images (default 0).
+            std: per-channel divisor of the images (default 255: 8-bit imagery to ``[0, 1]``).
+            augment: jointly augment training images and graphs (crop, flips, 90-degree rotations).
+            color_jitter: also jitter training image colours (assumes normalised images in ``[0, 1]``).
+            crop_scale: range of the random crop's area fraction.
+            seed: seed of the training window sampler.
+
+        Raises:
+            ValueError: if *image_paths* is given without *osm_paths*, or the split fractions are invalid.
+        """
+        if image_paths is not None and osm_paths is None:
+            raise ValueError(
+                'GeoLinkDataModule: osm_paths is required when image_paths is given'
+            )
+        if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+            msg = f'val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be >= 0 with a sum < 1'
+            raise ValueError(msg)
+        super().__init__(
+            OSMDataset,
+            batch_size=batch_size,
+            patch_size=patch_size,
+            length=length,
+            num_workers=num_workers,
+        )
+        self.image_paths = image_paths
+        self.osm_paths = osm_paths
+        self.label_paths = label_paths
+        self.root = root
+        self.demo_labels = demo_labels
+        self.res = res
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.eval_stride = eval_stride
+        self.min_features = min_features
+        self.empty_fraction = empty_fraction
+        self.drop_osm_keys = tuple(drop_osm_keys)
+        self.graph_mode = graph_mode
+        self.tag_encoder = tag_encoder
+        self.tag_encoder_model = tag_encoder_model
+        self.tag_dim = tag_dim
+        self.tag_cache_dir = tag_cache_dir
+        self.seed = seed
+        self.collate_fn = collate_geolink
+
+        self.mean = torch.as_tensor(mean, dtype=torch.float32)
+        self.std = torch.as_tensor(std, dtype=torch.float32)
+        normalize = NormalizeImage(mean, std)
+        self.aug = normalize
+        if augment:
+            jitter = (0.4, 0.4, 0.4, 0.1) if color_jitter else None
+            augmentation = GeoLinkAugmentation(
+                size=patch_size, crop_scale=crop_scale, color_jitter=jitter
+            )
+            self.train_aug = nn.Sequential(normalize, augmentation)
+
+        #: The joined dataset ``image (& labels) & osm`` (set by :meth:`setup`).
+        self.geo_dataset: GeoDataset | None = None
+        #: Training, validation and test regions (set by :meth:`setup`).
+        self.rois: dict[str, shapely.Geometry | None] = {}
+
+    @property
+    def is_demo(self) -> bool:
+        """Whether the embedded demo is used.
+
+        Returns:
+            True when no image paths were given.
+        """
+        return self.image_paths is None
+
+    def prepare_data(self) -> None:
+        """Build the embedded demo once (on one process) when it is used."""
+        if self.is_demo:
+            build_demo(self.root)
+
+    def _build_dataset(self) -> GeoDataset:
+        """Create ``image (& labels) & osm``.
+
+        Returns:
+            The joined dataset.
+        """
+        label: RasterDataset | None = None
+        if self.is_demo:
+            paths = build_demo(self.root)
+            image: RasterDataset = DemoImage(paths.image, res=self.res)
+            osm_paths: str | Sequence[str] = (
+                str(paths.osm) if self.osm_paths is None else self.osm_paths
+            )
+            if self.demo_labels:
+                label = DemoLabels(paths.labels, res=image.res)
+        else:
+            assert self.image_paths is not None and self.osm_paths is not None
+            image = _ImageRaster(_as_paths(self.image_paths), res=self.res)
+            osm_paths = self.osm_paths
+        if self.label_paths is not None:
+            label = _LabelRaster(
+                _as_paths(self.label_paths), crs=image.crs, res=image.res
+            )
+        encoder = make_tag_encoder(
+            self.tag_encoder, self.tag_encoder_model, self.tag_dim, self.tag_cache_dir
+        )
+        osm = OSMDataset(
+            _as_paths(osm_paths),
+            crs=CRS.from_user_input(image.crs),
+            res=image.res,
+            tag_encoder=encoder,
+            graph_mode=self.graph_mode,
+            drop_keys=self.drop_osm_keys,
+        )
+        left: GeoDataset = image
+        if label is not None:
+            left = IntersectionDataset(image, label, collate_fn=merge_keep_first)
+        return IntersectionDataset(left, osm, collate_fn=merge_keep_first)
+
+    def setup(self, stage: str) -> None:
+        """Build the dataset (once), the regions and the samplers of *stage*.
+
+        Args:
+            stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.
+        """
+        if self.geo_dataset is None:
+            self.geo_dataset = self._build_dataset()
+        dataset = self.dataset = self.geo_dataset
+        footprint = dataset.index.geometry.union_all()
+        train, val, test = region_rois(footprint, self.val_fraction, self.test_fraction)
+        self.rois = {'train': train, 'val': val, 'test': test}
+        stride = self.eval_stride or self.patch_size
+        if stage == 'fit':
+            self.train_sampler = OSMRandomPatchSampler(
+                dataset,
+                size=self.patch_size,
+                length=self.length,
+                roi=train,
+                generator=self.seed,
+                min_features=self.min_features,
+                empty_fraction=self.empty_fraction,
+            )
+        if stage in ('fit', 'validate') and val is not None:
+            self.val_sampler = OSMGriddedPatchSampler(
+                dataset,
+                size=self.patch_size,
+                stride=stride,
+                roi=val,
+                min_features=self.min_features,
+            )
+        if stage == 'test' and test is not None:
+            self.test_sampler = OSMGriddedPatchSampler(
+                dataset,
+                size=self.patch_size,
+                stride=stride,
+                roi=test,
+                min_features=self.min_features,
+            )
+        if stage == 'predict':
+            self.predict_sampler = OSMGriddedPatchSampler(
+                dataset, size=self.patch_size, stride=stride, min_features=0
+            )
+
+    def plot(
+        self,
+        sample: Mapping[str, Any],
+        show_titles: bool = True,
+        suptitle: str | None = None,
+    ) -> Figure | None:
+        """Plot a sample (image with its OSM features and graph nodes) with the OSM dataset's plot.
+
+        Args:
+            sample: a sample of the dataset, or one element of an unbound batch.
+            show_titles: flag indicating whether to show titles above each panel.
+            suptitle: optional string to use as a suptitle.
+
+        Returns:
+            The figure, or None before :meth:`setup`.
+        """
+        if self.geo_dataset is None:
+            return None
+        osm = next(d for d in _leaves(self.geo_dataset) if isinstance(d, OSMDataset))
+        return osm.plot(dict(sample), show_titles=show_titles, suptitle=suptitle)
+
+
+def _leaves(dataset: GeoDataset) -> list[GeoDataset]:
+    """The leaf datasets of an intersection/union tree, left to right.
+
+    Args:
+        dataset: a dataset.
+
+    Returns:
+        The leaf datasets.
+    """
+    children = getattr(dataset, 'datasets', None)
+    if not children:
+        return [dataset]
+    return [leaf for child in children for leaf in _leaves(child)]
