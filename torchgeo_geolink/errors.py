@@ -13,6 +13,7 @@ __all__ = (
     'InvalidFeatureError',
     'OSMFileError',
     'TagEncoderWeightsNotFoundError',
+    'TileError',
 )
 
 
@@ -34,3 +35,7 @@ class TagEncoderWeightsNotFoundError(GeoLinkError):
 
 class CheckpointError(GeoLinkError):
     """A model checkpoint cannot be read or does not match the model it is loaded into."""
+
+
+class TileError(GeoLinkError):
+    """An image or label tile of a tile-format dataset is missing, unreadable or has the wrong shape."""
