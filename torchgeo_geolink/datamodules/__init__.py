@@ -4,5 +4,12 @@
 """Lightning DataModules for GeoLink pretraining and fine-tuning."""
 
 from .geolink import GeoLinkDataModule, make_tag_encoder, merge_keep_first, region_rois
+from .tiles import GeoLinkTilesDataModule
 
-__all__ = ('GeoLinkDataModule', 'make_tag_encoder', 'merge_keep_first', 'region_rois')
+__all__ = (
+    'GeoLinkDataModule',
+    'GeoLinkTilesDataModule',
+    'make_tag_encoder',
+    'merge_keep_first',
+    'region_rois',
+)

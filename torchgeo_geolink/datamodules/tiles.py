@@ -1,0 +1,77 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""DataModule for GeoLink's tile format (image, label and official graph per tile)."""
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+from torchgeo.datamodules import NonGeoDataModule
+
+from ..datasets.tiles import GeoLinkTiles
+from ..datasets.utils import collate_geolink
+from ..transforms import GeoLinkAugmentation, NormalizeImage
+
+__all__ = ('GeoLinkTilesDataModule',)
+
+
+class GeoLinkTilesDataModule(NonGeoDataModule):
+    """LightningDataModule for :class:`~torchgeo_geolink.datasets.GeoLinkTiles` (e.g. GeoLink's UFZ tiles).
+
+    Batches are collated with :func:`~torchgeo_geolink.datasets.collate_geolink` (images and masks stacked, the
+    graphs in one PyG ``Batch`` under ``'graph'``), so tiles must share one size. On the device, images are
+    normalised and, for training, augmented jointly with their masks and graphs
+    (:class:`~torchgeo_geolink.transforms.GeoLinkAugmentation`).
+    """
+
+    def __init__(
+        self,
+        root: str = 'data',
+        batch_size: int = 8,
+        num_workers: int = 0,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
+        missing_graph: Literal['error', 'empty'] = 'error',
+        mean: float | Sequence[float] = 0.0,
+        std: float | Sequence[float] = 255.0,
+        augment: bool = True,
+        color_jitter: bool = True,
+        crop_scale: tuple[float, float] = (0.35, 1.0),
+    ) -> None:
+        """Initialise a new GeoLinkTilesDataModule instance.
+
+        Args:
+            root: folder holding ``img/``, ``graph/`` and optionally ``label/``.
+            batch_size: tiles per batch.
+            num_workers: DataLoader worker processes.
+            val_fraction: share of tiles in the validation split (without split files).
+            test_fraction: share of tiles in the test split (without split files).
+            missing_graph: a tile without graph is an error (``'error'``) or gets an empty graph.
+            mean: per-channel mean subtracted from the images.
+            std: per-channel divisor of the images (default 255: 8-bit tiles to ``[0, 1]``).
+            augment: jointly augment training images, masks and graphs.
+            color_jitter: also jitter training image colours.
+            crop_scale: range of the random crop's area fraction.
+        """
+        super().__init__(
+            GeoLinkTiles,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            root=root,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            missing_graph=missing_graph,
+        )
+        self.collate_fn = collate_geolink
+        self.mean = torch.as_tensor(mean, dtype=torch.float32)
+        self.std = torch.as_tensor(std, dtype=torch.float32)
+        normalize = NormalizeImage(mean, std)
+        self.aug = normalize
+        if augment:
+            jitter = (0.4, 0.4, 0.4, 0.1) if color_jitter else None
+            self.train_aug = nn.Sequential(
+                normalize,
+                GeoLinkAugmentation(crop_scale=crop_scale, color_jitter=jitter),
+            )
