@@ -7,7 +7,11 @@ import re
 import sys
 from pathlib import Path
 
+from docutils.nodes import Element
+from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
+from sphinx.environment import BuildEnvironment
+from sphinx.util.nodes import make_refnode
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -128,7 +132,8 @@ nitpick_ignore = [
 
 autodoc_default_options = {
     'members': True,
-    'special-members': False,
+    # __init__ holds the constructor's Args; the others are the dataset/sampler/callable protocols.
+    'special-members': '__init__, __call__, __getitem__, __len__, __iter__, __and__, __or__',
     'show-inheritance': True,
     'member-order': 'bysource',
 }
@@ -235,10 +240,108 @@ def _on_source_read(app: Sphinx, docname: str, source: list[str]) -> None:
     source[0] = _render_tutorial(script)
 
 
+def _is_public(cls: type) -> bool:
+    """Whether a class of this package is part of its documented API (listed in its subpackage's ``__all__``).
+
+    Args:
+        cls: the class.
+
+    Returns:
+        True for public classes and for classes of other packages.
+    """
+    module = cls.__module__
+    if not module.startswith('torchgeo_geolink'):
+        return True
+    if cls.__name__.startswith('_'):
+        return False
+    package = sys.modules.get('.'.join(module.split('.')[:2]))
+    return cls.__name__ in getattr(package, '__all__', ())
+
+
+def _public_bases(bases: list[type]) -> list[type]:
+    """Replace private or unexported bases of our classes by their own bases, recursively.
+
+    Args:
+        bases: the bases autodoc is about to show.
+
+    Returns:
+        The bases to show, each documented here or in another package.
+    """
+    out: list[type] = []
+    for base in bases:
+        for shown in (
+            [base] if _is_public(base) else _public_bases(list(base.__bases__))
+        ):
+            if shown not in out and shown is not object:
+                out.append(shown)
+    return out or [object]
+
+
+def _on_process_bases(
+    app: Sphinx, name: str, obj: object, options: object, bases: list[type]
+) -> None:
+    """Show only documented bases under "Bases:" (private helpers and mixins are skipped).
+
+    Args:
+        app: the Sphinx application.
+        name: the documented class's name.
+        obj: the class.
+        options: the directive's options.
+        bases: the bases to show (edited in place).
+    """
+    bases[:] = _public_bases(list(bases))
+
+
+def _on_missing_reference(
+    app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: Element
+) -> Element | None:
+    """Resolve references to our objects by the name they are documented under.
+
+    The API pages document every public object under its subpackage (``torchgeo_geolink.osm.TagEncoder``), while
+    type hints and some docstrings name the defining module (``torchgeo_geolink.osm.encoders.TagEncoder``) or
+    only the object (``TagEncoder``). Such a reference resolves when exactly one documented object of this
+    package matches; anything else stays unresolved (and fails the nitpicky build).
+
+    Args:
+        app: the Sphinx application.
+        env: the build environment.
+        node: the unresolved reference.
+        contnode: its content node.
+
+    Returns:
+        The resolved reference node, or None.
+    """
+    if node.get('refdomain') != 'py':
+        return None
+    target: str = node['reftarget']
+    objects = env.domains['py'].objects
+    parts = target.split('.')
+    if parts[0] == 'torchgeo_geolink' and len(parts) >= 4:
+        candidates = ['.'.join(parts[:2] + parts[i:]) for i in range(3, len(parts))]
+        matches = [name for name in candidates if name in objects]
+    elif parts[0] != 'torchgeo_geolink':
+        suffix = '.' + target
+        matches = [
+            name
+            for name in objects
+            if name.startswith('torchgeo_geolink.') and name.endswith(suffix)
+        ]
+    else:
+        matches = []
+    if len(matches) != 1:
+        return None
+    entry = objects[matches[0]]
+    return make_refnode(
+        app.builder, node['refdoc'], entry.docname, entry.node_id, contnode, matches[0]
+    )
+
+
 def setup(app: Sphinx) -> None:
-    """Register the tutorial renderer.
+    """Register the tutorial renderer and the base-class filter.
 
     Args:
         app: the Sphinx application.
     """
     app.connect('source-read', _on_source_read)
+    app.connect('autodoc-process-bases', _on_process_bases)
+    app.connect('missing-reference', _on_missing_reference)

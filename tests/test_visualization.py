@@ -20,10 +20,10 @@ from matplotlib.colors import to_rgba
 from matplotlib.image import AxesImage
 from torch_geometric.data import Batch, HeteroData
 
+from torchgeo_geolink.osm import RELATION_COLUMNS
 from torchgeo_geolink.visualization import (
     EDGE_COLORS,
     RELATION_COLORS,
-    RELATION_NAMES,
     embedding_pca_rgb,
     plot_attention,
     plot_embedding_pca,
@@ -73,7 +73,7 @@ def make_graph() -> HeteroData:
             2, -1
         )
         graph[edge_type].edge_attr = torch.nn.functional.one_hot(
-            torch.tensor(relation, dtype=torch.long), len(RELATION_NAMES[edge_type])
+            torch.tensor(relation, dtype=torch.long), len(RELATION_COLUMNS[edge_type])
         ).float()
     return graph
 
@@ -324,3 +324,24 @@ def test_plot_embedding_pca_panels() -> None:
     assert shown.get_extent() == [0, 32, 32, 0]
     with pytest.raises(ValueError, match='titles'):
         plot_embedding_pca(torch.rand(3, 8, 8), unimodal, fused, titles=('a',))
+
+
+def test_image_display_scaling() -> None:
+    # 8-bit images are shown as they are; float images are stretched jointly (2nd-98th percentile) to [0, 1].
+    image = torch.zeros(3, 10, 10, dtype=torch.uint8)
+    image[0] = 255
+    image[1] = 51
+    fig = plot_graph(image, make_graph())
+    shown = np.asarray(fig.axes[0].images[0].get_array())
+    np.testing.assert_allclose(shown[0, 0], [1.0, 0.2, 0.0])
+    plt.close(fig)
+    normalised = torch.linspace(-2, 2, 4 * 50 * 50).reshape(4, 50, 50)
+    fig = plot_embedding_pca(normalised, torch.randn(4, 2, 2), torch.randn(4, 2, 2))
+    shown = np.asarray(fig.axes[0].images[0].get_array())
+    assert shown.shape == (50, 50, 3)  # first three of four channels
+    assert shown.min() == 0.0
+    assert shown.max() == 1.0
+    # Joint stretch: the first channel (lowest values) is darker than the third everywhere.
+    assert np.all(shown[..., 0] <= shown[..., 2])
+    grey = plot_attention(torch.rand(8, 8), torch.rand(1, 4))
+    assert np.asarray(grey.axes[0].images[0].get_array()).shape == (8, 8, 3)

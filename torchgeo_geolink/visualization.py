@@ -24,11 +24,12 @@ from matplotlib.lines import Line2D
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
+from .osm.constants import EDGE_TYPES, RELATION_COLUMNS
+
 __all__ = (
     'EDGE_COLORS',
     'NODE_STYLES',
     'RELATION_COLORS',
-    'RELATION_NAMES',
     'embedding_pca_rgb',
     'plot_attention',
     'plot_embedding_pca',
@@ -45,38 +46,11 @@ NODE_STYLES: dict[str, dict[str, str]] = {
 #: Which of a node's ``pos`` points marks it: the centroid (last of a polygon's 4 points, first of a line's 3).
 _ANCHOR = {'polygon': -1, 'line': 0, 'point': 0}
 
-#: Names of the ``edge_attr`` one-hot columns of each edge type, in column order.
-RELATION_NAMES: dict[tuple[str, str, str], tuple[str, ...]] = {
-    ('polygon', 'to', 'polygon'): (
-        'self',
-        'touches',
-        'overlaps',
-        'covers',
-        'coveredBy',
-        'equals',
-    ),
-    ('line', 'to', 'line'): (
-        'self',
-        'touches',
-        'overlaps',
-        'covers',
-        'coveredBy',
-        'equals',
-    ),
-    ('line', 'to', 'polygon'): ('touches', 'crosses', 'coveredBy'),
-    ('polygon', 'to', 'line'): ('touches', 'crosses', 'covers'),
-    ('point', 'to', 'line'): ('touches', 'within'),
-    ('point', 'to', 'polygon'): ('touches', 'within'),
-    ('line', 'to', 'point'): ('touches', 'contains'),
-    ('polygon', 'to', 'point'): ('touches', 'contains'),
-    ('point', 'to', 'point'): ('self', 'delaunay'),
-}
-
 _TAB10 = [to_hex(plt.get_cmap('tab10')(i)) for i in range(10)]
 
 #: Colour of each of the 9 edge types.
 EDGE_COLORS: dict[tuple[str, str, str], str] = {
-    edge_type: _TAB10[i % 10] for i, edge_type in enumerate(RELATION_NAMES)
+    edge_type: _TAB10[i % 10] for i, edge_type in enumerate(EDGE_TYPES)
 }
 
 #: Colour of each spatial predicate (``edge_attr`` column name), shared by all edge types.
@@ -85,7 +59,7 @@ RELATION_COLORS: dict[str, str] = {
     for i, name in enumerate(
         dict.fromkeys(
             name
-            for names in RELATION_NAMES.values()
+            for names in RELATION_COLUMNS.values()
             for name in names
             if name != 'self'
         )
@@ -96,8 +70,9 @@ RELATION_COLORS: dict[str, str] = {
 def _image_to_rgb(image: Tensor) -> np.ndarray:
     """Turn an image tensor into an array that :meth:`~matplotlib.axes.Axes.imshow` can show.
 
-    The first three channels are shown as RGB (one channel as grey), each stretched from its 2nd to 98th
-    percentile to [0, 1], so normalised imagery displays as well as raw reflectance or 8-bit values.
+    The first three channels are shown as RGB (one channel as grey). 8-bit images are divided by 255; other
+    images are stretched from their 2nd to 98th percentile (over all shown channels together, which keeps the
+    colour balance) to [0, 1], so normalised imagery displays as well as raw reflectance.
 
     Args:
         image: ``(C, H, W)`` or ``(H, W)`` image.
@@ -114,11 +89,15 @@ def _image_to_rgb(image: Tensor) -> np.ndarray:
         msg = f'image must have shape (C, H, W) or (H, W), got {tuple(image.shape)}'
         raise ValueError(msg)
     rgb = image[:3] if image.shape[0] >= 3 else image[:1].expand(3, -1, -1)
-    rgb = rgb.detach().to(device='cpu', dtype=torch.float64).flatten(1)
-    low = torch.quantile(rgb, 0.02, dim=1, keepdim=True)
-    high = torch.quantile(rgb, 0.98, dim=1, keepdim=True)
-    rgb = ((rgb - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
-    return rgb.reshape(3, *image.shape[1:]).permute(1, 2, 0).numpy()
+    if rgb.dtype == torch.uint8:
+        scaled = rgb.detach().cpu().to(torch.float64) / 255
+    else:
+        values = rgb.detach().to(device='cpu', dtype=torch.float64)
+        low, high = torch.quantile(
+            values.flatten(), torch.tensor([0.02, 0.98], dtype=torch.float64)
+        )
+        scaled = ((values - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
+    return scaled.permute(1, 2, 0).numpy()
 
 
 def _show_image(ax: Axes, image: Tensor) -> tuple[int, int]:
@@ -184,7 +163,7 @@ def plot_graph(
 
     Args:
         image: ``(C, H, W)`` or ``(H, W)`` image of the window the graph was built for; the first three channels
-            are shown, contrast-stretched.
+            are shown (8-bit images as they are, others contrast-stretched).
         graph: one graph (not a batch of several) with node types ``polygon``, ``line`` and ``point`` carrying
             ``pos`` of shape ``(N, K, 2)`` normalised to the window, x right and y down.
         color_by: ``'edge_type'`` colours edges by which of the 9 ``(src, 'to', dst)`` types they belong to;
@@ -238,7 +217,7 @@ def plot_graph(
         edge_index = graph[edge_type].edge_index.detach().cpu()
         keep = ~((edge_index[0] == edge_index[1]) & (src == dst))
         if color_by == 'relation':
-            names = RELATION_NAMES[edge_type]
+            names = RELATION_COLUMNS[edge_type]
             attr = graph[edge_type].edge_attr.detach().cpu()
             if attr.ndim != 2 or attr.shape[1] != len(names):
                 msg = f'{edge_type} edge_attr must have shape (E, {len(names)}), got {tuple(attr.shape)}'
