@@ -1,0 +1,255 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Tests of the GeoLink tile-format dataset."""
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from torch_geometric.data import HeteroData
+from torchgeo.datasets import DatasetNotFoundError
+
+from torchgeo_geolink.datasets import (
+    UFZ_CLASSES,
+    GeoLinkTiles,
+    collate_geolink,
+    sample_to_graph,
+    ufz_label_lut,
+)
+from torchgeo_geolink.errors import OSMFileError, TileError
+
+UFZ = Path(__file__).parents[2] / '..' / 'shared' / 'data' / 'geolink_examples' / 'ufz'
+DIM = 512
+EDGE_DIMS = {
+    ('polygon', 'polygon'): 6,
+    ('line', 'line'): 6,
+    ('line', 'polygon'): 3,
+    ('polygon', 'line'): 3,
+}
+POS_COLS = {'polygon': 8, 'line': 6, 'point': 2}
+
+
+def official_graph(counts: dict[str, int], seed: int) -> HeteroData:
+    """A graph in the official layout: 512 semantic columns followed by the position columns."""
+    gen = torch.Generator().manual_seed(seed)
+    graph = HeteroData()
+    for node_type, n in counts.items():
+        semantic = torch.randn(n, DIM, generator=gen)
+        pos = torch.rand(n, POS_COLS[node_type], generator=gen)
+        graph[node_type].x = torch.cat([semantic, pos], dim=1)
+    for src, n_src in counts.items():
+        for dst, n_dst in counts.items():
+            width = EDGE_DIMS.get((src, dst), 2)
+            if n_src and n_dst:
+                edge_index = torch.stack(
+                    [torch.arange(n_src), torch.arange(n_src) % n_dst]
+                )
+            else:
+                edge_index = torch.zeros(2, 0, dtype=torch.long)
+            graph[src, 'to', dst].edge_index = edge_index
+            graph[src, 'to', dst].edge_attr = torch.eye(width)[
+                torch.zeros(edge_index.shape[1], dtype=torch.long)
+            ]
+    return graph
+
+
+def write_tiles(
+    root: Path, names: list[str], size: int = 16, labels: bool = True
+) -> dict[str, HeteroData]:
+    """Write tiny tiles (PNG image and label, official .pt graph) and return their graphs."""
+    graphs = {}
+    rng = np.random.default_rng(0)
+    for d in ('img', 'label', 'graph'):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / 'img' / f'{name}.png')
+        if labels:
+            raw = np.array([0, 1, 5, 9, 255], dtype=np.uint8)[
+                rng.integers(0, 5, (size, size))
+            ]
+            Image.fromarray(raw).save(root / 'label' / f'{name}.png')
+        graphs[name] = official_graph(
+            {'polygon': 2 + i, 'line': 1, 'point': i % 2}, seed=i
+        )
+        torch.save(graphs[name], root / 'graph' / f'{name}.pt')
+    return graphs
+
+
+def test_sample_contents(tmp_path: Path) -> None:
+    graphs = write_tiles(tmp_path, ['a', 'b', 'c'])
+    ds = GeoLinkTiles(tmp_path, split='all')
+    assert ds.names == ['a', 'b', 'c']
+    sample = ds[1]
+    pixels = np.asarray(Image.open(tmp_path / 'img' / 'b.png'))
+    assert sample['image'].dtype == torch.float32
+    torch.testing.assert_close(
+        sample['image'], torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32))
+    )
+    raw = np.asarray(Image.open(tmp_path / 'label' / 'b.png'))
+    assert sample['mask'].dtype == torch.long
+    # UFZ mapping: 0 -> ignore, k -> k - 1, 255 -> ignore
+    expected = np.select([raw == 0, raw == 255], [255, 255], raw.astype(np.int64) - 1)
+    assert np.array_equal(sample['mask'].numpy(), expected)
+    official = graphs['b']
+    torch.testing.assert_close(sample['osm_polygon_x'], official['polygon'].x[:, :DIM])
+    torch.testing.assert_close(
+        sample['osm_polygon_pos'], official['polygon'].x[:, DIM:].reshape(-1, 4, 2)
+    )
+    torch.testing.assert_close(
+        sample['osm_line_pos'], official['line'].x[:, DIM:].reshape(-1, 3, 2)
+    )
+    assert sample['osm_point_pos'].shape == (1, 1, 2)
+    assert sample['osm_polygon_to_line_edge_attr'].shape[1] == 3
+    graph = sample_to_graph(sample)
+    assert graph['polygon'].num_nodes == 3
+
+
+def test_label_lut() -> None:
+    lut = ufz_label_lut()
+    assert lut[0] == 255 and lut[255] == 255 and lut[10] == 255
+    assert lut[1:10].tolist() == list(range(9))
+    assert len(UFZ_CLASSES) == 9
+
+
+def test_collate_batches_tiles(tmp_path: Path) -> None:
+    write_tiles(tmp_path, ['a', 'b', 'c'])
+    ds = GeoLinkTiles(tmp_path, split='all')
+    batch = collate_geolink([ds[i] for i in range(3)])
+    assert batch['image'].shape == (3, 3, 16, 16)
+    assert batch['mask'].shape == (3, 16, 16)
+    assert batch['graph'].num_graphs == 3
+    assert batch['graph']['polygon'].ptr.tolist() == [0, 2, 5, 9]
+
+
+def test_hash_splits_are_disjoint_and_complete(tmp_path: Path) -> None:
+    names = [f't{i:02d}' for i in range(30)]
+    write_tiles(tmp_path, names, size=4, labels=False)
+    splits = {
+        s: GeoLinkTiles(tmp_path, split=s, val_fraction=0.3, test_fraction=0.2).names
+        for s in ('train', 'val', 'test')
+    }
+    assert sorted(splits['train'] + splits['val'] + splits['test']) == names
+    assert not set(splits['train']) & set(splits['val'])
+    assert not set(splits['val']) & set(splits['test'])
+    assert all(len(s) > 0 for s in splits.values())
+    # the assignment of a tile does not depend on the other tiles
+    (tmp_path / 'img' / 't00.png').unlink()
+    assert GeoLinkTiles(
+        tmp_path, split='val', val_fraction=0.3, test_fraction=0.2
+    ).names == [n for n in splits['val'] if n != 't00']
+
+
+def test_split_file(tmp_path: Path) -> None:
+    write_tiles(tmp_path, ['a', 'b', 'c'], size=4)
+    (tmp_path / 'val.txt').write_text('c\nb\n')
+    assert GeoLinkTiles(tmp_path, split='val').names == ['b', 'c']
+    (tmp_path / 'test.txt').write_text('zz\n')
+    with pytest.raises(ValueError, match='unknown tile'):
+        GeoLinkTiles(tmp_path, split='test')
+
+
+def test_without_labels(tmp_path: Path) -> None:
+    write_tiles(tmp_path, ['a'], labels=False)
+    sample = GeoLinkTiles(tmp_path, split='all')[0]
+    assert 'mask' not in sample
+    assert 'image' in sample
+
+
+def test_missing_graph(tmp_path: Path) -> None:
+    write_tiles(tmp_path, ['a', 'b'])
+    (tmp_path / 'graph' / 'b.pt').unlink()
+    with pytest.raises(OSMFileError, match=r'b\.pt'):
+        GeoLinkTiles(tmp_path, split='all')
+    ds = GeoLinkTiles(tmp_path, split='all', missing_graph='empty')
+    sample = ds[1]
+    assert all(
+        sample[f'osm_{t}_x'].shape == (0, DIM) for t in ('polygon', 'line', 'point')
+    )
+    assert sample['osm_point_to_point_edge_index'].shape == (2, 0)
+
+
+def test_corrupt_files_are_reported(tmp_path: Path) -> None:
+    write_tiles(tmp_path, ['a', 'b', 'c'])
+    (tmp_path / 'graph' / 'a.pt').write_bytes(b'not a pickle')
+    (tmp_path / 'img' / 'b.png').write_bytes(b'not a png')
+    torch.save({'x': torch.zeros(2)}, tmp_path / 'graph' / 'c.pt')
+    ds = GeoLinkTiles(tmp_path, split='all')
+    with pytest.raises(OSMFileError, match=r'a\.pt: cannot load graph'):
+        ds[0]
+    with pytest.raises(TileError, match=r'b\.png: cannot read image'):
+        ds[1]
+    with pytest.raises(
+        OSMFileError, match=r'c\.pt: expected a torch_geometric HeteroData'
+    ):
+        ds[2]
+
+
+def test_bad_official_graph_and_label_shape(tmp_path: Path) -> None:
+    write_tiles(tmp_path, ['a', 'b'])
+    bad = HeteroData()
+    bad['polygon'].x = torch.zeros(3, 5)
+    torch.save(bad, tmp_path / 'graph' / 'a.pt')
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / 'label' / 'b.png')
+    ds = GeoLinkTiles(tmp_path, split='all')
+    with pytest.raises(OSMFileError, match='not a GeoLink graph'):
+        ds[0]
+    with pytest.raises(TileError, match='does not match image'):
+        ds[1]
+
+
+def test_invalid_arguments(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError):
+        GeoLinkTiles(tmp_path)
+    write_tiles(tmp_path, ['a'], size=4)
+    with pytest.raises(ValueError, match='split'):
+        GeoLinkTiles(tmp_path, split='bogus')  # ty: ignore[invalid-argument-type]
+    with pytest.raises(ValueError, match='fractions'):
+        GeoLinkTiles(tmp_path, val_fraction=0.7, test_fraction=0.3)
+    with pytest.raises(ValueError, match='label_lut'):
+        GeoLinkTiles(tmp_path, label_lut=[0, 1])
+
+
+def test_transforms_and_plot(tmp_path: Path) -> None:
+    write_tiles(tmp_path, ['a'])
+
+    def halve(sample: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        sample['image'] = sample['image'] / 2
+        return sample
+
+    ds = GeoLinkTiles(tmp_path, split='all', transforms=halve)
+    sample = ds[0]
+    assert sample['image'].max() <= 127.5
+    fig = ds.plot(sample, suptitle='tile')
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    plt.close(fig)
+
+
+@pytest.mark.skipif(
+    not UFZ.exists(), reason='shared GeoLink example data not available'
+)
+def test_official_ufz_tiles() -> None:
+    ds = GeoLinkTiles(UFZ, split='all')
+    assert len(ds) == 6
+    samples = [ds[i] for i in range(len(ds))]
+    for name, sample in zip(ds.names, samples, strict=True):
+        official = torch.load(UFZ / 'graph' / f'{name}.pt', weights_only=False)
+        assert sample['image'].shape == (3, 224, 224)
+        assert set(sample['mask'].unique().tolist()) <= {*range(9), 255}
+        for node_type, k in (('polygon', 4), ('line', 3), ('point', 1)):
+            if node_type not in official.node_types:
+                continue
+            x = official[node_type].x
+            assert sample[f'osm_{node_type}_x'].shape == (len(x), 512)
+            torch.testing.assert_close(
+                sample[f'osm_{node_type}_pos'], x[:, 512:].float().reshape(-1, k, 2)
+            )
+    batch = collate_geolink(samples)
+    assert batch['graph'].num_graphs == 6
+    assert batch['image'].shape == (6, 3, 224, 224)
