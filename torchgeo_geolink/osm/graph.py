@@ -41,6 +41,7 @@ def empty_graph(dim: int = 512) -> HeteroData:
             e: (np.zeros((2, 0), np.int64), np.zeros((0, c), np.float32))
             for e, c in EDGE_ATTR_DIMS.items()
         },
+        ids={t: torch.zeros(0, dtype=torch.long) for t in NODE_TYPES},
     )
 
 
