@@ -9,6 +9,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
+import rasterio.features
 import shapely
 from pyproj import CRS
 from rasterio.transform import from_origin
@@ -41,8 +43,6 @@ def write_geotiff(
     rng = np.random.default_rng(0)
     data = rng.integers(0, 100, size=(bands, height, width), dtype=np.uint8)
     if burn:
-        import rasterio.features
-
         mask = rasterio.features.rasterize(
             burn, out_shape=(height, width), transform=transform
         )

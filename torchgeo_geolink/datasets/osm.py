@@ -83,7 +83,7 @@ class LoadReport:
         path: the file.
         read: features read.
         repaired: invalid geometries repaired with :func:`shapely.make_valid`.
-        exploded: multipart geometries or collections split into parts.
+        exploded: multipart geometries or collections (as read) split into parts.
         dropped_empty: empty (or missing) geometries dropped.
         dropped_keys: features left out because they carry one of ``drop_keys``.
         kept: single-part features kept (polygons, lines and points).
@@ -442,7 +442,22 @@ class OSMDataset(GeoDataset):
                 f'{path}: layers have different CRSs {sorted(c.to_string() for c in crss)}'
             )
         if crss:
-            return crss.pop()
+            crs = crss.pop()
+            if crs.is_geographic:
+                bounds = np.array([f.total_bounds for f in frames if len(f)]).reshape(
+                    -1, 4
+                )
+                if len(bounds) and (
+                    np.abs(bounds[:, [0, 2]]).max() > 360
+                    or np.abs(bounds[:, [1, 3]]).max() > 90
+                ):
+                    msg = (
+                        f'{path}: coordinates {bounds.min(axis=0)[:2].tolist()}..{bounds.max(axis=0)[2:].tolist()} '
+                        f'are not longitudes/latitudes but the file declares {crs.name} (GeoJSON without a crs '
+                        'member is read as WGS 84); write the file with its real CRS'
+                    )
+                    raise OSMFileError(msg)
+            return crs
         if assumed is None:
             msg = f'{path}: the file declares no coordinate reference system; pass source_crs= to assume one'
             raise OSMFileError(msg)
