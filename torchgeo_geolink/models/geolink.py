@@ -428,9 +428,9 @@ class GeoLink(nn.Module):
         out = {}
         for t in NODE_TYPES:
             norm = cast(LayerNorm, self.osm_norm[t])
-            if (
-                self.legacy
-            ):  # statistics over every node of the type in the whole batch (B9)
+            if h[t].shape[0] == 0:  # nothing to normalise (no 0-element std warning)
+                out[t] = h[t]
+            elif self.legacy:  # statistics over all nodes of the type in the batch (B9)
                 out[t] = norm(h[t])
             else:  # per-graph statistics
                 out[t] = norm(h[t], inputs.batch[t], batch_size=inputs.num_graphs)
