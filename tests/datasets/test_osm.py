@@ -328,7 +328,7 @@ def test_window_without_features_and_outside(city_gpkg: Path) -> None:
 def test_missing_crs(tmp_path: Path) -> None:
     frame = city_frame()
     frame = gpd.GeoDataFrame(
-        frame.drop(columns='geometry'), geometry=frame.geometry.values, crs=None
+        frame.drop(columns='geometry'), geometry=list(frame.geometry), crs=None
     )
     frame.to_file(tmp_path / 'nocrs.geojson')
     # GDAL reads a GeoJSON without "crs" as WGS 84: UTM coordinates must not be taken for degrees.
