@@ -73,19 +73,18 @@ class NodeEmbedder:
         unique, inverse = np.unique(
             np.asarray(flat, dtype=object).astype(str), return_inverse=True
         )
-        table = self.encoder.encode(unique.tolist()).to(torch.float64)
-        segment = torch.from_numpy(np.repeat(np.arange(n), counts))
-        weights = torch.from_numpy(
-            self.key_weights.for_strings(unique.tolist())[inverse]
-        )
-        tag_embeddings = table[torch.from_numpy(inverse.astype(np.int64))]
-        weight_sum = torch.zeros(n, dtype=torch.float64).index_add_(0, segment, weights)
+        table = self.encoder.encode(unique.tolist()).to(torch.float32)
+        segment = np.repeat(np.arange(n), counts)
+        weights = self.key_weights.for_strings(unique.tolist())[inverse]
+        weight_sum = np.bincount(segment, weights=weights, minlength=n)
         # Features whose weights are all 0 fall back to the plain mean: give each of their tags weight 1.
-        plain = weight_sum[segment] == 0
-        weights = torch.where(plain, torch.ones_like(weights), weights)
-        weight_sum = torch.zeros(n, dtype=torch.float64).index_add_(0, segment, weights)
-        summed = torch.zeros(n, self.dim, dtype=torch.float64).index_add_(
-            0, segment, tag_embeddings * weights[:, None]
+        weights = np.where(weight_sum[segment] == 0, 1.0, weights)
+        weights /= np.bincount(segment, weights=weights, minlength=n)[segment]
+        # (n, U) sparse matrix of normalised weights times the (U, dim) table of distinct strings.
+        mixing = torch.sparse_coo_tensor(
+            torch.from_numpy(np.stack([segment, inverse.astype(np.int64)])),
+            torch.from_numpy(weights.astype(np.float32)),
+            size=(n, len(unique)),
+            check_invariants=False,  # built from valid in-range indices just above
         )
-        out = summed / weight_sum.clamp_min(1e-300)[:, None]
-        return out.float()
+        return torch.sparse.mm(mixing, table)

@@ -85,8 +85,15 @@ def split_by_type(
     if errors not in ('raise', 'drop'):
         msg = f"errors must be 'raise' or 'drop', got {errors!r}"
         raise ValueError(msg)
-    geoms = np.empty(len(geometries), dtype=object)
-    geoms[:] = list(geometries)
+    if (
+        isinstance(geometries, np.ndarray)
+        and geometries.dtype == object
+        and geometries.ndim == 1
+    ):
+        geoms = geometries
+    else:
+        geoms = np.empty(len(geometries), dtype=object)
+        geoms[:] = list(geometries)
     rows = np.arange(len(geoms), dtype=np.int64)
     not_geometry = ~(shapely.is_geometry(geoms) | shapely.is_missing(geoms))
     if not_geometry.any():

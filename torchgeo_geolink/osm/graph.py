@@ -225,7 +225,7 @@ class OSMGraphBuilder:
             msg = f'features must be a geopandas.GeoDataFrame with a geometry column, got {type(features).__name__}'
             raise TypeError(msg)
         ids = features.index.to_list()
-        nodes = split_by_type(geometry.array, ids=ids, errors=self.errors)
+        nodes = split_by_type(geometry.to_numpy(), ids=ids, errors=self.errors)
         bounds = tuple(float(b) for b in bounds)
         tags = tags_from_frame(features)
         used = np.unique(np.concatenate([rows for _, rows in nodes.values()]))

@@ -3,6 +3,7 @@
 
 """OSM tag parsing and normalisation, GeoLink tag strings and log-frequency key weights."""
 
+import functools
 import json
 import math
 import re
@@ -191,6 +192,21 @@ def _as_mapping(value: object, column: str, row: int) -> dict[str, str]:
     raise ValueError(msg)
 
 
+@functools.cache
+def _shipped_counts() -> dict[str, float]:
+    """Read the key-frequency table shipped with the package (once per process).
+
+    Returns:
+        Key -> count.
+    """
+    text = (
+        files('torchgeo_geolink')
+        .joinpath('data', 'tag_key_frequency.json')
+        .read_text('utf-8')
+    )
+    return json.loads(text)
+
+
 def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
     """Extract one normalised tag mapping per row of a (Geo)DataFrame, whatever the source format.
 
@@ -318,6 +334,16 @@ class KeyWeights:
         else:
             text = Path(path).read_text('utf-8')
         return cls(json.loads(text))
+
+    @classmethod
+    @functools.cache
+    def _shipped(cls) -> 'KeyWeights':
+        """Return the shipped table's weights, built once per process (instances are never modified).
+
+        Returns:
+            The key weights.
+        """
+        return cls(_shipped_counts())
 
     def __len__(self) -> int:
         """Return the number of keys in the table.
