@@ -13,8 +13,10 @@ from torch_geometric.data import Batch, HeteroData
 
 from torchgeo_geolink.transforms import (
     GeoLinkAugmentation,
+    adjust_colors,
     crop_matrix,
     drop_outside_nodes,
+    filter_nodes,
     hflip_matrix,
     rot90_matrix,
     vflip_matrix,
@@ -249,6 +251,11 @@ def test_nodes_outside_crop_are_dropped_with_their_edges() -> None:
     torch.testing.assert_close(samples[1]['polygon'].x, torch.arange(8.0)[None])
     # the input is not modified
     assert batch['graph']['polygon'].num_nodes == 2
+    assert batch['graph']['polygon'].ptr.tolist() == [0, 1, 2]
+    assert [g['polygon'].num_nodes for g in batch['graph'].to_data_list()] == [1, 1]
+    torch.testing.assert_close(
+        batch['graph']['polygon'].pos[0], square_polygon_pos(0.6, 0.4, 0.3)
+    )
 
 
 def test_partially_visible_nodes_are_clamped() -> None:
@@ -331,3 +338,71 @@ def test_bad_batch_is_reported() -> None:
         aug.apply_matrices({'image': torch.rand(3, 8, 8)}, torch.eye(3)[None])
     with pytest.raises(ValueError, match='matrices'):
         aug.apply_matrices({'image': torch.rand(2, 3, 8, 8)}, torch.eye(3)[None])
+
+
+def test_adjust_colors() -> None:
+    images = torch.rand(4, 3, 8, 8)
+    ones, zeros = torch.ones(4), torch.zeros(4)
+    torch.testing.assert_close(adjust_colors(images, ones, ones, ones, zeros), images)
+    torch.testing.assert_close(adjust_colors(images, ones * 0.5, ones), images * 0.5)
+    # zero contrast: a flat image at the mean grey level
+    flat = adjust_colors(images, ones, zeros)
+    assert torch.allclose(flat, flat.mean(dim=(1, 2, 3), keepdim=True).expand_as(flat))
+    # zero saturation: grey (equal channels) with the original luma
+    grey = adjust_colors(images, ones, ones, zeros)
+    torch.testing.assert_close(grey[:, 0], grey[:, 1])
+    torch.testing.assert_close(
+        grey[:, 0], (images * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1)
+    )
+    # a hue shift keeps the luma of colours that stay in gamut, and a full turn is the identity
+    mid = 0.4 + 0.2 * torch.rand(4, 3, 8, 8)
+    shifted = adjust_colors(mid, ones, ones, ones, ones * 0.1)
+    luma = torch.tensor([0.299, 0.587, 0.114])[:, None, None]
+    torch.testing.assert_close(
+        (shifted * luma).sum(1), (mid * luma).sum(1), atol=2e-3, rtol=0
+    )
+    assert not torch.allclose(shifted, mid, atol=1e-3)
+    torch.testing.assert_close(
+        adjust_colors(mid, ones, ones, ones, ones * 0.5 * 2), mid, atol=1e-5, rtol=0
+    )
+    with pytest.raises(ValueError, match='RGB'):
+        adjust_colors(torch.rand(1, 4, 2, 2), ones[:1], ones[:1], ones[:1])
+
+
+def test_filter_nodes_matches_pyg_subgraph() -> None:
+    gen = torch.Generator().manual_seed(0)
+    graphs: list[Any] = []
+    for n in (5, 0, 7):
+        graph = empty_graph()
+        for node_type in NODE_TYPES:
+            graph[node_type].x = torch.randn(n, 8, generator=gen)
+            graph[node_type].pos = torch.rand(n, K_POINTS[node_type], 2, generator=gen)
+        for src in NODE_TYPES:
+            for dst in NODE_TYPES:
+                edges = torch.randint(0, max(n, 1), (2, 3 * n), generator=gen)
+                graph[src, 'to', dst].edge_index = edges
+                graph[src, 'to', dst].edge_attr = torch.randn(
+                    3 * n, EDGE_DIMS.get((src, dst), 2), generator=gen
+                )
+        graphs.append(graph)
+    keeps = [
+        {t: torch.rand(g[t].num_nodes, generator=gen) < 0.6 for t in NODE_TYPES}
+        for g in graphs
+    ]
+    batch = Batch.from_data_list(graphs)
+    keep = {t: torch.cat([k[t] for k in keeps]) for t in NODE_TYPES}
+    filtered = filter_nodes(batch, keep)
+    for graph, mask, got in zip(graphs, keeps, filtered.to_data_list(), strict=True):
+        expected = graph.subgraph(mask)
+        for node_type in NODE_TYPES:
+            torch.testing.assert_close(got[node_type].x, expected[node_type].x)
+            torch.testing.assert_close(got[node_type].pos, expected[node_type].pos)
+        for edge_type in graph.edge_types:
+            assert torch.equal(
+                got[edge_type].edge_index, expected[edge_type].edge_index
+            )
+            torch.testing.assert_close(
+                got[edge_type].edge_attr, expected[edge_type].edge_attr
+            )
+    # the input batch is left intact
+    assert [g['polygon'].num_nodes for g in batch.to_data_list()] == [5, 0, 7]

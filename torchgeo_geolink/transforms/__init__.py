@@ -5,8 +5,10 @@
 
 from .augmentation import GeoLinkAugmentation
 from .functional import (
+    adjust_colors,
     crop_matrix,
     drop_outside_nodes,
+    filter_nodes,
     hflip_matrix,
     rot90_matrix,
     transform_positions,
@@ -19,8 +21,10 @@ from .normalize import NormalizeImage
 __all__ = (
     'GeoLinkAugmentation',
     'NormalizeImage',
+    'adjust_colors',
     'crop_matrix',
     'drop_outside_nodes',
+    'filter_nodes',
     'hflip_matrix',
     'rot90_matrix',
     'transform_positions',

@@ -3,16 +3,17 @@
 
 """Joint augmentation of an image batch and its OSM graphs that keeps pixels and node positions aligned."""
 
+import copy
 import math
 from collections.abc import Mapping
 from typing import Any
 
-import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from .functional import (
+    adjust_colors,
     crop_matrix,
     drop_outside_nodes,
     hflip_matrix,
@@ -57,9 +58,11 @@ class GeoLinkAugmentation(nn.Module):
     only points (not geometries), so a large polygon that covers the whole crop but whose sample points all lie
     outside it is dropped too; keep ``crop_scale`` moderate (the default keeps at least 35% of the area).
 
-    Colour jitter changes the image only and assumes intensities in ``[0, 1]`` (kornia clips to that range):
-    apply this module to images scaled to ``[0, 1]``, or pass ``color_jitter=None`` for standardised inputs.
-    Three-channel images get brightness, contrast, saturation and hue jitter; others brightness and contrast.
+    Colour jitter changes the image only (see :func:`~torchgeo_geolink.transforms.adjust_colors`; same factor
+    ranges as :class:`kornia.augmentation.ColorJitter`) and assumes intensities in ``[0, 1]`` (it clips to that
+    range): apply this module to images scaled to ``[0, 1]``, or pass ``color_jitter=None`` for standardised
+    inputs. Three-channel images get brightness, contrast, saturation and hue jitter; others brightness and
+    contrast.
     """
 
     def __init__(
@@ -86,7 +89,8 @@ class GeoLinkAugmentation(nn.Module):
             vflip_p: probability of a vertical flip.
             rot90_p: probability of a rotation by 90, 180 or 270 degrees (chosen uniformly).
             color_jitter: brightness, contrast, saturation and hue strengths (as in
-                :class:`kornia.augmentation.ColorJitter`), or None for no colour jitter.
+                :class:`kornia.augmentation.ColorJitter`: factors drawn from ``[1 - v, 1 + v]``, hue shift from
+                ``[-v, v]``), or None for no colour jitter.
             color_jitter_p: probability of jittering a sample's colours.
             generator: random generator of the geometric parameters (CPU); None uses torch's global one.
 
@@ -121,16 +125,14 @@ class GeoLinkAugmentation(nn.Module):
         self.vflip_p = vflip_p
         self.rot90_p = rot90_p
         self.generator = generator
-        self.jitter_rgb: nn.Module | None = None
-        self.jitter_any: nn.Module | None = None
-        if color_jitter is not None:
-            brightness, contrast, saturation, hue = color_jitter
-            self.jitter_rgb = K.ColorJitter(
-                brightness, contrast, saturation, hue, p=color_jitter_p
+        if color_jitter is not None and not (
+            0 <= color_jitter[3] <= 0.5 and min(color_jitter[:3]) >= 0
+        ):
+            raise ValueError(
+                f'GeoLinkAugmentation: invalid color_jitter {color_jitter}'
             )
-            self.jitter_any = K.ColorJitter(
-                brightness, contrast, 0.0, 0.0, p=color_jitter_p
-            )
+        self.color_jitter = color_jitter
+        self.color_jitter_p = color_jitter_p
 
     def _rand(self, *shape: int) -> Tensor:
         """Uniform ``[0, 1)`` samples from the module's generator (on the CPU).
@@ -225,7 +227,7 @@ class GeoLinkAugmentation(nn.Module):
             out['mask'] = warp_masks(mask, matrices, size)
         graph = batch.get('graph')
         if isinstance(graph, HeteroData):
-            graph = graph.clone()
+            graph = copy.copy(graph)
             for node_type in graph.node_types:
                 store = graph[node_type]
                 if 'pos' not in store:
@@ -253,7 +255,32 @@ class GeoLinkAugmentation(nn.Module):
             image.shape[0], image.shape[-2], image.shape[-1]
         )
         out = self.apply_matrices(batch, matrices)
-        jitter = self.jitter_rgb if image.shape[1] == 3 else self.jitter_any
-        if jitter is not None:
-            out['image'] = jitter(out['image'])
+        if self.color_jitter is not None:
+            out['image'] = self._jitter(out['image'])
         return out
+
+    def _jitter(self, images: Tensor) -> Tensor:
+        """Random colour jitter of a share ``color_jitter_p`` of the images.
+
+        Args:
+            images: ``(B, C, H, W)`` images in ``[0, 1]``.
+
+        Returns:
+            The jittered images.
+        """
+        assert self.color_jitter is not None
+        b = len(images)
+        apply = (self._rand(b) < self.color_jitter_p).float()
+
+        def factor(strength: float) -> Tensor:
+            """Factors in ``[1 - strength, 1 + strength]`` where jitter applies, 1 elsewhere."""
+            low = max(0.0, 1 - strength)
+            drawn = low + (1 + strength - low) * self._rand(b)
+            return (1 + apply * (drawn - 1)).to(images.device)
+
+        brightness, contrast, saturation, hue = self.color_jitter
+        b_f, c_f, s_f = factor(brightness), factor(contrast), factor(saturation)
+        h_f = ((self._rand(b) * 2 - 1) * hue * apply).to(images.device)
+        if images.shape[1] != 3:
+            return adjust_colors(images, b_f, c_f)
+        return adjust_colors(images, b_f, c_f, s_f, h_f)
