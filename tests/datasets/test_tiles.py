@@ -166,7 +166,9 @@ def test_missing_graph(tmp_path: Path) -> None:
     (tmp_path / 'graph' / 'b.pt').unlink()
     with pytest.raises(OSMFileError, match=r'b\.pt'):
         GeoLinkTiles(tmp_path, split='all')
-    ds = GeoLinkTiles(tmp_path, split='all', missing_graph='empty')
+    with pytest.warns(UserWarning, match='1 of 2 all tile'):
+        ds = GeoLinkTiles(tmp_path, split='all', missing_graph='empty')
+    assert ds.missing_graphs == ['b']
     sample = ds[1]
     assert all(
         sample[f'osm_{t}_x'].shape == (0, DIM) for t in ('polygon', 'line', 'point')

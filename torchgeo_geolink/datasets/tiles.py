@@ -5,6 +5,7 @@
 
 import os
 import pickle
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -154,13 +155,17 @@ class GeoLinkTiles(NonGeoDataset):
         }
         #: Tile names of this split, sorted.
         self.names = self._split_names(names, val_fraction, test_fraction)
-        if missing_graph == 'error':
-            missing = [n for n in self.names if not self._graph_path(n).exists()]
-            if missing:
-                msg = f'{self.root / "graph"}: no graph for {len(missing)} tile(s), e.g. {missing[0]}.pt'
-                raise OSMFileError(
-                    msg + " (pass missing_graph='empty' to use empty graphs)"
-                )
+        missing = [n for n in self.names if not self._graph_path(n).exists()]
+        if missing and missing_graph == 'error':
+            msg = f'{self.root / "graph"}: no graph for {len(missing)} tile(s), e.g. {missing[0]}.pt'
+            raise OSMFileError(
+                msg + " (pass missing_graph='empty' to use empty graphs)"
+            )
+        if missing:
+            msg = f'{self.root / "graph"}: {len(missing)} of {len(self.names)} {split} tile(s) have no graph; using empty graphs'
+            warnings.warn(msg, UserWarning, stacklevel=2)
+        #: Tiles of the split without a graph file (given empty graphs).
+        self.missing_graphs = missing
 
     def _split_names(
         self, names: list[str], val_fraction: float, test_fraction: float
