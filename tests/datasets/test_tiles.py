@@ -255,3 +255,22 @@ def test_official_ufz_tiles() -> None:
     batch = collate_geolink(samples)
     assert batch['graph'].num_graphs == 6
     assert batch['image'].shape == (6, 3, 224, 224)
+
+
+def test_resize_tiles_of_different_sizes(tmp_path: Path) -> None:
+    write_tiles(tmp_path / 'a', ['small'], size=16)
+    write_tiles(tmp_path / 'b', ['large'], size=40)
+    for d in ('img', 'label', 'graph'):
+        for f in (tmp_path / 'b' / d).iterdir():
+            f.rename(tmp_path / 'a' / d / f.name)
+    ds = GeoLinkTiles(tmp_path / 'a', split='all', size=20)
+    samples = [ds[0], ds[1]]
+    batch = collate_geolink(samples)
+    assert batch['image'].shape == (2, 3, 20, 20)
+    assert batch['mask'].shape == (2, 20, 20)
+    raw = np.asarray(Image.open(tmp_path / 'a' / 'label' / 'large.png'))
+    # nearest resampling keeps label values
+    assert set(batch['mask'].unique().tolist()) <= {255, 0, 4, 8}
+    assert set(ufz_label_lut()[np.unique(raw)].tolist()) >= set(
+        batch['mask'][0].unique().tolist()
+    )

@@ -34,6 +34,7 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.0,
         missing_graph: Literal['error', 'empty'] = 'error',
+        size: int | None = None,
         mean: float | Sequence[float] = 0.0,
         std: float | Sequence[float] = 255.0,
         augment: bool = True,
@@ -49,6 +50,7 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
             val_fraction: share of tiles in the validation split (without split files).
             test_fraction: share of tiles in the test split (without split files).
             missing_graph: a tile without graph is an error (``'error'``) or gets an empty graph.
+            size: resize every tile to ``size x size`` pixels (None: tiles must share one size).
             mean: per-channel mean subtracted from the images.
             std: per-channel divisor of the images (default 255: 8-bit tiles to ``[0, 1]``).
             augment: jointly augment training images, masks and graphs.
@@ -63,6 +65,7 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
             val_fraction=val_fraction,
             test_fraction=test_fraction,
             missing_graph=missing_graph,
+            size=size,
         )
         self.collate_fn = collate_geolink
         self.mean = torch.as_tensor(mean, dtype=torch.float32)

@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
@@ -98,6 +99,7 @@ class GeoLinkTiles(NonGeoDataset):
         test_fraction: float = 0.0,
         missing_graph: Literal['error', 'empty'] = 'error',
         label_lut: Sequence[int] | None = None,
+        size: int | tuple[int, int] | None = None,
         transforms: Callable[[Sample], Sample] | None = None,
     ) -> None:
         """Initialise a new GeoLinkTiles instance.
@@ -109,6 +111,9 @@ class GeoLinkTiles(NonGeoDataset):
             test_fraction: share of tiles in the test split (hash split only).
             missing_graph: a tile without ``.pt`` graph is an error (``'error'``) or gets an empty graph.
             label_lut: 256-entry table from raw label values to labels (default: :func:`ufz_label_lut`).
+            size: resize every tile to this ``(H, W)`` (or side): image bilinear with antialiasing, mask nearest;
+                node positions are normalised, so they do not change. None keeps the tiles' own size (they must
+                then share one size to be batched).
             transforms: a function/transform that takes a sample and returns a transformed version.
 
         Raises:
@@ -140,6 +145,7 @@ class GeoLinkTiles(NonGeoDataset):
         if lut.shape != (256,):
             raise ValueError(f'label_lut must have 256 entries, got shape {lut.shape}')
         self.label_lut = lut
+        self.size = (size, size) if isinstance(size, int) else size
 
         names = sorted(
             p.stem
@@ -311,6 +317,22 @@ class GeoLinkTiles(NonGeoDataset):
             sample['mask'] = torch.from_numpy(
                 self.label_lut[raw.astype(np.int64).clip(0, 255)]
             )
+        if self.size is not None and tuple(sample['image'].shape[-2:]) != tuple(
+            self.size
+        ):
+            sample['image'] = F.interpolate(
+                sample['image'][None],
+                size=self.size,
+                mode='bilinear',
+                antialias=True,
+                align_corners=False,
+            )[0]
+            if 'mask' in sample:
+                sample['mask'] = F.interpolate(
+                    sample['mask'][None, None].float(),
+                    size=self.size,
+                    mode='nearest-exact',
+                )[0, 0].long()
         sample.update(graph_to_sample(self._load_graph(name)))
         if self.transforms is not None:
             sample = self.transforms(sample)
