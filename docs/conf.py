@@ -80,6 +80,7 @@ _EXTERNAL = (
     'functools',
     'dataclasses',
     'concurrent',
+    'affine',
 )
 _BUILTINS = (
     'int',
@@ -118,6 +119,12 @@ nitpick_ignore_regex = [
     (
         _ROLES,
         r'(Any|Callable|Iterable|Iterator|Sequence|Mapping|Literal|Self|Protocol|TypeAlias)',
+    ),
+    # Bare names of TorchGeo types (from its own annotations and from "Bases:" lines).
+    (
+        _ROLES,
+        r'(GeoDataset|RasterDataset|VectorDataset|NonGeoDataset|IntersectionDataset|UnionDataset|GeoSlice'
+        r'|GeoSampler|SpatialSampler|BaseTask|GeoDataModule|NonGeoDataModule|DatasetNotFoundError|WeightsEnum)',
     ),
 ]
 
@@ -212,7 +219,11 @@ def _render_tutorial(script: Path) -> str:
         source = cell.source.strip('\n')
         if cell.cell_type == 'markdown':
             parts.append(source)
-        elif cell.cell_type == 'code' and source:
+        elif cell.cell_type == 'code' and all(
+            line.startswith('#') for line in source.splitlines()
+        ):
+            continue  # the licence header
+        elif cell.cell_type == 'code':
             parts.append(f'```python\n{source}\n```')
             for _ in re.finditer(r'plt\.show\(\)', source):
                 shown += 1
@@ -225,6 +236,39 @@ def _render_tutorial(script: Path) -> str:
     return '\n\n'.join([*parts[:1], download, *parts[1:]]) + '\n'
 
 
+_AUTOMODULE = re.compile(
+    r'^\.\. automodule:: (?P<name>torchgeo_geolink\.\w+)\s*$', re.MULTILINE
+)
+
+
+def _constants_section(module_name: str) -> str:
+    """Document the constants a subpackage exports.
+
+    ``automodule`` documents imported classes and functions listed in ``__all__`` but not imported data, so the
+    upper-case names of ``__all__`` are appended as ``autodata`` entries (their text is the ``#:`` comment in the
+    defining module, see :func:`_on_process_docstring`).
+
+    Args:
+        module_name: the subpackage.
+
+    Returns:
+        reStructuredText to append to its API page ('' when it exports no constant).
+    """
+    import importlib
+
+    names = [
+        n
+        for n in getattr(importlib.import_module(module_name), '__all__', ())
+        if n.isupper()
+    ]
+    if not names:
+        return ''
+    entries = ''.join(
+        f'\n.. autodata:: {module_name}.{name}\n   :no-value:\n' for name in names
+    )
+    return f'\nConstants\n---------\n{entries}'
+
+
 def _on_source_read(app: Sphinx, docname: str, source: list[str]) -> None:
     """Replace a tutorial stub (``<!-- jupytext: name.py -->``) with the rendered script.
 
@@ -233,11 +277,52 @@ def _on_source_read(app: Sphinx, docname: str, source: list[str]) -> None:
         docname: the document being read.
         source: one-element list holding the document text (replaced in place).
     """
+    module = _AUTOMODULE.search(source[0])
+    if module is not None:
+        source[0] += _constants_section(module['name'])
     match = _STUB.search(source[0])
     if match is None:
         return
     script = (DOCS / docname).parent / match['script']
     source[0] = _render_tutorial(script)
+
+
+def _on_process_docstring(
+    app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    """Give an exported constant the ``#:`` comment of the module that defines it.
+
+    Args:
+        app: the Sphinx application.
+        what: the object's type.
+        name: its full name (``torchgeo_geolink.osm.NODE_TYPES``).
+        obj: the object.
+        options: the directive's options.
+        lines: the docstring lines (edited in place).
+    """
+    if what != 'data' or not name.startswith('torchgeo_geolink.'):
+        return
+    from sphinx.pycode import ModuleAnalyzer
+
+    package, attr = name.rsplit('.', 1)
+    for module_name, module in list(sys.modules.items()):
+        if (
+            module is None
+            or not module_name.startswith(package + '.')
+            or not hasattr(module, attr)
+        ):
+            continue
+        try:
+            docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        except Exception:  # noqa: S112 - not every module has analysable source
+            continue
+        if ('', attr) in docs:
+            lines[:] = list(docs['', attr])
+            return
+    if getattr(obj, '__doc__', None) == getattr(type(obj), '__doc__', None):
+        lines[
+            :
+        ] = []  # not the constant's own text but its type's (dict, tuple, pyproj.CRS)
 
 
 def _is_public(cls: type) -> bool:
@@ -345,3 +430,4 @@ def setup(app: Sphinx) -> None:
     app.connect('source-read', _on_source_read)
     app.connect('autodoc-process-bases', _on_process_bases)
     app.connect('missing-reference', _on_missing_reference)
+    app.connect('autodoc-process-docstring', _on_process_docstring)
