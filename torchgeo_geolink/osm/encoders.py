@@ -228,7 +228,7 @@ class CLIPTagEncoder:
 
     @property
     def identity(self) -> str:
-        """Identity string: encoder kind, model name and width."""
+        """Identity string (encoder kind, model name and width)."""
         return f'clip-text-meanafterbos:{self.model_name}:dim{self.dim}'
 
     @torch.inference_mode()
@@ -320,7 +320,7 @@ class SentenceTransformerTagEncoder:
 
     @property
     def identity(self) -> str:
-        """Identity string: encoder kind, model name, width and normalisation."""
+        """Identity string (encoder kind, model name, width and normalisation)."""
         return f'sentence-transformers:{self.model_name}:dim{self.dim}:norm{int(self.normalize)}'
 
     @torch.inference_mode()

@@ -92,7 +92,7 @@ class OSMGraphBuilder:
     the bounds with x right and y down, not clipped: polygon K=4 = three interior samples at 0/120/240 degrees then
     the centroid, line K=3 = centroid, start, end, point K=1) and ``id`` (long: the row of the node's feature in
     ``features``), and all nine ``(src, 'to', dst)`` edge types with ``edge_index`` and one-hot ``edge_attr``
-    (spec 2.3, see :mod:`torchgeo_geolink.osm.relations`).
+    (spec 2.3, see :func:`~torchgeo_geolink.osm.build_edges`).
 
     Features are taken as given, clipped or not (like the reference). Their geometries are cleaned first:
     force 2-D, repair invalid ones, explode multi-part geometries and collections (parts share the feature's tags

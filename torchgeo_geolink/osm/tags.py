@@ -216,7 +216,7 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
     * a ``tags`` column of dicts or JSON text (pyrosm stores its extra tags as JSON text);
     * an ``other_tags`` column of hstore text (GDAL's OSM driver);
     * one column per key (pyrosm, osmnx, GDAL OSM driver), excluding geometry and the
-      :data:`BOOKKEEPING_COLUMNS`; null cells are skipped.
+      ``BOOKKEEPING_COLUMNS``; null cells are skipped.
 
     Keys are normalised with :func:`normalize_key`, values are stripped strings.
 
