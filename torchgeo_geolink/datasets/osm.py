@@ -26,16 +26,11 @@ from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice, Path, Sample
 
 from ..errors import InvalidFeatureError, OSMFileError
-from ..osm.constants import EDGE_TYPES, NODE_TYPES, POS_POINTS
+from ..osm.constants import EDGE_ATTR_DIMS, EDGE_TYPES, NODE_TYPES, POS_POINTS
 from ..osm.encoders import TagEncoder
 from ..osm.geometry import split_by_type
 from ..osm.graph import OSMGraphBuilder
-from ..osm.positions import (
-    line_positions,
-    point_positions,
-    polygon_positions,
-    polygon_sample_points,
-)
+from ..osm.positions import polygon_sample_points
 from ..osm.tags import normalize_key, tags_from_frame
 
 __all__ = ('LoadReport', 'OSMDataset')
@@ -68,12 +63,6 @@ _MULTI_TYPES = (
     int(shapely.GeometryType.GEOMETRYCOLLECTION),
 )
 
-_POSITIONS = {
-    'polygon': polygon_positions,
-    'line': line_positions,
-    'point': point_positions,
-}
-
 
 @dataclass
 class LoadReport:
@@ -99,51 +88,24 @@ class LoadReport:
 
 
 @dataclass
-class _NodeIndex:
-    """Row -> node lookup for the nodes of one type in a window (a row may have several clipped parts).
+class _EdgeTable:
+    """Relations between all (unclipped) features of the dataset, all nine edge types in one table.
+
+    Edges are sorted by source feature row, so the edges leaving a row are one slice of the table.
 
     Attributes:
-        rows: sorted distinct feature rows present.
-        first: offset of each row's first node in ``perm``.
-        count: number of nodes (parts) of each row.
-        perm: node indices sorted by row.
+        indptr: ``(n_rows + 1,)`` start of each source row's edges.
+        dst: destination feature row of each edge.
+        edge_type: position of each edge's type in :data:`~torchgeo_geolink.osm.EDGE_TYPES`.
+        attr_row: row of each edge's attributes in ``attrs[edge_type]``.
+        attrs: one-hot attributes ``(E_t, C_t)`` of each edge type.
     """
 
-    rows: np.ndarray
-    first: np.ndarray
-    count: np.ndarray
-    perm: np.ndarray
-
-    @classmethod
-    def from_node_rows(cls, node_rows: np.ndarray) -> '_NodeIndex':
-        """Build the lookup from the feature row of each node.
-
-        Args:
-            node_rows: feature row of each node, in node order.
-
-        Returns:
-            The lookup.
-        """
-        perm = np.argsort(node_rows, kind='stable')
-        rows, first, count = np.unique(
-            node_rows[perm], return_index=True, return_counts=True
-        )
-        return cls(rows, first, count, perm)
-
-    def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Find feature rows in the lookup.
-
-        Args:
-            rows: feature rows to find.
-
-        Returns:
-            Position of each row in :attr:`rows` and whether it is present.
-        """
-        if len(self.rows) == 0:
-            return np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows), dtype=bool)
-        pos = np.searchsorted(self.rows, rows)
-        pos = np.minimum(pos, len(self.rows) - 1)
-        return pos, self.rows[pos] == rows
+    indptr: np.ndarray
+    dst: np.ndarray
+    edge_type: np.ndarray
+    attr_row: np.ndarray
+    attrs: tuple[np.ndarray, ...]
 
 
 def _read_vector_file(path: str, layers: Sequence[str] | None) -> list[GeoDataFrame]:
@@ -498,17 +460,18 @@ class OSMDataset(GeoDataset):
         self.geometries = geoms
         self._bounds = shapely.bounds(geoms)
         self.tree = shapely.STRtree(geoms)
-        self._abs_pos = self._absolute_positions(np.arange(len(geoms)))
-        self._relations = (
-            self._induced_relations() if self.graph_mode == 'induced' else {}
-        )
+        self._abs_pos = _absolute_positions(geoms, self.kinds)
+        self._edges = self._edge_table() if self.graph_mode == 'induced' else None
 
-        footprints = []
+        file_bounds = np.empty((len(self.filepaths), 4))
         for i in range(len(self.filepaths)):
             b = self._bounds[self.file_ids == i]
-            footprints.append(
-                shapely.box(b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+            file_bounds[i] = (
+                b[:, :2].min(axis=0).tolist() + b[:, 2:].max(axis=0).tolist()
             )
+        #: ``(xmin, ymin, xmax, ymax)`` footprint of each file, the geometry of :attr:`index`.
+        self._file_bounds = file_bounds
+        footprints = shapely.box(*file_bounds.T)
         interval = (pd.Timestamp.min, pd.Timestamp.max)
         index = pd.IntervalIndex.from_tuples(
             [interval] * len(footprints), closed='both', name='datetime'
@@ -517,40 +480,11 @@ class OSMDataset(GeoDataset):
             {'filepath': self.filepaths}, index=index, geometry=footprints, crs=crs
         )
 
-    def _absolute_positions(self, rows: np.ndarray) -> np.ndarray:
-        """Node positions of whole (unclipped) features in the dataset CRS.
-
-        Args:
-            rows: feature rows.
+    def _edge_table(self) -> _EdgeTable:
+        """Relations between all (unclipped) features, computed once, as one table sorted by source row.
 
         Returns:
-            float64 ``(len(rows), 4, 2)`` positions in CRS units (unused slots NaN).
-        """
-        out = np.full((len(rows), 4, 2), np.nan)
-        for k, node_type in enumerate(NODE_TYPES):
-            sel = np.flatnonzero(self.kinds[rows] == k)
-            if len(sel) == 0:
-                continue
-            geoms = self.geometries[rows[sel]]
-            match node_type:
-                case 'polygon':
-                    out[sel] = polygon_sample_points(geoms)
-                case 'line':
-                    out[sel, 0] = shapely.get_coordinates(shapely.centroid(geoms))
-                    out[sel, 1] = shapely.get_coordinates(shapely.get_point(geoms, 0))
-                    out[sel, 2] = shapely.get_coordinates(shapely.get_point(geoms, -1))
-                case _:
-                    out[sel, 0] = shapely.get_coordinates(geoms)
-        return out
-
-    def _induced_relations(
-        self,
-    ) -> dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Relations between all (unclipped) features, as CSR adjacency by source row.
-
-        Returns:
-            For each edge type: ``indptr`` over source rows, destination rows sorted by source row, and
-            their one-hot attributes.
+            The edge table.
         """
         rows_of = {t: np.flatnonzero(self.kinds == k) for k, t in enumerate(NODE_TYPES)}
         edges = self.builder.build_edges(
@@ -558,23 +492,31 @@ class OSMDataset(GeoDataset):
             self.geometries[rows_of['line']],
             self.geometries[rows_of['point']],
         )
-        n = len(self.geometries)
-        out = {}
-        for edge_type in EDGE_TYPES:
-            src_type, _, dst_type = edge_type
-            edge_index, edge_attr = edges[edge_type]
+        src, dst, edge_type, attr_row, attrs = [], [], [], [], []
+        for t, key in enumerate(EDGE_TYPES):
+            edge_index, edge_attr = edges[key]
             edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
-            src = rows_of[src_type][edge_index[0]]
-            dst = rows_of[dst_type][edge_index[1]]
-            order = np.argsort(src, kind='stable')
-            indptr = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
-            out[edge_type] = (
-                indptr,
-                dst[order],
-                np.asarray(edge_attr, dtype=np.float32)[order],
+            n_edges = edge_index.shape[1]
+            src.append(rows_of[key[0]][edge_index[0]])
+            dst.append(rows_of[key[2]][edge_index[1]])
+            edge_type.append(np.full(n_edges, t, dtype=np.int8))
+            attr_row.append(np.arange(n_edges))
+            attrs.append(
+                np.ascontiguousarray(edge_attr, dtype=np.float32).reshape(
+                    n_edges, EDGE_ATTR_DIMS[key]
+                )
             )
-        return out
+        all_src = np.concatenate(src)
+        order = np.argsort(all_src, kind='stable')
+        indptr = np.zeros(len(self.geometries) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(all_src, minlength=len(self.geometries)), out=indptr[1:])
+        return _EdgeTable(
+            indptr,
+            np.concatenate(dst)[order],
+            np.concatenate(edge_type)[order],
+            np.concatenate(attr_row)[order],
+            tuple(attrs),
+        )
 
     @property
     def crs(self) -> CRS:
@@ -629,17 +571,35 @@ class OSMDataset(GeoDataset):
         Raises:
             IndexError: if the window is empty or does not meet any file's footprint.
         """
-        x, y, _ = self._disambiguate_slice(index)
+        if (
+            isinstance(index, tuple)
+            and len(index) >= 2
+            and isinstance(index[0], slice)
+            and isinstance(index[1], slice)
+            and None
+            not in (index[0].start, index[0].stop, index[1].start, index[1].stop)
+        ):
+            x, y = (
+                index[0],
+                index[1],
+            )  # fully specified (as samplers give): no pandas work
+        else:
+            x, y, _ = self._disambiguate_slice(index)
         xmin, xmax, ymin, ymax = (
             float(x.start),
             float(x.stop),
             float(y.start),
             float(y.stop),
         )
-        window = shapely.box(xmin, ymin, xmax, ymax)
+        fb = self._file_bounds
         if (
             not (xmax > xmin and ymax > ymin)
-            or not self.index.geometry.intersects(window).any()
+            or not (
+                (fb[:, 0] <= xmax)
+                & (fb[:, 2] >= xmin)
+                & (fb[:, 1] <= ymax)
+                & (fb[:, 3] >= ymin)
+            ).any()
         ):
             raise IndexError(
                 f'index: {index} not found in dataset with bounds: {self.bounds}'
@@ -651,16 +611,18 @@ class OSMDataset(GeoDataset):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Features of a window, clipped to it and split into single parts.
 
-        Only features that cross the window's edge are clipped; the others are taken whole.
+        Features whose bounding box lies in the window are taken whole; only the others are clipped (those the
+        window misses, or meets only on its edge, clip to nothing or to a lower dimension and are dropped).
 
         Args:
             window: ``(xmin, ymin, xmax, ymax)`` in the dataset CRS.
 
         Returns:
-            Feature row, geometry and whether it was cut, for each node, sorted by row.
+            Feature row, geometry and whether it was cut, for each node, sorted by node type then row (the parts
+            of a feature are adjacent).
         """
         xmin, ymin, xmax, ymax = window
-        rows = np.sort(self.tree.query(shapely.box(*window), predicate='intersects'))
+        rows = self.tree.query(shapely.box(*window))
         b = self._bounds[rows]
         inside = (
             (b[:, 0] >= xmin)
@@ -669,26 +631,27 @@ class OSMDataset(GeoDataset):
             & (b[:, 3] <= ymax)
         )
         cut_rows = rows[~inside]
-        if len(cut_rows) == 0:
-            return rows, self.geometries[rows], np.zeros(len(rows), dtype=bool)
-        clipped = shapely.clip_by_rect(
-            self.geometries[cut_rows], xmin, ymin, xmax, ymax
+        if len(cut_rows):
+            clipped = shapely.clip_by_rect(
+                self.geometries[cut_rows], xmin, ymin, xmax, ymax
+            )
+            parts, part_of = shapely.get_parts(clipped, return_index=True)
+            part_rows = cut_rows[part_of]
+            keep = (
+                _KIND_OF_TYPE_ID[shapely.get_type_id(parts)] == self.kinds[part_rows]
+            ) & ~shapely.is_empty(parts)
+            whole_rows = rows[inside]
+            rows = np.concatenate([whole_rows, part_rows[keep]])
+            geoms = np.concatenate([self.geometries[whole_rows], parts[keep]])
+            cut = np.arange(len(rows)) >= len(whole_rows)
+        else:
+            geoms = self.geometries[rows]
+            cut = np.zeros(len(rows), dtype=bool)
+        order = np.argsort(
+            self.kinds[rows].astype(np.int64) * len(self.geometries) + rows,
+            kind='stable',
         )
-        parts, part_of = shapely.get_parts(clipped, return_index=True)
-        part_rows = cut_rows[part_of]
-        part_kinds = _KIND_OF_TYPE_ID[shapely.get_type_id(parts)]
-        keep = (part_kinds == self.kinds[part_rows]) & ~shapely.is_empty(parts)
-        whole_rows = rows[inside]
-        all_rows = np.concatenate([whole_rows, part_rows[keep]])
-        order = np.argsort(all_rows, kind='stable')
-        geoms = np.concatenate([self.geometries[whole_rows], parts[keep]])[order]
-        cut = np.concatenate(
-            [
-                np.zeros(len(whole_rows), dtype=bool),
-                np.ones(int(keep.sum()), dtype=bool),
-            ]
-        )
-        return all_rows[order], geoms, cut[order]
+        return rows[order], geoms[order], cut[order]
 
     def features(self, index: GeoSlice) -> GeoDataFrame:
         """The features of a window, clipped to it, with their tags.
@@ -750,55 +713,85 @@ class OSMDataset(GeoDataset):
     ) -> Sample:
         """Graph of a window as the subgraph induced by its features in the precomputed relations.
 
+        Positions of whole features come from the per-feature cache and are only recomputed for the features
+        cut by the window; the nine edge types are taken in one vectorised pass over :attr:`_edges`.
+
         Args:
             window: ``(xmin, ymin, xmax, ymax)`` in the dataset CRS.
-            rows: feature row of each node, sorted.
+            rows: feature row of each node, sorted by node type then row.
             geoms: clipped geometry of each node.
             cut: whether each node was cut by the window.
 
         Returns:
             The flattened graph (``osm_*`` keys).
         """
+        assert self._edges is not None
         xmin, ymin, xmax, ymax = window
-        origin = np.array([xmin, ymax])
-        scale = np.array([xmax - xmin, ymin - ymax])
-        sample: Sample = {}
-        lookup: dict[str, _NodeIndex] = {}
         kinds = self.kinds[rows]
+        offsets = np.zeros(len(NODE_TYPES) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(kinds, minlength=len(NODE_TYPES)), out=offsets[1:])
+
+        xy = self._abs_pos[rows]
+        if cut.any():
+            xy[cut] = _absolute_positions(geoms[cut], kinds[cut])
+        pos = np.empty(xy.shape, dtype=np.float32)
+        pos[..., 0] = (xy[..., 0] - xmin) / (xmax - xmin)
+        pos[..., 1] = 1.0 - (xy[..., 1] - ymin) / (ymax - ymin)
+
+        sample: Sample = {}
         for k, node_type in enumerate(NODE_TYPES):
-            sel = np.flatnonzero(kinds == k)
-            type_rows = rows[sel]
-            n_pos = POS_POINTS[node_type]
-            pos = (self._abs_pos[type_rows, :n_pos] - origin) / scale
-            type_cut = cut[sel]
-            if type_cut.any():
-                pos[type_cut] = _POSITIONS[node_type](geoms[sel[type_cut]], window)
-            ids = torch.from_numpy(type_rows)
+            a, b = offsets[k], offsets[k + 1]
+            ids = torch.from_numpy(rows[a:b])
             sample[f'osm_{node_type}_x'] = self.embeddings.index_select(0, ids)
-            sample[f'osm_{node_type}_pos'] = torch.from_numpy(pos.astype(np.float32))
+            sample[f'osm_{node_type}_pos'] = torch.from_numpy(
+                np.ascontiguousarray(pos[a:b, : POS_POINTS[node_type]])
+            )
             sample[f'osm_{node_type}_id'] = ids
-            lookup[node_type] = _NodeIndex.from_node_rows(type_rows)
-        for edge_type, (indptr, dst_sorted, attr_sorted) in self._relations.items():
-            src_type, _, dst_type = edge_type
-            src, dst = lookup[src_type], lookup[dst_type]
-            starts = indptr[src.rows]
-            counts = indptr[src.rows + 1] - starts
-            total = int(counts.sum())
-            src_pos = np.repeat(np.arange(len(src.rows)), counts)
-            edge_ids = np.arange(total) - np.repeat(
-                np.cumsum(counts) - counts - starts, counts
+
+        # Feature row -> node index (within its type) of its first part, -1 outside the window.
+        local = np.full(len(self.geometries), -1, dtype=np.int64)
+        node_local = np.arange(len(rows)) - offsets[kinds]
+        first = np.ones(len(rows), dtype=bool)
+        first[1:] = rows[1:] != rows[:-1]
+        multipart = not first.all()
+        feature_rows = rows[first] if multipart else rows
+        local[feature_rows] = node_local[first] if multipart else node_local
+
+        table = self._edges
+        starts = table.indptr[feature_rows]
+        lengths = table.indptr[feature_rows + 1] - starts
+        edge_ids = np.arange(int(lengths.sum())) + np.repeat(
+            starts - (np.cumsum(lengths) - lengths), lengths
+        )
+        src_rows = np.repeat(feature_rows, lengths)
+        dst_local = local[table.dst[edge_ids]]
+        keep = dst_local >= 0
+        edge_ids, src_rows, dst_local = edge_ids[keep], src_rows[keep], dst_local[keep]
+        src_local = local[src_rows]
+        if multipart:
+            parts = np.zeros(len(self.geometries), dtype=np.int64)
+            parts[feature_rows] = np.diff(np.append(np.flatnonzero(first), len(rows)))
+            dst_rows = table.dst[edge_ids]
+            src_local, dst_local, take = _expand_parts(
+                src_local,
+                dst_local,
+                parts[src_rows],
+                parts[dst_rows],
+                src_rows == dst_rows,
             )
-            dst_rows = dst_sorted[edge_ids]
-            dst_pos, found = dst.locate(dst_rows)
-            src_pos, dst_pos, edge_ids = src_pos[found], dst_pos[found], edge_ids[found]
-            src_nodes, dst_nodes, take = _expand_edges(
-                src, dst, src_pos, dst_pos, src_type == dst_type
-            )
+            edge_ids = edge_ids[take]
+        edge_type = table.edge_type[edge_ids]
+        order = np.argsort(edge_type, kind='stable')
+        splits = np.searchsorted(edge_type[order], np.arange(len(EDGE_TYPES) + 1))
+        for t, (src_type, _, dst_type) in enumerate(EDGE_TYPES):
+            sel = order[splits[t] : splits[t + 1]]
             name = f'osm_{src_type}_to_{dst_type}'
             sample[f'{name}_edge_index'] = torch.from_numpy(
-                np.stack([src_nodes, dst_nodes])
+                np.stack([src_local[sel], dst_local[sel]])
             )
-            sample[f'{name}_edge_attr'] = torch.from_numpy(attr_sorted[edge_ids[take]])
+            sample[f'{name}_edge_attr'] = torch.from_numpy(
+                table.attrs[t][table.attr_row[edge_ids[sel]]]
+            )
         return sample
 
     def _exact_sample(
@@ -920,45 +913,62 @@ class OSMDataset(GeoDataset):
         return fig
 
 
-def _expand_edges(
-    src: _NodeIndex,
-    dst: _NodeIndex,
-    src_pos: np.ndarray,
-    dst_pos: np.ndarray,
-    same_type: bool,
+def _absolute_positions(geoms: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """Node positions of features in their CRS (not normalised), as :mod:`torchgeo_geolink.osm.positions`.
+
+    Args:
+        geoms: single-part geometries.
+        kinds: node type of each (0 polygon, 1 line, 2 point).
+
+    Returns:
+        float64 ``(len(geoms), 4, 2)`` positions (polygon: three interior samples then the centroid; line:
+        centroid, start, end; point: itself), unused slots NaN.
+    """
+    out = np.full((len(geoms), 4, 2), np.nan)
+    for k, node_type in enumerate(NODE_TYPES):
+        sel = np.flatnonzero(kinds == k)
+        if len(sel) == 0:
+            continue
+        type_geoms = geoms[sel]
+        match node_type:
+            case 'polygon':
+                out[sel] = polygon_sample_points(type_geoms)
+            case 'line':
+                out[sel, 0] = shapely.get_coordinates(shapely.centroid(type_geoms))
+                out[sel, 1] = shapely.get_coordinates(shapely.get_point(type_geoms, 0))
+                out[sel, 2] = shapely.get_coordinates(shapely.get_point(type_geoms, -1))
+            case _:
+                out[sel, 0] = shapely.get_coordinates(type_geoms)
+    return out
+
+
+def _expand_parts(
+    src: np.ndarray,
+    dst: np.ndarray,
+    src_parts: np.ndarray,
+    dst_parts: np.ndarray,
+    is_self: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn feature-level edges into node-level edges (a feature cut into parts has one node per part).
 
     Every part of the source is linked to every part of the destination, except self loops, which link each
-    part to itself only.
+    part to itself only. The parts of a feature are consecutive nodes.
 
     Args:
-        src: lookup of the source nodes.
-        dst: lookup of the destination nodes.
-        src_pos: position of each edge's source row in ``src.rows``.
-        dst_pos: position of each edge's destination row in ``dst.rows``.
-        same_type: whether source and destination have the same node type.
+        src: node index of each edge's source feature's first part.
+        dst: node index of each edge's destination feature's first part.
+        src_parts: number of parts of each edge's source feature.
+        dst_parts: number of parts of each edge's destination feature.
+        is_self: whether each edge is a self loop.
 
     Returns:
         Source nodes, destination nodes and, for each node-level edge, the feature-level edge it comes from.
     """
-    cs, cd = src.count[src_pos], dst.count[dst_pos]
-    is_self = (
-        (src.rows[src_pos] == dst.rows[dst_pos])
-        if same_type and len(src_pos)
-        else np.zeros(len(src_pos), bool)
-    )
-    pairs = np.where(is_self, cs, cs * cd)
-    if len(pairs) == 0 or (pairs == 1).all():
-        take = np.arange(len(src_pos))
-        return src.perm[src.first[src_pos]], dst.perm[dst.first[dst_pos]], take
+    pairs = np.where(is_self, src_parts, src_parts * dst_parts)
     take = np.repeat(np.arange(len(pairs)), pairs)
     k = np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
-    width = np.where(is_self[take], 1, cd[take])
-    i = np.where(is_self[take], k, k // width)
-    j = np.where(is_self[take], k, k % width)
-    return (
-        src.perm[src.first[src_pos[take]] + i],
-        dst.perm[dst.first[dst_pos[take]] + j],
-        take,
-    )
+    width = np.where(is_self, 1, dst_parts)[take]
+    self_take = is_self[take]
+    i = np.where(self_take, k, k // width)
+    j = np.where(self_take, k, k % width)
+    return src[take] + i, dst[take] + j, take
