@@ -108,6 +108,10 @@ _BUILTINS = (
     'NotImplementedError',
 )
 _ROLES = r'py:(class|obj|func|meth|attr|data|exc|mod|type)'
+_TORCHGEO_BARE = (
+    r'(GeoDataset|RasterDataset|VectorDataset|NonGeoDataset|IntersectionDataset|UnionDataset|GeoSlice'
+    r'|GeoSampler|SpatialSampler|BaseTask|GeoDataModule|NonGeoDataModule|DatasetNotFoundError|WeightsEnum)'
+)
 nitpick_ignore_regex = [
     (_ROLES, rf'({"|".join(re.escape(name) for name in _EXTERNAL)})(\..+)?'),
     (_ROLES, rf'({"|".join(_BUILTINS)})'),
@@ -121,18 +125,7 @@ nitpick_ignore_regex = [
         r'(Any|Callable|Iterable|Iterator|Sequence|Mapping|Literal|Self|Protocol|TypeAlias)',
     ),
     # Bare names of TorchGeo types (from its own annotations and from "Bases:" lines).
-    (
-        _ROLES,
-        r'(GeoDataset|RasterDataset|VectorDataset|NonGeoDataset|IntersectionDataset|UnionDataset|GeoSlice'
-        r'|GeoSampler|SpatialSampler|BaseTask|GeoDataModule|NonGeoDataModule|DatasetNotFoundError|WeightsEnum)',
-    ),
-]
-
-# Names that docstrings already refer to but whose code has not landed yet (the library is being written in
-# parallel); each entry is removed as soon as the name exists.
-nitpick_ignore = [
-    ('py:func', 'torchgeo_geolink.models.load_official_checkpoint'),
-    ('py:func', 'torchgeo_geolink.datasets.collate_geolink'),
+    (_ROLES, _TORCHGEO_BARE),
 ]
 
 # -- autodoc / napoleon ----------------------------------------------------------------------------------------------
@@ -302,6 +295,7 @@ def _on_process_docstring(
     """
     if what != 'data' or not name.startswith('torchgeo_geolink.'):
         return
+    from sphinx.errors import PycodeError
     from sphinx.pycode import ModuleAnalyzer
 
     package, attr = name.rsplit('.', 1)
@@ -314,7 +308,7 @@ def _on_process_docstring(
             continue
         try:
             docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
-        except Exception:  # noqa: S112 - not every module has analysable source
+        except PycodeError:  # compiled or source-less module
             continue
         if ('', attr) in docs:
             lines[:] = list(docs['', attr])
