@@ -17,6 +17,7 @@ from .demo import (
     render_demo,
 )
 from .osm import LoadReport, OSMDataset
+from .raster import WindowedRasterDataset
 from .tiles import UFZ_CLASSES, GeoLinkTiles, ufz_label_lut
 from .utils import collate_geolink, graph_to_sample, sample_to_graph, unbind_geolink
 
@@ -33,6 +34,7 @@ __all__ = (
     'GeoLinkTiles',
     'LoadReport',
     'OSMDataset',
+    'WindowedRasterDataset',
     'build_demo',
     'collate_geolink',
     'graph_to_sample',
