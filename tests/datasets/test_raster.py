@@ -1,6 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,12 @@ def test_image_and_osm(tmp_path: Path, city_gpkg: Path) -> None:
     sample = pair[window]
     assert sample['image'].shape == (2, 12, 16)
     assert_same(sample, reference[window])
+
+
+def test_pickle_after_reads(tmp_path: Path) -> None:
+    root = write(tmp_path / 'img', 'a.tif', 'uint8', None)
+    windowed = Windowed(root)
+    window = windows(aligned=True)[3]
+    before = windowed[window]  # opens and caches the file handle
+    clone = pickle.loads(pickle.dumps(windowed))
+    assert_same(clone[window], before)

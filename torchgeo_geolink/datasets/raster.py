@@ -53,6 +53,16 @@ class WindowedRasterDataset(RasterDataset):
             sample = self.transforms(sample)
         return sample
 
+    def __getstate__(self) -> dict[str, object]:
+        """State to pickle (for DataLoader workers): everything but the cached file handles.
+
+        Returns:
+            The instance's attributes without the per-index cache.
+        """
+        state = self.__dict__.copy()
+        state.pop('_bounds_cache', None)
+        return state
+
     def _file_bounds(self) -> tuple[np.ndarray, list[str], tuple[float, float]]:
         """Footprint bounds and path of every file and the time bounds, cached until :attr:`index` is replaced.
 
@@ -69,6 +79,7 @@ class WindowedRasterDataset(RasterDataset):
                 bounds,
                 [str(p) for p in self.index.filepath],
                 (t.start.timestamp(), t.stop.timestamp()),
+                {},
             )
             self._bounds_cache = cache
         return cache[1], cache[2], cache[3]
@@ -113,7 +124,12 @@ class WindowedRasterDataset(RasterDataset):
         if len(hits) != 1 or not (xmax > xmin and ymax > ymin):
             return None
         if self.cache:
-            src = self._cached_load_warp_file(filepaths[hits[0]], self.crs)
+            # The parent's lru_cache hashes the CRS (its WKT) on every call: keep the handles per index.
+            handles = self._bounds_cache[4]
+            src = handles.get(filepaths[hits[0]])
+            if src is None:
+                src = self._cached_load_warp_file(filepaths[hits[0]], self.crs)
+                handles[filepaths[hits[0]]] = src
         else:
             src = self._load_warp_file(filepaths[hits[0]], self.crs)
         try:
