@@ -150,6 +150,10 @@ class GeoLinkFusionEncoder(nn.Module):
             else (50 if model.legacy else None)
         )
         dense = model.dense_osm_tokens(h, inputs, None, max_nodes)
+        if (
+            dense.tokens.shape[1] == 0
+        ):  # no OSM node in the whole batch: the image-only path
+            return self._hybrid(x, None)
         tokens = dense.tokens.to(image.dtype)
         token_pe = dense.pos_embed.to(image.dtype)
         attention = None
