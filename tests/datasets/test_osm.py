@@ -450,3 +450,47 @@ def test_features_and_plot(city_gpkg: Path, city_raster: Path) -> None:
 def test_invalid_graph_mode(city_gpkg: Path) -> None:
     with pytest.raises(ValueError, match='graph_mode'):
         OSMDataset(city_gpkg, graph_mode='fast')  # ty: ignore[invalid-argument-type]
+
+
+def test_induced_subgraph_matches_reference() -> None:
+    # The vectorised induced subgraph equals a per-edge-type reference built from the global relations.
+    ds = OSMDataset(HELSINKI_PBF, crs=CRS.from_epsg(32635), res=1.0)
+    rows_of = {t: np.flatnonzero(ds.kinds == k) for k, t in enumerate(NODE_TYPES)}
+    edges = ds.builder.build_edges(*(ds.geometries[rows_of[t]] for t in NODE_TYPES))
+    xmin, ymin, _, _ = ds.index.total_bounds
+    multipart = 0
+    for dx, dy in [(300, 400), (520, 910), (100, 1200)]:
+        sample = ds[xmin + dx : xmin + dx + 150, ymin + dy : ymin + dy + 150]
+        nodes_of: dict[str, dict[int, list[int]]] = {}
+        for t in NODE_TYPES:
+            nodes_of[t] = {}
+            for node, row in enumerate(sample[f'osm_{t}_id'].tolist()):
+                nodes_of[t].setdefault(row, []).append(node)
+            multipart += sum(len(v) > 1 for v in nodes_of[t].values())
+        for src_type, _, dst_type in EDGE_TYPES:
+            index, attr = edges[src_type, 'to', dst_type]
+            expected = set()
+            for i, j, a in zip(
+                *np.asarray(index).tolist(), np.asarray(attr).tolist(), strict=True
+            ):
+                src_row, dst_row = rows_of[src_type][i], rows_of[dst_type][j]
+                src_nodes = nodes_of[src_type].get(src_row, [])
+                dst_nodes = nodes_of[dst_type].get(dst_row, [])
+                for s in src_nodes:
+                    for d in dst_nodes:
+                        if (
+                            src_row != dst_row or s == d
+                        ):  # self loops: each part to itself
+                            expected.add((s, d, tuple(a)))
+            name = f'osm_{src_type}_to_{dst_type}'
+            got = [
+                (s, d, tuple(a))
+                for (s, d), a in zip(
+                    sample[f'{name}_edge_index'].T.tolist(),
+                    sample[f'{name}_edge_attr'].tolist(),
+                    strict=True,
+                )
+            ]
+            assert len(got) == len(set(got))
+            assert set(got) == expected, (src_type, dst_type)
+    assert multipart > 0  # the windows cut some features into several parts
