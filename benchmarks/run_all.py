@@ -191,7 +191,8 @@ def as_markdown(text: str) -> str:
     if not text:
         return '_(no output)_'
     if re.search(r'^\|[\s:-]*-{3,}', text, flags=re.MULTILINE):
-        return text
+        # a script's own '# Title' lines would break the report's heading levels: show them in bold
+        return re.sub(r'^#+\s+(.+)$', r'**\1**', text, flags=re.MULTILINE)
     return f'```text\n{text}\n```'
 
 
