@@ -18,6 +18,7 @@ from torchgeo.datasets.utils import Sample
 
 from ..datasets.demo import DemoImage, DemoLabels, build_demo
 from ..datasets.osm import OSMDataset
+from ..datasets.raster import WindowedRasterDataset
 from ..datasets.utils import collate_geolink
 from ..osm import (
     CachedTagEncoder,
@@ -32,11 +33,11 @@ from ..transforms import GeoLinkAugmentation, NormalizeImage
 __all__ = ('GeoLinkDataModule', 'make_tag_encoder', 'merge_keep_first', 'region_rois')
 
 
-class _ImageRaster(RasterDataset):
+class _ImageRaster(WindowedRasterDataset):
     """Any raster image (all bands), read as ``'image'``."""
 
 
-class _LabelRaster(RasterDataset):
+class _LabelRaster(WindowedRasterDataset):
     """Any single-band raster of class labels, read as ``'mask'``."""
 
     is_image = False

@@ -30,7 +30,8 @@ from numpy.typing import NDArray
 from pyproj import CRS
 from rasterio.transform import Affine, from_origin
 from scipy import ndimage
-from torchgeo.datasets import RasterDataset
+
+from .raster import WindowedRasterDataset
 
 __all__ = (
     'DEMO_CLASSES',
@@ -183,7 +184,7 @@ class DemoPaths:
     osm: Path
 
 
-class DemoImage(RasterDataset):
+class DemoImage(WindowedRasterDataset):
     """The rendered RGB image of the embedded demo (rendered from OSM, not a real image)."""
 
     filename_glob = 'helsinki_demo_image.tif'
@@ -191,7 +192,7 @@ class DemoImage(RasterDataset):
     rgb_bands = ('R', 'G', 'B')
 
 
-class DemoLabels(RasterDataset):
+class DemoLabels(WindowedRasterDataset):
     """The land-use label raster of the embedded demo (classes :data:`DEMO_CLASSES`)."""
 
     filename_glob = 'helsinki_demo_labels.tif'
