@@ -6,6 +6,7 @@
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
 from torch.optim import AdamW
@@ -34,8 +35,8 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
     Logged: ``train_loss`` and its parts ``train_loss_rec``, ``train_loss_cont``, ``train_loss_node``;
     ``train_psnr`` (of the normalised-patch reconstruction, as TorchGeo's MAE); ``train_ssl_std`` (collapse
     monitor of the 64-d image embeddings); ``val_loss`` and its parts, ``val_psnr``; ``val_retrieval_top1``
-    (image-to-OSM and OSM-to-image top-1 retrieval, averaged, over the whole validation pool of windows with OSM)
-    with ``val_retrieval_chance`` (1 / pool size).
+    (image-to-OSM and OSM-to-image top-1 retrieval, averaged, over the whole validation pool of windows with OSM,
+    from unmasked images and graphs: :meth:`retrieval_embeddings`) with ``val_retrieval_chance`` (1 / pool size).
     """
 
     ignore = ('weights',)
@@ -51,6 +52,9 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
         osm_hidden_channels: int = 128,
         osm_num_layers: int = 1,
         osm_edge_features: bool = False,
+        decoder_embed_dim: int = 512,
+        decoder_depth: int = 2,
+        decoder_num_heads: int = 16,
         img_mask_ratio: float = 0.75,
         osm_mask_ratio: float = 0.2,
         rec_weight: float = 1.0,
@@ -82,6 +86,9 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
             osm_num_layers: Number of heterogeneous GAT layers (1 in the paper).
             osm_edge_features: Let the GAT attention see the relation one-hots (``edge_dim``); the reference ignores
                 them.
+            decoder_embed_dim: Width of the MAE decoder (512 in the paper).
+            decoder_depth: Transformer blocks of the MAE decoder (2 in the paper).
+            decoder_num_heads: Attention heads of the MAE decoder (16 in the paper).
             img_mask_ratio: Share of image patches masked (0.75 in the paper).
             osm_mask_ratio: Share of OSM nodes masked per type and graph (0.2 in the paper).
             rec_weight: Weight of the image reconstruction loss (1 in the paper).
@@ -231,9 +238,34 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
             dataloader_idx: Index of the dataloader.
         """
         _, out = self._shared_step(batch, 'val')
-        self.val_retrieval.update(
-            out.img_embedding[out.has_osm], out.osm_embedding[out.has_osm]
+        image, osm = self.retrieval_embeddings(batch['image'], batch['graph'])
+        self.val_retrieval.update(image[out.has_osm], osm[out.has_osm])
+
+    def retrieval_embeddings(
+        self, images: Tensor, graphs: Any
+    ) -> tuple[Tensor, Tensor]:
+        """Embed whole images and whole OSM graphs (nothing masked) in the shared contrastive space.
+
+        The image embedding is the projected mean of all patch tokens, the OSM embedding the projected region
+        readout of the unmasked graph: deterministic, unlike the masked embeddings of a training step.
+
+        Args:
+            images: Normalised images ``(B, C, H, W)``.
+            graphs: The batch of ``B`` OSM graphs.
+
+        Returns:
+            L2-normalised image and OSM embeddings, ``(B, 64)`` each.
+        """
+        model = self.model
+        latent, _, _, _ = model.forward_img_encoder(images, mask_ratio=0.0)
+        image = F.normalize(
+            model.img_consistency_prj(latent[:, 1:].mean(dim=1)).float(), dim=-1
         )
+        inputs = model.osm_inputs(graphs, images.shape[0])
+        h = model.encode_osm(inputs.x, inputs)
+        region = model.graph_embedding(h, inputs, model.node_counts(inputs) > 0)
+        osm = F.normalize(model.osm_graph_consistency_prj(region).float(), dim=-1)
+        return image, osm
 
     def on_validation_epoch_end(self) -> None:
         """Log top-1 retrieval over the validation pool and its chance level."""

@@ -1,0 +1,108 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""The tasks and datamodules through TorchGeo's CLI (``torchgeo fit|validate|test|predict --config ...``)."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.features
+import torch
+from PIL import Image
+from pyproj import CRS
+from rasterio.transform import from_origin
+from torch_geometric.data import HeteroData
+from torchgeo.main import main
+
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / 'tests' / 'conf'
+CITY_CRS = CRS.from_epsg(32635)
+CITY_ORIGIN = (385_000.0, 6_672_000.0)
+ROOT_CONFIGS = ['geolink_pretrain.yaml', 'geolink_pretrain_vitl.yaml', 'geolink_segmentation.yaml']
+
+
+@pytest.fixture
+def city(tmp_path: Path, write_raster: Any, make_city: Any) -> list[str]:
+    """Image, building labels (0/1) and OSM GeoPackage of a 200 m synthetic city; returns the CLI data args."""
+    x0, y0 = CITY_ORIGIN
+    bounds = (x0, y0, x0 + 200, y0 + 200)
+    frame = make_city(origin=CITY_ORIGIN, crs=CITY_CRS)
+    buildings = [(g, 1) for g in frame.geometry[frame['building'].notna()]]
+    image = write_raster(tmp_path / 'image.tif', bounds, CITY_CRS, burn=buildings)
+    transform = from_origin(x0, y0 + 200, 1.0, 1.0)
+    labels = rasterio.features.rasterize(buildings, out_shape=(200, 200), transform=transform).astype(np.uint8)
+    with rasterio.open(
+        tmp_path / 'labels.tif', 'w', driver='GTiff', width=200, height=200, count=1, dtype='uint8',
+        crs=CITY_CRS, transform=transform,
+    ) as dst:
+        dst.write(labels[None])
+    osm = tmp_path / 'city.gpkg'
+    frame.to_file(osm, driver='GPKG')
+    return [
+        '--data.init_args.image_paths', str(image),
+        '--data.init_args.osm_paths', str(osm),
+        '--data.init_args.label_paths', str(tmp_path / 'labels.tif'),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def tiles(tmp_path: Path) -> list[str]:
+    """Four 32 x 32 tiles in GeoLink's format (official graphs with positions inside x)."""
+    root = tmp_path / 'tiles'
+    for d in ('img', 'label', 'graph'):
+        (root / d).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        x0, y0 = (int(v) for v in rng.integers(2, 20, 2))
+        pixels = np.full((32, 32, 3), 20, np.uint8)
+        pixels[y0 : y0 + 10, x0 : x0 + 10] = 230
+        label = np.ones((32, 32), np.uint8)
+        label[y0 : y0 + 10, x0 : x0 + 10] = 2
+        Image.fromarray(pixels).save(root / 'img' / f't{i}.png')
+        Image.fromarray(label).save(root / 'label' / f't{i}.png')
+        graph = HeteroData()
+        cx, cy = (x0 + 5) / 32, (y0 + 5) / 32
+        pos = torch.tensor([cx + 0.05, cy, cx - 0.05, cy + 0.05, cx - 0.05, cy - 0.05, cx, cy])
+        graph['polygon'].x = torch.cat([torch.randn(1, 512), pos[None]], dim=1)
+        graph['polygon', 'to', 'polygon'].edge_index = torch.tensor([[0], [0]])
+        graph['polygon', 'to', 'polygon'].edge_attr = torch.eye(6)[:1]
+        torch.save(graph, root / 'graph' / f't{i}.pt')
+    return ['--data.init_args.root', str(root)]
+
+
+def run(command: str, config: str, data_args: list[str], tmp_path: Path, *extra: str) -> None:
+    main([
+        command, '--config', str(CONF / config), *data_args,
+        '--trainer.accelerator', 'cpu', '--trainer.fast_dev_run', 'true',
+        '--trainer.default_root_dir', str(tmp_path), '--trainer.enable_progress_bar', 'false', *extra,
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize('config', ['geolink_pretrain.yaml', 'geolink_segmentation.yaml'])
+def test_geolink_datamodule(config: str, city: list[str], tmp_path: Path) -> None:
+    run('fit', config, city, tmp_path)
+    run('test', config, city, tmp_path)
+
+
+def test_segmentation_validate_predict(city: list[str], tmp_path: Path) -> None:
+    run('validate', 'geolink_segmentation.yaml', city, tmp_path, '--model.init_args.multimodal', 'false')
+    run('predict', 'geolink_segmentation.yaml', city, tmp_path)
+
+
+@pytest.mark.parametrize('config', ['geolink_pretrain_tiles.yaml', 'geolink_segmentation_tiles.yaml'])
+def test_tiles_datamodule(config: str, tiles: list[str], tmp_path: Path) -> None:
+    run('fit', config, tiles, tmp_path)
+
+
+@pytest.mark.parametrize('config', ROOT_CONFIGS)
+def test_shipped_config_prints(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(['fit', '--config', str(REPO / config), '--print_config'])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert 'class_path: torchgeo_geolink.tasks.GeoLink' in printed
+    assert 'class_path: torchgeo_geolink.datamodules.GeoLinkDataModule' in printed

@@ -1,0 +1,167 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from torchgeo_geolink.errors import CheckpointError
+from torchgeo_geolink.tasks import GeoLinkPretrain
+
+from .conftest import BatchList, make_batch
+
+TINY = {
+    'model': 'vit_tiny_patch16_224',
+    'img_size': 32,
+    'warmup_steps': 1,
+    'lr': 1e-3,
+    'decoder_embed_dim': 32,
+    'decoder_depth': 1,
+    'decoder_num_heads': 2,
+}
+
+
+class StopAfterFirstEpoch(Callback):
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        trainer.should_stop = True
+
+
+class LossRecorder(Callback):
+    def __init__(self) -> None:
+        self.losses: list[tuple[int, float]] = []
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: object, batch: object, batch_idx: int
+    ) -> None:
+        assert isinstance(outputs, dict)
+        self.losses.append((trainer.global_step, float(outputs['loss'])))
+
+
+def loaders(shuffle: bool = True) -> tuple[DataLoader, DataLoader]:
+    train = DataLoader(BatchList(4, seed=0), batch_size=None, shuffle=shuffle)
+    val = DataLoader(BatchList(2, seed=100), batch_size=None)
+    return train, val
+
+
+def trainer(tmp_path: Path, epochs: int, **kwargs: object) -> Trainer:
+    return Trainer(
+        accelerator='cpu',
+        max_epochs=epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,  # ty: ignore[invalid-argument-type]
+    )
+
+
+def test_fit_logs_everything(tmp_path: Path) -> None:
+    seed_everything(0)
+    task = GeoLinkPretrain(**TINY)
+    t = trainer(tmp_path, 1, enable_checkpointing=False)
+    t.fit(task, *loaders())
+    metrics = t.callback_metrics
+    for name in (
+        'train_loss',
+        'train_loss_rec',
+        'train_loss_cont',
+        'train_loss_node',
+        'train_psnr',
+        'train_ssl_std',
+        'val_loss',
+        'val_loss_rec',
+        'val_psnr',
+        'val_retrieval_top1',
+        'val_retrieval_chance',
+    ):
+        assert name in metrics, name
+        assert torch.isfinite(metrics[name]), name
+    # every batch holds one window without OSM: 4 batches, and a val pool of 2 x 3 windows with OSM
+    assert metrics['train_windows_without_osm'] == 4
+    assert metrics['val_retrieval_chance'] == pytest.approx(1 / 6)
+    total = metrics['train_loss_rec'] + 0.01 * metrics['train_loss_cont'] + 0.01 * metrics['train_loss_node']
+    assert metrics['train_loss'] == pytest.approx(float(total), rel=1e-4)
+
+
+def test_schedule_warmup_then_decay(tmp_path: Path) -> None:
+    task = GeoLinkPretrain(**{**TINY, 'warmup_steps': 2, 'min_lr_ratio': 0.0})
+    lrs: list[float] = []
+
+    class LR(Callback):
+        def on_train_batch_start(self, trainer: Trainer, *args: object) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]['lr'])
+
+    t = trainer(tmp_path, 2, enable_checkpointing=False, callbacks=[LR()], limit_val_batches=0)
+    t.fit(task, loaders()[0])
+    assert lrs[0] == pytest.approx(5e-4)
+    assert lrs[1] == pytest.approx(1e-3)
+    assert lrs[2:] == sorted(lrs[2:], reverse=True)
+    assert lrs[-1] < 1e-3 * 0.1
+    groups = t.optimizers[0].param_groups
+    assert groups[0]['weight_decay'] == 0.05
+    assert groups[1]['weight_decay'] == 0
+    assert t.optimizers[0].defaults['betas'] == (0.9, 0.95)
+
+
+def test_resume_continues_identically(tmp_path: Path) -> None:
+    seed_everything(0)
+    full = LossRecorder()
+    trainer(tmp_path / 'full', 2, enable_checkpointing=False, callbacks=[full]).fit(GeoLinkPretrain(**TINY), *loaders())
+
+    seed_everything(0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / 'ckpt', save_last=True)
+    first = LossRecorder()
+    trainer(tmp_path / 'a', 2, callbacks=[first, ckpt, StopAfterFirstEpoch()]).fit(GeoLinkPretrain(**TINY), *loaders())
+    assert first.losses == full.losses[:4]
+
+    seed_everything(0)
+    resumed = LossRecorder()
+    trainer(tmp_path / 'b', 2, callbacks=[resumed]).fit(
+        GeoLinkPretrain(**TINY), *loaders(), ckpt_path=str(tmp_path / 'ckpt' / 'last.ckpt')
+    )
+    assert [s for s, _ in resumed.losses] == [s for s, _ in full.losses[4:]]
+    assert [v for _, v in resumed.losses] == pytest.approx([v for _, v in full.losses[4:]], rel=1e-5)
+
+
+def test_weights_from_lightning_checkpoint(tmp_path: Path) -> None:
+    seed_everything(0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    task = GeoLinkPretrain(**TINY)
+    trainer(tmp_path, 1, callbacks=[ckpt], limit_val_batches=0).fit(task, loaders()[0])
+    path = tmp_path / 'last.ckpt'
+    seed_everything(1)
+    loaded = GeoLinkPretrain(**TINY, weights=str(path))
+    for (name, a), b in zip(task.model.state_dict().items(), loaded.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert 'weights' not in loaded.hparams
+
+
+def test_weights_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match='does not exist'):
+        GeoLinkPretrain(**TINY, weights=str(tmp_path / 'missing.ckpt'))
+    bad = tmp_path / 'bad.pth'
+    bad.write_bytes(b'not a checkpoint')
+    with pytest.raises(CheckpointError, match='cannot be read'):
+        GeoLinkPretrain(**TINY, weights=str(bad))
+
+
+def test_wrong_architecture(tmp_path: Path) -> None:
+    seed_everything(0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer(tmp_path, 1, callbacks=[ckpt], limit_val_batches=0, limit_train_batches=1).fit(
+        GeoLinkPretrain(**TINY), loaders()[0]
+    )
+    with pytest.raises(CheckpointError, match='do not fit'):
+        GeoLinkPretrain(**{**TINY, 'osm_hidden_channels': 64}, weights=str(tmp_path / 'last.ckpt'))
+
+
+def test_batch_without_osm() -> None:
+    task = GeoLinkPretrain(**TINY)
+    batch = make_batch(3, empty=(0, 1, 2))
+    out = task.model(batch['image'], batch['graph'])
+    assert torch.isfinite(out.loss)
+    assert not out.has_osm.any()
