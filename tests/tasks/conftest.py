@@ -58,11 +58,16 @@ def make_batch(
 class BatchList(torch.utils.data.Dataset):
     """Pre-collated synthetic batches, served by a DataLoader with ``batch_size=None``."""
 
-    def __init__(self, n: int, batch_size: int = 4, size: int = 32, seed: int = 0) -> None:
-        self.batches = [make_batch(batch_size, size, seed + i, empty=(i % batch_size,)) for i in range(n)]
+    def __init__(
+        self, n: int, batch_size: int = 4, size: int = 32, seed: int = 0
+    ) -> None:
+        self.batches = [
+            make_batch(batch_size, size, seed + i, empty=(i % batch_size,))
+            for i in range(n)
+        ]
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, i: int) -> dict[str, object]:
-        return self.batches[i]
+    def __getitem__(self, index: int) -> dict[str, object]:
+        return self.batches[index]

@@ -17,12 +17,15 @@ from rasterio.transform import from_origin
 from torch_geometric.data import HeteroData
 from torchgeo.main import main
 
-
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / 'tests' / 'conf'
 CITY_CRS = CRS.from_epsg(32635)
 CITY_ORIGIN = (385_000.0, 6_672_000.0)
-ROOT_CONFIGS = ['geolink_pretrain.yaml', 'geolink_pretrain_vitl.yaml', 'geolink_segmentation.yaml']
+ROOT_CONFIGS = [
+    'geolink_pretrain.yaml',
+    'geolink_pretrain_vitl.yaml',
+    'geolink_segmentation.yaml',
+]
 
 
 @pytest.fixture
@@ -34,10 +37,19 @@ def city(tmp_path: Path, write_raster: Any, make_city: Any) -> list[str]:
     buildings = [(g, 1) for g in frame.geometry[frame['building'].notna()]]
     image = write_raster(tmp_path / 'image.tif', bounds, CITY_CRS, burn=buildings)
     transform = from_origin(x0, y0 + 200, 1.0, 1.0)
-    labels = rasterio.features.rasterize(buildings, out_shape=(200, 200), transform=transform).astype(np.uint8)
+    labels = rasterio.features.rasterize(
+        buildings, out_shape=(200, 200), transform=transform
+    ).astype(np.uint8)
     with rasterio.open(
-        tmp_path / 'labels.tif', 'w', driver='GTiff', width=200, height=200, count=1, dtype='uint8',
-        crs=CITY_CRS, transform=transform,
+        tmp_path / 'labels.tif',
+        'w',
+        driver='GTiff',
+        width=200,
+        height=200,
+        count=1,
+        dtype='uint8',
+        crs=CITY_CRS,
+        transform=transform,
     ) as dst:
         dst.write(labels[None])
     osm = tmp_path / 'city.gpkg'
@@ -66,7 +78,9 @@ def tiles(tmp_path: Path) -> list[str]:
         Image.fromarray(label).save(root / 'label' / f't{i}.png')
         graph = HeteroData()
         cx, cy = (x0 + 5) / 32, (y0 + 5) / 32
-        pos = torch.tensor([cx + 0.05, cy, cx - 0.05, cy + 0.05, cx - 0.05, cy - 0.05, cx, cy])
+        pos = torch.tensor(
+            [cx + 0.05, cy, cx - 0.05, cy + 0.05, cx - 0.05, cy - 0.05, cx, cy]
+        )
         graph['polygon'].x = torch.cat([torch.randn(1, 512), pos[None]], dim=1)
         graph['polygon', 'to', 'polygon'].edge_index = torch.tensor([[0], [0]])
         graph['polygon', 'to', 'polygon'].edge_attr = torch.eye(6)[:1]
@@ -74,7 +88,9 @@ def tiles(tmp_path: Path) -> list[str]:
     return ['--data.init_args.root', str(root)]
 
 
-def run(command: str, config: str, data_args: list[str], tmp_path: Path, *extra: str) -> None:
+def run(
+    command: str, config: str, data_args: list[str], tmp_path: Path, *extra: str
+) -> None:
     main([
         command, '--config', str(CONF / config), *data_args,
         '--trainer.accelerator', 'cpu', '--trainer.fast_dev_run', 'true',
@@ -82,18 +98,29 @@ def run(command: str, config: str, data_args: list[str], tmp_path: Path, *extra:
     ])  # fmt: skip
 
 
-@pytest.mark.parametrize('config', ['geolink_pretrain.yaml', 'geolink_segmentation.yaml'])
+@pytest.mark.parametrize(
+    'config', ['geolink_pretrain.yaml', 'geolink_segmentation.yaml']
+)
 def test_geolink_datamodule(config: str, city: list[str], tmp_path: Path) -> None:
     run('fit', config, city, tmp_path)
     run('test', config, city, tmp_path)
 
 
 def test_segmentation_validate_predict(city: list[str], tmp_path: Path) -> None:
-    run('validate', 'geolink_segmentation.yaml', city, tmp_path, '--model.init_args.multimodal', 'false')
+    run(
+        'validate',
+        'geolink_segmentation.yaml',
+        city,
+        tmp_path,
+        '--model.init_args.multimodal',
+        'false',
+    )
     run('predict', 'geolink_segmentation.yaml', city, tmp_path)
 
 
-@pytest.mark.parametrize('config', ['geolink_pretrain_tiles.yaml', 'geolink_segmentation_tiles.yaml'])
+@pytest.mark.parametrize(
+    'config', ['geolink_pretrain_tiles.yaml', 'geolink_segmentation_tiles.yaml']
+)
 def test_tiles_datamodule(config: str, tiles: list[str], tmp_path: Path) -> None:
     run('fit', config, tiles, tmp_path)
 

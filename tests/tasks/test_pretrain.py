@@ -2,6 +2,7 @@
 # Licensed under the MIT License.
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from torchgeo_geolink.tasks import GeoLinkPretrain
 
 from .conftest import BatchList, make_batch
 
-TINY = {
+TINY: dict[str, Any] = {
     'model': 'vit_tiny_patch16_224',
     'img_size': 32,
     'warmup_steps': 1,
@@ -23,6 +24,9 @@ TINY = {
     'decoder_depth': 1,
     'decoder_num_heads': 2,
 }
+
+WARMUP2: dict[str, Any] = {**TINY, 'warmup_steps': 2}
+NARROW: dict[str, Any] = {**TINY, 'osm_hidden_channels': 64}
 
 
 class StopAfterFirstEpoch(Callback):
@@ -35,7 +39,12 @@ class LossRecorder(Callback):
         self.losses: list[tuple[int, float]] = []
 
     def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: object, batch: object, batch_idx: int
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: object,
+        batch: object,
+        batch_idx: int,
     ) -> None:
         assert isinstance(outputs, dict)
         self.losses.append((trainer.global_step, float(outputs['loss'])))
@@ -83,19 +92,31 @@ def test_fit_logs_everything(tmp_path: Path) -> None:
     # every batch holds one window without OSM: 4 batches, and a val pool of 2 x 3 windows with OSM
     assert metrics['train_windows_without_osm'] == 4
     assert metrics['val_retrieval_chance'] == pytest.approx(1 / 6)
-    total = metrics['train_loss_rec'] + 0.01 * metrics['train_loss_cont'] + 0.01 * metrics['train_loss_node']
+    total = (
+        metrics['train_loss_rec']
+        + 0.01 * metrics['train_loss_cont']
+        + 0.01 * metrics['train_loss_node']
+    )
     assert metrics['train_loss'] == pytest.approx(float(total), rel=1e-4)
 
 
 def test_schedule_warmup_then_decay(tmp_path: Path) -> None:
-    task = GeoLinkPretrain(**{**TINY, 'warmup_steps': 2, 'min_lr_ratio': 0.0})
+    task = GeoLinkPretrain(**WARMUP2)
     lrs: list[float] = []
 
     class LR(Callback):
-        def on_train_batch_start(self, trainer: Trainer, *args: object) -> None:
+        def on_train_batch_start(
+            self,
+            trainer: Trainer,
+            pl_module: LightningModule,
+            batch: Any,
+            batch_idx: int,
+        ) -> None:
             lrs.append(trainer.optimizers[0].param_groups[0]['lr'])
 
-    t = trainer(tmp_path, 2, enable_checkpointing=False, callbacks=[LR()], limit_val_batches=0)
+    t = trainer(
+        tmp_path, 2, enable_checkpointing=False, callbacks=[LR()], limit_val_batches=0
+    )
     t.fit(task, loaders()[0])
     assert lrs[0] == pytest.approx(5e-4)
     assert lrs[1] == pytest.approx(1e-3)
@@ -110,21 +131,29 @@ def test_schedule_warmup_then_decay(tmp_path: Path) -> None:
 def test_resume_continues_identically(tmp_path: Path) -> None:
     seed_everything(0)
     full = LossRecorder()
-    trainer(tmp_path / 'full', 2, enable_checkpointing=False, callbacks=[full]).fit(GeoLinkPretrain(**TINY), *loaders())
+    trainer(tmp_path / 'full', 2, enable_checkpointing=False, callbacks=[full]).fit(
+        GeoLinkPretrain(**TINY), *loaders()
+    )
 
     seed_everything(0)
     ckpt = ModelCheckpoint(dirpath=tmp_path / 'ckpt', save_last=True)
     first = LossRecorder()
-    trainer(tmp_path / 'a', 2, callbacks=[first, ckpt, StopAfterFirstEpoch()]).fit(GeoLinkPretrain(**TINY), *loaders())
+    trainer(tmp_path / 'a', 2, callbacks=[first, ckpt, StopAfterFirstEpoch()]).fit(
+        GeoLinkPretrain(**TINY), *loaders()
+    )
     assert first.losses == full.losses[:4]
 
     seed_everything(0)
     resumed = LossRecorder()
     trainer(tmp_path / 'b', 2, callbacks=[resumed]).fit(
-        GeoLinkPretrain(**TINY), *loaders(), ckpt_path=str(tmp_path / 'ckpt' / 'last.ckpt')
+        GeoLinkPretrain(**TINY),
+        *loaders(),
+        ckpt_path=str(tmp_path / 'ckpt' / 'last.ckpt'),
     )
     assert [s for s, _ in resumed.losses] == [s for s, _ in full.losses[4:]]
-    assert [v for _, v in resumed.losses] == pytest.approx([v for _, v in full.losses[4:]], rel=1e-5)
+    assert [v for _, v in resumed.losses] == pytest.approx(
+        [v for _, v in full.losses[4:]], rel=1e-5
+    )
 
 
 def test_weights_from_lightning_checkpoint(tmp_path: Path) -> None:
@@ -135,7 +164,9 @@ def test_weights_from_lightning_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / 'last.ckpt'
     seed_everything(1)
     loaded = GeoLinkPretrain(**TINY, weights=str(path))
-    for (name, a), b in zip(task.model.state_dict().items(), loaded.model.state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        task.model.state_dict().items(), loaded.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     assert 'weights' not in loaded.hparams
 
@@ -152,11 +183,11 @@ def test_weights_errors(tmp_path: Path) -> None:
 def test_wrong_architecture(tmp_path: Path) -> None:
     seed_everything(0)
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    trainer(tmp_path, 1, callbacks=[ckpt], limit_val_batches=0, limit_train_batches=1).fit(
-        GeoLinkPretrain(**TINY), loaders()[0]
-    )
+    trainer(
+        tmp_path, 1, callbacks=[ckpt], limit_val_batches=0, limit_train_batches=1
+    ).fit(GeoLinkPretrain(**TINY), loaders()[0])
     with pytest.raises(CheckpointError, match='do not fit'):
-        GeoLinkPretrain(**{**TINY, 'osm_hidden_channels': 64}, weights=str(tmp_path / 'last.ckpt'))
+        GeoLinkPretrain(**NARROW, weights=str(tmp_path / 'last.ckpt'))
 
 
 def test_batch_without_osm() -> None:

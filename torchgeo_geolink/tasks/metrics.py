@@ -49,6 +49,21 @@ class CrossModalRetrieval(Metric):
         self.image.append(F.normalize(image.detach().float(), dim=-1))
         self.osm.append(F.normalize(osm.detach().float(), dim=-1))
 
+    def _pool(self, state: list[Tensor] | Tensor) -> Tensor:
+        """Concatenate an accumulated state (a list, or one tensor after a distributed sync).
+
+        Args:
+            state: The state.
+
+        Returns:
+            ``(N, D)``; ``(0, 1)`` when nothing was accumulated.
+        """
+        if isinstance(state, Tensor):
+            return state
+        if not state:
+            return torch.zeros(0, 1, device=self.device)
+        return dim_zero_cat(state)
+
     def compute(self) -> dict[str, Tensor]:
         """Compute top-1 accuracy in both directions over the pool.
 
@@ -56,16 +71,8 @@ class CrossModalRetrieval(Metric):
             ``top1`` (mean of both directions), ``image_to_osm_top1``, ``osm_to_image_top1``, ``chance``
             (1 / pool size) and ``pool_size``; all zero when the pool is empty.
         """
-        image = (
-            dim_zero_cat(self.image)
-            if self.image
-            else torch.zeros(0, 1, device=self.device)
-        )
-        osm = (
-            dim_zero_cat(self.osm)
-            if self.osm
-            else torch.zeros(0, 1, device=self.device)
-        )
+        image = self._pool(self.image)
+        osm = self._pool(self.osm)
         n = image.shape[0]
         if n == 0:
             zero = torch.zeros((), device=self.device)

@@ -1,0 +1,107 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from torch.utils.data import DataLoader
+
+from torchgeo_geolink.errors import CheckpointError
+from torchgeo_geolink.tasks import GeoLinkPretrain, GeoLinkSegmentation
+
+from .conftest import BatchList, make_batch
+
+SEG: dict[str, Any] = {
+    'model': 'vit_tiny_patch16_224',
+    'img_size': 32,
+    'num_classes': 4,
+    'decoder_channels': 16,
+    'output_layers': [2, 5, 8, 11],
+}
+
+
+def fit(task: GeoLinkSegmentation, tmp_path: Path) -> Trainer:
+    trainer = Trainer(
+        accelerator='cpu',
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    train = DataLoader(BatchList(2, batch_size=2), batch_size=None)
+    val = DataLoader(BatchList(1, batch_size=2, seed=50), batch_size=None)
+    trainer.fit(task, train, val)
+    return trainer
+
+
+def test_fit_metrics_and_frozen_encoder(tmp_path: Path) -> None:
+    seed_everything(0)
+    task = GeoLinkSegmentation(**SEG, freeze_backbone=True)
+    before = {k: v.clone() for k, v in task.model.encoder.state_dict().items()}
+    head_before = next(task.model.head.parameters()).clone()
+    trainer = fit(task, tmp_path)
+    for name in (
+        'train_loss',
+        'val_loss',
+        'val_AverageJaccardIndex',
+        'val_OverallAccuracy',
+        'train_OverallAccuracy',
+    ):
+        assert name in trainer.callback_metrics, name
+    for k, v in task.model.encoder.state_dict().items():
+        assert torch.equal(before[k], v), k
+    assert not torch.equal(head_before, next(task.model.head.parameters()))
+
+
+def test_unimodal_ignores_graphs() -> None:
+    task = GeoLinkSegmentation(**SEG, multimodal=False).eval()
+    a, b = make_batch(2, seed=0), make_batch(2, seed=1)
+    with torch.no_grad():
+        assert torch.equal(task(a['image'], a['graph']), task(a['image'], b['graph']))
+    multimodal = GeoLinkSegmentation(**SEG, multimodal=True).eval()
+    with torch.no_grad():
+        assert not torch.allclose(
+            multimodal(a['image'], a['graph']), multimodal(a['image'], b['graph'])
+        )
+
+
+def test_predict_is_georeferenced() -> None:
+    task = GeoLinkSegmentation(**SEG).eval()
+    batch = make_batch(2) | {'bounds': torch.rand(2, 9), 'transform': torch.rand(2, 9)}
+    with torch.no_grad():
+        out = task.predict_step(batch, 0)
+    assert out['probabilities'] is not None
+    assert out['probabilities'].shape == (2, 4, 32, 32)
+    assert torch.allclose(out['probabilities'].sum(dim=1), torch.ones(2, 32, 32))
+    assert out['bounds'] is batch['bounds']
+    assert out['transform'] is batch['transform']
+
+
+def test_init_from_pretraining_checkpoint(tmp_path: Path) -> None:
+    seed_everything(0)
+    pretrain = GeoLinkPretrain(
+        model='vit_tiny_patch16_224', img_size=32, osm_hidden_channels=64
+    )
+    trainer = Trainer(
+        accelerator='cpu', max_epochs=0, logger=False, default_root_dir=tmp_path
+    )
+    trainer.strategy.connect(pretrain)
+    path = tmp_path / 'pretrain.ckpt'
+    trainer.save_checkpoint(path)
+    # the architecture (ViT name, OSM width) comes from the checkpoint, not from the (default) arguments
+    task = GeoLinkSegmentation(
+        weights=str(path), img_size=32, num_classes=3, decoder_channels=16
+    )
+    geolink = task.model.encoder.model
+    assert geolink.embed_dim == 192
+    for (name, a), b in zip(
+        pretrain.model.state_dict().items(), geolink.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    with pytest.raises(CheckpointError, match='does not exist'):
+        GeoLinkSegmentation(weights=str(tmp_path / 'nope.ckpt'), num_classes=3)
