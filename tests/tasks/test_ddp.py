@@ -13,6 +13,7 @@ import pytest
 from .test_cli import CONF, city  # noqa: F401 (fixture)
 
 
+@pytest.mark.slow
 def test_ddp_two_processes(city: list[str], tmp_path: Path) -> None:  # noqa: F811
     command = [
         sys.executable, '-m', 'torchgeo', 'fit', '--config', str(CONF / 'geolink_pretrain.yaml'), *city,
@@ -20,7 +21,7 @@ def test_ddp_two_processes(city: list[str], tmp_path: Path) -> None:  # noqa: F8
         '--model.init_args.gather_distributed', 'true',
         '--trainer.accelerator', 'cpu', '--trainer.devices', '2', '--trainer.strategy', 'ddp',
         '--trainer.max_epochs', '1', '--trainer.limit_train_batches', '1', '--trainer.limit_val_batches', '1',
-        '--trainer.num_sanity_val_steps', '0', '--trainer.enable_progress_bar', 'false',
+        '--trainer.num_sanity_val_steps', '0', '--trainer.log_every_n_steps', '1', '--trainer.enable_progress_bar', 'false',
         '--trainer.enable_checkpointing', 'false', '--trainer.logger', 'lightning.pytorch.loggers.CSVLogger',
         '--trainer.logger.save_dir', str(tmp_path), '--trainer.default_root_dir', str(tmp_path),
     ]  # fmt: skip
