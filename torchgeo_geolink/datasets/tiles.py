@@ -76,7 +76,7 @@ class GeoLinkTiles(NonGeoDataset):
     :class:`~torchgeo_geolink.datasets.OSMDataset`, so :func:`~torchgeo_geolink.datasets.collate_geolink` batches
     both. ``osm_<type>_id`` is the node's row in its tile's graph.
 
-    Labels are mapped through :attr:`label_lut`; the default is the UFZ mapping of :func:`ufz_label_lut`
+    Labels are mapped through ``label_lut``; the default is the UFZ mapping of :func:`ufz_label_lut`
     (``0 -> 255`` ignore, ``k -> k - 1`` for ``k = 1..9`` with :data:`UFZ_CLASSES`, ``255 -> 255``).
 
     Splits: ``root/<split>.txt`` (one tile name per line) when present, otherwise a deterministic assignment by
@@ -86,7 +86,7 @@ class GeoLinkTiles(NonGeoDataset):
     If you use this format, please cite GeoLink (Bai et al., NeurIPS 2025).
     """
 
-    #: Class names (index = label after :attr:`label_lut`).
+    #: Class names (index = label after ``label_lut``).
     classes: ClassVar[tuple[str, ...]] = UFZ_CLASSES
     #: Label of unlabelled pixels.
     ignore_index: ClassVar[int] = 255
