@@ -262,3 +262,21 @@ def test_demo_mode(tmp_path: Path) -> None:
     ids = batch['graph']['polygon'].id.tolist()
     assert all(not set(osm.tags[i]) & set(DEMO_WITHHELD_KEYS) for i in ids)
     assert np.isfinite(batch['image'].numpy()).all()
+
+
+def test_without_validation_or_test_region(city: dict[str, Path]) -> None:
+    dm = make_dm(city, val_fraction=0.0, test_fraction=0.0, label_paths=None)
+    dm.setup('fit')
+    assert dm.rois['val'] is None and dm.rois['test'] is None
+    assert dm.val_dataloader() == [] and dm.test_dataloader() == []
+    module = Recorder()
+    trainer = Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator='cpu',
+    )
+    trainer.fit(module, datamodule=dm)
+    assert len(module.seen['train']) == 1 and module.seen['val'] == []

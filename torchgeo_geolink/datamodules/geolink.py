@@ -388,6 +388,26 @@ class GeoLinkDataModule(GeoDataModule):
                 dataset, size=self.patch_size, stride=stride, min_features=0
             )
 
+    def val_dataloader(self) -> Any:
+        """Validation batches: the grid over the validation region (none when ``val_fraction`` is 0).
+
+        Returns:
+            The data loader, or an empty list (Lightning then skips validation) without a validation region.
+        """
+        if self.val_fraction == 0:
+            return []
+        return super().val_dataloader()
+
+    def test_dataloader(self) -> Any:
+        """Test batches: the grid over the test region (none when ``test_fraction`` is 0).
+
+        Returns:
+            The data loader, or an empty list (Lightning then runs no test batch) without a test region.
+        """
+        if self.test_fraction == 0:
+            return []
+        return super().test_dataloader()
+
     def plot(
         self,
         sample: Mapping[str, Any],
