@@ -232,14 +232,14 @@ class OSMDataset(GeoDataset):
     :term:`coordinate reference system (CRS)`, their tags normalised (whatever the source: a ``tags`` dict column,
     the ``other_tags`` hstore of GDAL's OSM driver, one column per key, or GeoLink's ``label``), multipart
     geometries and collections exploded, invalid geometries repaired with :func:`shapely.make_valid`, empty ones
-    dropped and 3-D ones flattened (see :attr:`reports`). All features live in one in-memory table with a
+    dropped and 3-D ones flattened (see ``reports``). All features live in one in-memory table with a
     :class:`shapely.STRtree`; each feature's tag embedding is computed once.
 
     Indexing with ``ds[xmin:xmax:xres, ymin:ymax:yres]`` returns the window's features clipped to it, as a
     GeoLink heterogeneous graph flattened into tensor keys that survive ``image & osm``:
 
     * ``osm_<type>_x`` (float32 ``(N, D)``), ``osm_<type>_pos`` (float32 ``(N, K, 2)``, normalised to the window,
-      x right, y down) and ``osm_<type>_id`` (long ``(N,)``, the feature's row in :attr:`table`), for
+      x right, y down) and ``osm_<type>_id`` (long ``(N,)``, the feature's row in the dataset's feature table), for
       ``<type>`` in ``polygon``, ``line``, ``point``;
     * ``osm_<src>_to_<dst>_edge_index`` (long ``(2, E)``) and ``osm_<src>_to_<dst>_edge_attr``
       (float32 one-hot ``(E, C)``) for the nine edge types;
@@ -307,7 +307,8 @@ class OSMDataset(GeoDataset):
         self.transforms = transforms
         self.graph_mode = graph_mode
         self.drop_keys = tuple(normalize_key(k) for k in drop_keys)
-        #: Graph builder: tag embeddings (each distinct tag string encoded once) and, in exact mode, relations.
+        #: Graph builder that computes tag embeddings (each distinct tag string encoded once) and, in exact
+        #: mode, relations.
         self.builder = OSMGraphBuilder(tag_encoder=tag_encoder)
         self.reports: list[LoadReport] = []
 
@@ -361,7 +362,7 @@ class OSMDataset(GeoDataset):
 
         #: Source geometries (cleaned, single part) in their file's CRS, one per feature row.
         self._source_geoms = np.concatenate(geoms)
-        #: File (position in :attr:`filepaths`) of each feature row.
+        #: File (position in ``filepaths``) of each feature row.
         self.file_ids = np.concatenate(file_ids)
         #: Normalised tags (key -> value) of each feature row.
         self.tags: list[dict[str, str]] = tags
