@@ -51,8 +51,8 @@ class LossRecorder(Callback):
 
 
 def loaders(shuffle: bool = True) -> tuple[DataLoader, DataLoader]:
-    train = DataLoader(BatchList(4, seed=0), batch_size=None, shuffle=shuffle)
-    val = DataLoader(BatchList(2, seed=100), batch_size=None)
+    train = DataLoader(BatchList(2, seed=0), batch_size=None, shuffle=shuffle)
+    val = DataLoader(BatchList(1, seed=100), batch_size=None)
     return train, val
 
 
@@ -89,9 +89,9 @@ def test_fit_logs_everything(tmp_path: Path) -> None:
     ):
         assert name in metrics, name
         assert torch.isfinite(metrics[name]), name
-    # every batch holds one window without OSM: 4 batches, and a val pool of 2 x 3 windows with OSM
-    assert metrics['train_windows_without_osm'] == 4
-    assert metrics['val_retrieval_chance'] == pytest.approx(1 / 6)
+    # every batch holds one window without OSM: 2 batches, and a val pool of 3 windows with OSM
+    assert metrics['train_windows_without_osm'] == 2
+    assert metrics['val_retrieval_chance'] == pytest.approx(1 / 3)
     total = (
         metrics['train_loss_rec']
         + 0.01 * metrics['train_loss_cont']
@@ -118,16 +118,15 @@ def test_schedule_warmup_then_decay(tmp_path: Path) -> None:
         tmp_path, 2, enable_checkpointing=False, callbacks=[LR()], limit_val_batches=0
     )
     t.fit(task, loaders()[0])
-    assert lrs[0] == pytest.approx(5e-4)
-    assert lrs[1] == pytest.approx(1e-3)
-    assert lrs[2:] == sorted(lrs[2:], reverse=True)
-    assert lrs[-1] < 1e-3 * 0.1
+    # 4 steps: linear warmup over 2, then half a cosine over the remaining 2
+    assert lrs == pytest.approx([5e-4, 1e-3, 1e-3, 5e-4])
     groups = t.optimizers[0].param_groups
     assert groups[0]['weight_decay'] == 0.05
     assert groups[1]['weight_decay'] == 0
     assert t.optimizers[0].defaults['betas'] == (0.9, 0.95)
 
 
+@pytest.mark.slow
 def test_resume_continues_identically(tmp_path: Path) -> None:
     seed_everything(0)
     full = LossRecorder()
@@ -141,7 +140,7 @@ def test_resume_continues_identically(tmp_path: Path) -> None:
     trainer(tmp_path / 'a', 2, callbacks=[first, ckpt, StopAfterFirstEpoch()]).fit(
         GeoLinkPretrain(**TINY), *loaders()
     )
-    assert first.losses == full.losses[:4]
+    assert first.losses == full.losses[:2]
 
     seed_everything(0)
     resumed = LossRecorder()
@@ -150,9 +149,9 @@ def test_resume_continues_identically(tmp_path: Path) -> None:
         *loaders(),
         ckpt_path=str(tmp_path / 'ckpt' / 'last.ckpt'),
     )
-    assert [s for s, _ in resumed.losses] == [s for s, _ in full.losses[4:]]
+    assert [s for s, _ in resumed.losses] == [s for s, _ in full.losses[2:]]
     assert [v for _, v in resumed.losses] == pytest.approx(
-        [v for _, v in full.losses[4:]], rel=1e-5
+        [v for _, v in full.losses[2:]], rel=1e-5
     )
 
 
