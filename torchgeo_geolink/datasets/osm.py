@@ -905,7 +905,8 @@ class OSMDataset(GeoDataset):
                 marker=marker,
                 label=f'{node_type} ({len(pos)})',
             )
-        ax.legend(loc='upper right', fontsize='small')
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc='upper right', fontsize='small')
         ax.set_axis_off()
         if show_titles:
             ax.set_title('Image and OSM graph nodes')
