@@ -157,6 +157,40 @@ def test_legacy_norm_is_batch_dependent() -> None:
         assert torch.allclose(h_alone, h_both, atol=1e-5) != dependent
 
 
+@torch.no_grad()
+def test_node_positions_reach_the_graph_embedding() -> None:
+    graph = make_graph((5, 4, 3), seed=3)
+    moved = graph.clone()
+    for t in ('polygon', 'line', 'point'):
+        moved[t].pos = 1 - moved[t].pos
+    for enabled in (False, True):
+        model = tiny_geolink(osm_node_positions=enabled).eval()
+        assert ('osm_pos_embed.weight' in model.state_dict()) == enabled
+        embeddings = []
+        for g in (graph, moved):
+            inputs = model.osm_inputs(batch_of(g), 1)
+            h = model.encode_osm(inputs.x, inputs)
+            present = model.node_counts(inputs) > 0
+            embeddings.append(model.graph_embedding(h, inputs, present))
+        assert torch.allclose(embeddings[0], embeddings[1]) != enabled
+
+
+def test_node_positions_train_with_empty_samples() -> None:
+    model = tiny_geolink(osm_node_positions=True)
+    out = model(
+        torch.randn(3, 3, 64, 64),
+        batch_of(
+            make_graph((4, 3, 2), seed=1), make_graph((0, 0, 0)), make_graph((2, 0, 1))
+        ),
+    )
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert _grads_finite(model)
+    assert model.osm_pos_embed is not None
+    grad = model.osm_pos_embed.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
 def test_edge_aware_encoder() -> None:
     encoder = OSMHeteroGAT(32, 16, num_layers=2, edge_dims=EDGE_DIMS)
     model = tiny_geolink(osm_encoder=encoder)

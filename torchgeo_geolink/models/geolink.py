@@ -26,6 +26,9 @@ from .two_way import TwoWayAttentionBlock
 
 __all__ = ('DenseOSMTokens', 'GeoLink', 'GeoLinkOutput')
 
+#: Size of the node position encoding fed to ``osm_pos_embed`` (``osm_node_positions=True``).
+_NODE_POS_DIM = 64
+
 
 @dataclass
 class GeoLinkOutput:
@@ -124,6 +127,7 @@ class GeoLink(nn.Module):
         loss_weights: Sequence[float] = (1.0, 0.01, 0.01),
         gather_distributed: bool = False,
         legacy: bool = False,
+        osm_node_positions: bool = False,
     ) -> None:
         """Initialise a new GeoLink model.
 
@@ -156,6 +160,10 @@ class GeoLink(nn.Module):
             loss_weights: Weights of the reconstruction, contrastive and node losses.
             gather_distributed: Contrast against the samples of all processes (all_gather with gradient).
             legacy: Reproduce the reference numerics (B1, B9, B11, B19) for the official weights.
+            osm_node_positions: Add a learnt projection of each node's position encoding (spec 3.6) to its tag
+                embedding before the OSM encoder, so that the graph embedding sees where objects lie in the window.
+                Not in the reference (its graph readout ignores positions); adds the ``osm_pos_embed`` parameters,
+                so it is off for the official checkpoints.
 
         Raises:
             ValueError: If *img_encoder* is not a ViT or *loss_weights* does not hold three numbers.
@@ -274,6 +282,10 @@ class GeoLink(nn.Module):
         self.gather_distributed = gather_distributed
         self.legacy = legacy
         self.num_patches = num_patches
+        #: Projection of the node position encodings added to the OSM encoder's input (``osm_node_positions``).
+        self.osm_pos_embed = (
+            nn.Linear(_NODE_POS_DIM, osm_in_chans) if osm_node_positions else None
+        )
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -424,6 +436,16 @@ class GeoLink(nn.Module):
         Returns:
             Normalised node embeddings ``(N_t, osm_out_embed_dim)`` per type.
         """
+        if self.osm_pos_embed is not None:
+            x = {
+                t: x[t]
+                + self.osm_pos_embed(
+                    node_pos_embed(
+                        inputs.pos[t], self.grid_size, _NODE_POS_DIM, self.legacy
+                    )
+                ).to(x[t].dtype)
+                for t in NODE_TYPES
+            }
         h = self.osm_encoder(x, inputs.edge_index, inputs.edge_attr)
         out = {}
         for t in NODE_TYPES:

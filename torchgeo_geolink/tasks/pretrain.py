@@ -52,6 +52,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
         osm_hidden_channels: int = 128,
         osm_num_layers: int = 1,
         osm_edge_features: bool = False,
+        osm_node_positions: bool = False,
         decoder_embed_dim: int = 512,
         decoder_depth: int = 2,
         decoder_num_heads: int = 16,
@@ -86,6 +87,9 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
             osm_num_layers: Number of heterogeneous GAT layers (1 in the paper).
             osm_edge_features: Let the GAT attention see the relation one-hots (``edge_dim``); the reference ignores
                 them.
+            osm_node_positions: Add a learnt encoding of each node's position in the window to its tag embedding
+                before the OSM encoder, so the contrastive graph embedding sees the layout (not in the paper; off
+                for the official checkpoints).
             decoder_embed_dim: Width of the MAE decoder (512 in the paper).
             decoder_depth: Transformer blocks of the MAE decoder (2 in the paper).
             decoder_num_heads: Attention heads of the MAE decoder (16 in the paper).

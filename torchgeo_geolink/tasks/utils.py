@@ -133,6 +133,7 @@ def geolink_from_hparams(hparams: Mapping[str, Any]) -> GeoLink:
         loss_weights=(hp['rec_weight'], hp['cont_weight'], hp['node_weight']),
         gather_distributed=hp['gather_distributed'],
         legacy=hp['legacy'],
+        osm_node_positions=hp['osm_node_positions'],
     )
 
 
@@ -145,6 +146,7 @@ PRETRAIN_ARCHITECTURE_DEFAULTS: dict[str, Any] = {
     'osm_hidden_channels': 128,
     'osm_num_layers': 1,
     'osm_edge_features': False,
+    'osm_node_positions': False,
     'decoder_embed_dim': 512,
     'decoder_depth': 2,
     'decoder_num_heads': 16,
