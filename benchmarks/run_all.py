@@ -214,7 +214,7 @@ def report(runs: list[Run], quick: bool) -> str:
     gpu = gpu_name()
     machine = (
         f'{platform.system()} {platform.release()} ({platform.machine()}), {cpu_model()}, '
-        f'{cores} usable cores (shared with other jobs while this ran)'
+        f'{cores} usable cores, 1-min load average {os.getloadavg()[0]:.2f} when the report was written'
     )
     lines = [
         '# Benchmark results',
