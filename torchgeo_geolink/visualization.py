@@ -34,6 +34,7 @@ __all__ = (
     'plot_attention',
     'plot_embedding_pca',
     'plot_graph',
+    'plot_image',
 )
 
 #: Marker and colour of each node type.
@@ -117,6 +118,30 @@ def _show_image(ax: Axes, image: Tensor) -> tuple[int, int]:
     ax.set_ylim(height, 0)
     ax.set_axis_off()
     return height, width
+
+
+def plot_image(
+    image: Tensor, *, ax: Axes | None = None, title: str | None = None
+) -> Figure:
+    """Draw an image in its pixel frame, as the other plots of this module do.
+
+    Args:
+        image: ``(C, H, W)`` or ``(H, W)`` image; the first three channels are shown (8-bit images as they are,
+            others contrast-stretched).
+        ax: axes to draw on (default: a new figure).
+        title: axes title.
+
+    Returns:
+        The figure drawn on.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5), layout='constrained')
+    figure = ax.get_figure()
+    assert isinstance(figure, Figure)
+    _show_image(ax, image)
+    if title is not None:
+        ax.set_title(title)
+    return figure
 
 
 def _anchors(graph: HeteroData, node_type: str, height: int, width: int) -> np.ndarray:

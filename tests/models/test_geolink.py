@@ -265,3 +265,19 @@ def test_one_batch_overfits() -> None:
         optim.step()
         losses.append(out.loss.item())
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+
+
+def test_unpatchify_inverts_patchify_and_reconstruction_keeps_visible_patches() -> None:
+    from torchgeo_geolink.models import patchify, reconstruct_images, unpatchify
+
+    images = torch.randn(2, 3, 32, 48)
+    patches = patchify(images, 16)
+    assert torch.equal(unpatchify(patches, 16, 3, (2, 3)), images)
+    mask = torch.tensor([[1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]])
+    pred = torch.zeros(
+        2, 6, 16 * 16 * 3
+    )  # standardised prediction 0 -> each masked patch's own mean
+    recon = patchify(reconstruct_images(pred, images, mask, 16, norm_pix=True), 16)
+    assert torch.equal(recon[mask == 0], patches[mask == 0])
+    expected = patches[mask == 1].mean(dim=-1, keepdim=True).expand(-1, 768)
+    assert torch.allclose(recon[mask == 1], expected, atol=1e-6)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader
 
 from torchgeo_geolink.errors import CheckpointError
@@ -195,3 +196,63 @@ def test_batch_without_osm() -> None:
     out = task.model(batch['image'], batch['graph'])
     assert torch.isfinite(out.loss)
     assert not out.has_osm.any()
+
+
+class FigureSink:
+    """The part of a TensorBoard SummaryWriter the tasks use: it keeps the figures."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, Any] = {}
+
+    def add_figure(self, tag: str, figure: Any, global_step: int | None = None) -> None:
+        self.figures[tag] = figure
+
+
+class FigureLogger(Logger):
+    """A Lightning logger whose experiment accepts figures, like TensorBoard's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sink = FigureSink()
+
+    @property
+    def name(self) -> str:
+        return 'figures'
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    @property
+    def experiment(self) -> FigureSink:
+        return self.sink
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+
+def test_validation_figures_logged(tmp_path: Path) -> None:
+    seed_everything(0)
+    task = GeoLinkPretrain(**TINY)
+    logger = FigureLogger()
+    t = Trainer(
+        accelerator='cpu',
+        max_epochs=1,
+        logger=logger,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    t.fit(task, *loaders())
+    assert set(logger.sink.figures) == {'image/0'}
+    fig = logger.sink.figures['image/0']
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ['Image and OSM graph', 'MAE reconstruction']
+    # the graph panel draws the first window's nodes, the reconstruction panel an image of the input's size
+    assert fig.axes[0].collections
+    size = TINY['img_size']
+    assert fig.axes[1].images[0].get_array().shape[:2] == (size, size)

@@ -6,7 +6,14 @@
 from .fusion import GeoLinkFusionEncoder
 from .geolink import DenseOSMTokens, GeoLink, GeoLinkOutput
 from .graph_inputs import POS_POINTS, OSMInputs, osm_inputs
-from .losses import info_nce_loss, masked_node_loss, masked_patch_loss, patchify
+from .losses import (
+    info_nce_loss,
+    masked_node_loss,
+    masked_patch_loss,
+    patchify,
+    reconstruct_images,
+    unpatchify,
+)
 from .masking import random_node_mask, random_patch_mask, rank_within_groups
 from .osm_encoder import EDGE_TYPES, NODE_TYPES, OSMHeteroGAT
 from .pos_embed import node_pos_embed, sincos_1d, sincos_2d, sincos_grid_table
@@ -50,9 +57,11 @@ __all__ = (
     'random_node_mask',
     'random_patch_mask',
     'rank_within_groups',
+    'reconstruct_images',
     'save_official_checkpoint',
     'sincos_1d',
     'sincos_2d',
     'sincos_grid_table',
+    'unpatchify',
     'vit_large_patch16_224_geolink',
 )

@@ -5,6 +5,8 @@
 
 from typing import Any
 
+import kornia.augmentation as K
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
@@ -13,6 +15,8 @@ from torch.optim import AdamW
 from torchgeo.tasks import BaseTask
 from torchvision.models._api import WeightsEnum
 
+from ..models import reconstruct_images
+from ..visualization import plot_graph, plot_image
 from .metrics import CrossModalRetrieval, embedding_std
 from .mixins import ResumableRandomnessMixin
 from .schedules import warmup_cosine_scheduler
@@ -234,7 +238,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        """Compute the validation losses and accumulate the retrieval pool.
+        """Compute the validation losses, accumulate the retrieval pool and log a figure.
 
         Args:
             batch: A collated batch with ``image`` and ``graph``.
@@ -244,6 +248,46 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
         _, out = self._shared_step(batch, 'val')
         image, osm = self.retrieval_embeddings(batch['image'], batch['graph'])
         self.val_retrieval.update(image[out.has_osm], osm[out.has_osm])
+        if batch_idx < 2:
+            self._log_figure(batch, out, batch_idx)
+
+    def _log_figure(self, batch: dict[str, Any], out: Any, batch_idx: int) -> None:
+        """Log the first window of a batch (image with its OSM graph, and the MAE reconstruction).
+
+        Only when the logger can show figures (e.g. TensorBoard), as TorchGeo's tasks do.
+
+        Args:
+            batch: A collated batch with ``image`` and ``graph``.
+            out: The model output of the batch.
+            batch_idx: Index of the batch.
+        """
+        experiment = getattr(self.logger, 'experiment', None) if self.logger else None
+        if not hasattr(experiment, 'add_figure'):
+            return
+        model = self.model
+        images = batch['image'][:1]
+        recon = reconstruct_images(
+            out.pred_img[:1],
+            images,
+            out.mask_img[:1],
+            model.patch_size,
+            model.norm_pix_loss,
+        )
+        datamodule = getattr(self.trainer, 'datamodule', None)
+        mean, std = getattr(datamodule, 'mean', None), getattr(datamodule, 'std', None)
+        if mean is not None and std is not None:
+            denormalize = K.Denormalize(mean.to(images.device), std.to(images.device))
+            images, recon = denormalize(images), denormalize(recon)
+        fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+        plot_graph(
+            images[0].detach().cpu(),
+            batch['graph'].get_example(0).cpu(),
+            ax=axes[0],
+            title='Image and OSM graph',
+        )
+        plot_image(recon[0].detach().cpu(), ax=axes[1], title='MAE reconstruction')
+        experiment.add_figure(f'image/{batch_idx}', fig, global_step=self.global_step)
+        plt.close(fig)
 
     def retrieval_embeddings(
         self, images: Tensor, graphs: Any
