@@ -6,9 +6,12 @@
 from collections.abc import Mapping
 
 from torch import Tensor, nn
+from torch.nn.parameter import is_lazy
 from torch_geometric.nn import GATConv, HeteroConv
+from torch_geometric.typing import Adj, SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor
 
-__all__ = ('EDGE_TYPES', 'NODE_TYPES', 'OSMHeteroGAT')
+__all__ = ('EDGE_TYPES', 'NODE_TYPES', 'BipartiteGATConv', 'OSMHeteroGAT')
 
 #: OSM node types, in the order of the graph contract.
 NODE_TYPES: tuple[str, str, str] = ('polygon', 'line', 'point')
@@ -19,11 +22,86 @@ EDGE_TYPES: tuple[tuple[str, str, str], ...] = tuple(
 )
 
 
+class BipartiteGATConv(GATConv):
+    """A :class:`~torch_geometric.nn.conv.GATConv` that does not project bipartite destination nodes.
+
+    With one projection ``W`` shared by source and destination (integer ``in_channels``), PyG projects both
+    node sets, but the projected destination nodes only enter the attention term
+    ``alpha_dst = (W x_dst) . a_dst``. This layer computes it as ``x_dst . (W^T a_dst)``, saving one
+    ``(N_dst, in_channels) x (in_channels, heads * out_channels)`` matmul per relation in the forward pass
+    and two in the backward pass. Parameters, outputs and gradients are those of :class:`GATConv`; every other
+    case (a single node tensor, separate ``lin_src``/``lin_dst``, edge features, self loops, residual,
+    sparse adjacency) runs :meth:`GATConv.forward`.
+    """
+
+    def forward(  # ty: ignore[incompatible-method-override]
+        self,
+        x: Tensor | tuple[Tensor, Tensor | None],
+        edge_index: Adj,
+        edge_attr: Tensor | None = None,
+        size: tuple[int, int] | None = None,
+        return_attention_weights: bool | None = None,
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]] | tuple[Tensor, SparseTensor]:
+        """Run the layer.
+
+        Args:
+            x: Node features, or the pair ``(x_src, x_dst)`` of a bipartite graph.
+            edge_index: Edge indices ``(2, E)`` from source to destination nodes.
+            edge_attr: Edge features (only with ``edge_dim``).
+            size: Number of source and destination nodes; inferred from *x* if ``None``.
+            return_attention_weights: If set, also return ``(edge_index, attention_weights)``.
+
+        Returns:
+            Destination node embeddings, and the attention weights if requested.
+        """
+        lin = self.lin
+        if (
+            isinstance(x, Tensor)
+            or x[1] is None
+            or lin is None
+            or lin.bias is not None
+            or is_lazy(lin.weight)
+            or self.lin_edge is not None
+            or edge_attr is not None
+            or self.add_self_loops
+            or self.res is not None
+            or not isinstance(edge_index, Tensor)
+            or is_torch_sparse_tensor(edge_index)
+        ):
+            return super().forward(
+                x, edge_index, edge_attr, size, return_attention_weights
+            )
+        x_src, x_dst = x
+        heads, channels = self.heads, self.out_channels
+        if size is None:
+            size = (x_src.size(0), x_dst.size(0))
+        h_src = lin(x_src).view(-1, heads, channels)
+        # (W x_dst) . a_dst == x_dst . (W^T a_dst), per head:
+        att_dst = (
+            lin.weight.view(heads, channels, -1) * self.att_dst.view(heads, channels, 1)
+        ).sum(1)
+        alpha_src = (h_src * self.att_src).sum(dim=-1)
+        alpha_dst = x_dst @ att_dst.t()
+        alpha = self.edge_updater(
+            edge_index, alpha=(alpha_src, alpha_dst), edge_attr=None, size=size
+        )
+        out = self.propagate(edge_index, x=(h_src, None), alpha=alpha, size=size)
+        if self.concat:
+            out = out.view(-1, heads * channels)
+        else:
+            out = out.mean(dim=1)
+        if self.bias is not None:
+            out = out + self.bias
+        if return_attention_weights:
+            return out, (edge_index, alpha)
+        return out
+
+
 class OSMHeteroGAT(nn.Module):
     """Heterogeneous GAT over the nine OSM relations (spec 3.3).
 
-    Each layer is a :class:`~torch_geometric.nn.conv.HeteroConv` of one single-head
-    :class:`~torch_geometric.nn.conv.GATConv` per relation, with one projection shared by source and
+    Each layer is a :class:`~torch_geometric.nn.conv.HeteroConv` of one single-head :class:`BipartiteGATConv`
+    (a :class:`~torch_geometric.nn.conv.GATConv`) per relation, with one projection shared by source and
     destination (integer ``in_channels``), no added self loops, mean over the relations that end at a node type,
     then ReLU. The reference uses one layer and ignores the edge attributes (B2); passing *edge_dims* makes the
     attention use the relation one-hots (a new architecture, not loadable from the official checkpoint).
@@ -67,7 +145,7 @@ class OSMHeteroGAT(nn.Module):
             self.convs.append(
                 HeteroConv(
                     {
-                        et: GATConv(  # ty: ignore[abstract-class-instantiation]
+                        et: BipartiteGATConv(  # ty: ignore[abstract-class-instantiation]
                             in_channels if layer == 0 else out_channels,
                             out_channels,
                             heads=1,
