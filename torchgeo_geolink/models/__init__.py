@@ -15,7 +15,7 @@ from .losses import (
     unpatchify,
 )
 from .masking import random_node_mask, random_patch_mask, rank_within_groups
-from .osm_encoder import EDGE_TYPES, NODE_TYPES, OSMHeteroGAT
+from .osm_encoder import EDGE_TYPES, NODE_TYPES, BipartiteGATConv, OSMHeteroGAT
 from .pos_embed import node_pos_embed, sincos_1d, sincos_2d, sincos_grid_table
 from .two_way import TwoWayAttentionBlock
 from .upernet import Feature2Pyramid, GeoLinkSegmentationModel, UPerNetHead
@@ -33,6 +33,7 @@ __all__ = (
     'EDGE_TYPES',
     'NODE_TYPES',
     'POS_POINTS',
+    'BipartiteGATConv',
     'DenseOSMTokens',
     'Feature2Pyramid',
     'GeoLink',

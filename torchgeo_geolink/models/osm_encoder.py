@@ -29,9 +29,10 @@ class BipartiteGATConv(GATConv):
     node sets, but the projected destination nodes only enter the attention term
     ``alpha_dst = (W x_dst) . a_dst``. This layer computes it as ``x_dst . (W^T a_dst)``, saving one
     ``(N_dst, in_channels) x (in_channels, heads * out_channels)`` matmul per relation in the forward pass
-    and two in the backward pass. Parameters, outputs and gradients are those of :class:`GATConv`; every other
-    case (a single node tensor, separate ``lin_src``/``lin_dst``, edge features, self loops, residual,
-    sparse adjacency) runs :meth:`GATConv.forward`.
+    and two in the backward pass. Parameters, outputs and gradients are those of
+    :class:`~torch_geometric.nn.conv.GATConv`; every other case (a single node tensor, separate
+    ``lin_src``/``lin_dst``, edge features, self loops, residual, sparse adjacency) runs
+    :meth:`torch_geometric.nn.conv.GATConv.forward`.
     """
 
     def forward(  # ty: ignore[incompatible-method-override]
