@@ -202,3 +202,43 @@ def test_sentence_transformers_missing_package_error() -> None:
 def test_sentence_transformers_missing_weights_error() -> None:
     with pytest.raises(TagEncoderWeightsNotFoundError, match='no-such-model'):
         SentenceTransformerTagEncoder('no-such-org/no-such-model')
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec('sentence_transformers') is None, reason='not installed'
+)
+def test_sentence_transformers_encoder_on_a_tiny_local_model(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    words = ['building', 'yes', 'highway', 'primary', 'landuse', 'grass', ':']
+    vocab = tmp_path / 'vocab.txt'
+    vocab.write_text('\n'.join(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', *words]))
+    bert_dir = tmp_path / 'bert'
+    BertTokenizer(str(vocab)).save_pretrained(bert_dir)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(words) + 5,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    BertModel(config).save_pretrained(bert_dir)
+    st_dir = tmp_path / 'tiny-st'
+    transformer = Transformer(str(bert_dir))
+    SentenceTransformer(modules=[transformer, Pooling(16)]).save(str(st_dir))
+
+    encoder = SentenceTransformerTagEncoder(st_dir, normalize=True)
+    texts = ['building:yes', 'highway:primary', 'landuse:grass']
+    out = encoder.encode(texts)
+    assert encoder.dim == 16 and out.shape == (3, 16) and out.dtype == torch.float32
+    assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+    reference = SentenceTransformer(str(st_dir), device='cpu').encode(
+        texts, convert_to_tensor=True, normalize_embeddings=True
+    )
+    assert torch.allclose(out, reference.float(), atol=1e-6)
+    assert not torch.allclose(out[0], out[1])
+    assert encoder.encode([]).shape == (0, 16)
+    assert str(st_dir) in encoder.identity
