@@ -320,6 +320,18 @@ _imagenet_rgb = T.Normalize(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 
 _page = 'https://github.com/bailubin/GeoLink_NeurIPS2025'
 
 
+#: Metadata shared by the two official GeoLink checkpoints (a ViT-L/16 on RGB, pretrained with GeoLink).
+_OFFICIAL_META: dict[str, object] = {
+    'dataset': 'SkyScript + OpenStreetMap',
+    'in_chans': 3,
+    'model': 'vit_large_patch16_224',
+    'publication': 'https://arxiv.org/abs/2509.26016',
+    'repo': _page,
+    'ssl_method': 'geolink',
+    'bands': ['R', 'G', 'B'],
+}
+
+
 class GeoLinkViTLarge16_Weights(WeightsEnum):
     """GeoLink weights of a ViT-L/16 (timm *vit_large_patch16_224*), RGB, ImageNet normalisation of 0-255 input.
 
@@ -343,13 +355,7 @@ class GeoLinkViTLarge16_Weights(WeightsEnum):
         url=_page,
         transforms=_imagenet_rgb,
         meta={
-            'dataset': 'SkyScript + OpenStreetMap',
-            'in_chans': 3,
-            'model': 'vit_large_patch16_224',
-            'publication': 'https://arxiv.org/abs/2509.26016',
-            'repo': _page,
-            'ssl_method': 'geolink',
-            'bands': ['R', 'G', 'B'],
+            **_OFFICIAL_META,
             'filename': 'geolink_mutimodal_vit_large_patch16_224.pth',
             'multimodal': True,
         },
@@ -358,13 +364,7 @@ class GeoLinkViTLarge16_Weights(WeightsEnum):
         url=_page,
         transforms=_imagenet_rgb,
         meta={
-            'dataset': 'SkyScript + OpenStreetMap',
-            'in_chans': 3,
-            'model': 'vit_large_patch16_224',
-            'publication': 'https://arxiv.org/abs/2509.26016',
-            'repo': _page,
-            'ssl_method': 'geolink',
-            'bands': ['R', 'G', 'B'],
+            **_OFFICIAL_META,
             'filename': 'geolink_vit_large_patch16_224.pth',
             'multimodal': False,
         },
