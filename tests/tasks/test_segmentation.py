@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from torch.utils.data import DataLoader
 
 from torchgeo_geolink.errors import CheckpointError
@@ -56,6 +56,52 @@ def test_fit_metrics_and_frozen_encoder(tmp_path: Path) -> None:
     for k, v in task.model.encoder.state_dict().items():
         assert torch.equal(before[k], v), k
     assert not torch.equal(head_before, next(task.model.head.parameters()))
+
+
+class RecordModes(Callback):
+    """Record the training flags of the encoder's and the head's modules at every training batch."""
+
+    def __init__(self) -> None:
+        self.encoder: list[bool] = []
+        self.head: list[bool] = []
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        model = pl_module.model
+        self.encoder.extend(m.training for m in model.encoder.modules())
+        self.head.extend(m.training for m in model.head.modules())
+
+
+def test_frozen_encoder_stays_in_eval_mode(tmp_path: Path) -> None:
+    seed_everything(0)
+    task = GeoLinkSegmentation(**SEG, freeze_backbone=True)
+    assert not any(m.training for m in task.model.encoder.modules())
+    task.train()
+    assert not any(m.training for m in task.model.encoder.modules())
+    assert all(m.training for m in task.model.head.modules())
+    assert not any(p.requires_grad for p in task.model.encoder.parameters())
+    # a validation between the training batches: Lightning switches modes and back
+    modes = RecordModes()
+    trainer = Trainer(
+        accelerator='cpu',
+        max_epochs=1,
+        val_check_interval=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[modes],
+    )
+    train = DataLoader(BatchList(3, batch_size=2), batch_size=None)
+    val = DataLoader(BatchList(1, batch_size=2, seed=50), batch_size=None)
+    trainer.fit(task, train, val)
+    assert modes.encoder and not any(modes.encoder)
+    assert modes.head and all(modes.head)
+    # not frozen: the encoder trains
+    unfrozen = GeoLinkSegmentation(**SEG).train()
+    assert all(m.training for m in unfrozen.model.encoder.modules())
 
 
 def test_unimodal_ignores_graphs() -> None:

@@ -4,7 +4,7 @@
 """Semantic segmentation with a GeoLink encoder (image only or fused with OSM) and a UPerNet decoder."""
 
 from collections.abc import Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self, cast
 
 import kornia.augmentation as K
 import matplotlib.pyplot as plt
@@ -124,8 +124,26 @@ class GeoLinkSegmentation(ResumableRandomnessMixin, ClassificationMixin, BaseTas
             encoder, num_classes=num_outputs, channels=hp['decoder_channels']
         )
         if hp['freeze_backbone']:
-            for param in self.model.encoder.parameters():
-                param.requires_grad = False
+            self.model.encoder.requires_grad_(False)
+            self.model.encoder.eval()
+
+    def train(self, mode: bool = True) -> Self:
+        """Set the training mode, keeping a frozen encoder in eval mode.
+
+        Lightning switches the whole module between train and eval mode around every validation; a frozen
+        encoder (``freeze_backbone=True``) stays in eval mode throughout, so that its dropout (e.g. the fusion
+        block's) is off and it computes the same features in training as in evaluation.
+
+        Args:
+            mode: True for training mode, False for eval mode.
+
+        Returns:
+            The task.
+        """
+        super().train(mode)
+        if self.hparams.get('freeze_backbone') and hasattr(self, 'model'):
+            self.model.encoder.eval()
+        return self
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """AdamW with linear warmup then cosine decay per step.
