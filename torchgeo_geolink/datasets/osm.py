@@ -1,21 +1,16 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""OpenStreetMap vector dataset: features read once, indexed, and served per window as GeoLink graphs."""
+"""OpenStreetMap vector dataset: features read once, stored in columns, and served per window as GeoLink graphs."""
 
-import os
-import pathlib
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import geopandas as gpd
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import pyogrio
-import pyogrio.errors
 import shapely
 import torch
 from geopandas import GeoDataFrame
@@ -25,204 +20,18 @@ from torch import Tensor
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice, Path, Sample
 
-from ..errors import InvalidFeatureError, OSMFileError
-from ..osm.constants import EDGE_ATTR_DIMS, EDGE_TYPES, NODE_TYPES, POS_POINTS
+from ..errors import OSMFileError
+from ..osm.constants import NODE_TYPES, POS_POINTS
 from ..osm.encoders import TagEncoder
-from ..osm.geometry import split_by_type
 from ..osm.graph import OSMGraphBuilder
-from ..osm.positions import polygon_sample_points
-from ..osm.tags import normalize_key, tags_from_frame
+from ..osm.positions import node_sample_points, normalize_xy
+from ..osm.tags import normalize_key
+from .osm_reader import FileFeatures, LoadReport, read_features, resolve_files
+from .osm_store import OSMStore
+from .osm_subgraph import induced_edges
+from .utils import graph_to_sample
 
 __all__ = ('LoadReport', 'OSMDataset')
-
-#: File name endings read as vector files when a directory is searched.
-VECTOR_SUFFIXES = (
-    '.geojson',
-    '.json',
-    '.gpkg',
-    '.shp',
-    '.parquet',
-    '.geoparquet',
-    '.osm.pbf',
-    '.pbf',
-    '.osm',
-    '.fgb',
-)
-
-#: Layers of GDAL's OSM driver read by default. ``multilinestrings`` (route and waterway relations) is left out:
-#: its parts duplicate the ways of the ``lines`` layer (in the shipped Helsinki extract, 8.6k lines but 3.9k
-#: distinct geometries), which turns every street into a clique of ``equals`` edges; pass ``layers=`` to read it.
-PBF_LAYERS = ('points', 'lines', 'multipolygons')
-
-# Node kind (0 polygon, 1 line, 2 point) of each shapely geometry type id; -1 for the others (and missing: -1).
-_KIND_OF_TYPE_ID = np.array([2, 1, 1, 0, -1, -1, -1, -1], dtype=np.int8)
-_MULTI_TYPES = (
-    int(shapely.GeometryType.MULTIPOINT),
-    int(shapely.GeometryType.MULTILINESTRING),
-    int(shapely.GeometryType.MULTIPOLYGON),
-    int(shapely.GeometryType.GEOMETRYCOLLECTION),
-)
-
-
-@dataclass
-class LoadReport:
-    """What happened to the features of one file while it was loaded.
-
-    Attributes:
-        path: the file.
-        read: features read.
-        repaired: invalid geometries repaired with :func:`shapely.make_valid`.
-        exploded: multipart geometries or collections (as read) split into parts.
-        dropped_empty: empty (or missing) geometries dropped.
-        dropped_keys: features left out because they carry one of ``drop_keys``.
-        kept: single-part features kept (polygons, lines and points).
-    """
-
-    path: str
-    read: int = 0
-    repaired: int = 0
-    exploded: int = 0
-    dropped_empty: int = 0
-    dropped_keys: int = 0
-    kept: int = 0
-
-
-@dataclass
-class _EdgeTable:
-    """Relations between all (unclipped) features of the dataset, all nine edge types in one table.
-
-    Edges are sorted by source feature row, so the edges leaving a row are one slice of the table.
-
-    Attributes:
-        indptr: ``(n_rows + 1,)`` start of each source row's edges.
-        dst: destination feature row of each edge.
-        edge_type: position of each edge's type in :data:`~torchgeo_geolink.osm.EDGE_TYPES`.
-        attr_row: row of each edge's attributes in ``attrs[edge_type]``.
-        attrs: one-hot attributes ``(E_t, C_t)`` of each edge type.
-    """
-
-    indptr: np.ndarray
-    dst: np.ndarray
-    edge_type: np.ndarray
-    attr_row: np.ndarray
-    attrs: tuple[np.ndarray, ...]
-
-
-def _read_vector_file(path: str, layers: Sequence[str] | None) -> list[GeoDataFrame]:
-    """Read the feature layers of one vector file.
-
-    Args:
-        path: the file (GeoJSON, GeoPackage, Shapefile, GeoParquet, ``.osm.pbf`` or anything GDAL reads).
-        layers: layers to read (default: every layer; the four feature layers for OSM files).
-
-    Returns:
-        One frame per layer read.
-
-    Raises:
-        OSMFileError: if the file cannot be read or a requested layer is missing.
-    """
-    name = path.lower()
-    try:
-        if name.endswith(('.parquet', '.geoparquet')):
-            return [gpd.read_parquet(path)]
-        available = [str(layer) for layer in pyogrio.list_layers(path)[:, 0]]
-        is_osm = name.endswith(('.pbf', '.osm'))
-        if layers is None:
-            wanted = (
-                [layer for layer in PBF_LAYERS if layer in available]
-                if is_osm
-                else available
-            )
-        else:
-            missing = [layer for layer in layers if layer not in available]
-            if missing:
-                msg = f'{path}: layer(s) {missing} not found; the file has layers {available}'
-                raise OSMFileError(msg)
-            wanted = list(layers)
-        frames = []
-        for layer in wanted:
-            with warnings.catch_warnings():
-                # GDAL's OSM driver reports each broken multipolygon ring; they are repaired below.
-                warnings.filterwarnings(
-                    'ignore', category=RuntimeWarning, module='pyogrio'
-                )
-                frames.append(
-                    pyogrio.read_dataframe(path, layer=layer, on_invalid='fix')
-                )
-        return frames
-    except OSMFileError:
-        raise
-    except (
-        pyogrio.errors.DataSourceError,
-        pyogrio.errors.DataLayerError,
-        OSError,
-        ValueError,
-    ) as err:
-        raise OSMFileError(f'{path}: cannot read vector file ({err})') from err
-    except Exception as err:  # pyarrow and GDAL raise many types for corrupt files
-        raise OSMFileError(
-            f'{path}: cannot read vector file ({type(err).__name__}: {err})'
-        ) from err
-
-
-def _clean(
-    geoms: np.ndarray, report: LoadReport
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clean one layer's geometries into single-part polygon, line and point nodes, counting what changed.
-
-    Args:
-        geoms: geometries (may hold ``None``).
-        report: counters updated in place.
-
-    Returns:
-        Single-part, valid, 2-D geometries, their node kind (0 polygon, 1 line, 2 point) and the input position
-        each one comes from.
-    """
-    present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
-    report.repaired += int((~shapely.is_valid(geoms[present])).sum())
-    report.exploded += int(
-        np.isin(shapely.get_type_id(geoms[present]), _MULTI_TYPES).sum()
-    )
-    nodes = split_by_type(geoms, errors='drop')
-    kinds = [
-        np.full(len(nodes[t][1]), k, dtype=np.int8) for k, t in enumerate(NODE_TYPES)
-    ]
-    out_geoms = np.concatenate([nodes[t][0] for t in NODE_TYPES])
-    owner = np.concatenate([nodes[t][1] for t in NODE_TYPES])
-    report.dropped_empty += len(geoms) - len(np.unique(owner))
-    return out_geoms, np.concatenate(kinds), owner
-
-
-def _resolve_files(paths: Path | Iterable[Path], filename_glob: str) -> list[str]:
-    """List the vector files to load.
-
-    Args:
-        paths: files, or directories searched recursively for files with a known vector suffix.
-        filename_glob: glob (without suffix) that file names in directories must match.
-
-    Returns:
-        Sorted, distinct file paths.
-
-    Raises:
-        OSMFileError: if a path does not exist or no vector file is found.
-    """
-    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    files: set[str] = set()
-    for item in items:
-        path = pathlib.Path(item)
-        if path.is_dir():
-            for found in path.rglob(filename_glob):
-                if found.is_file() and found.name.lower().endswith(VECTOR_SUFFIXES):
-                    files.add(str(found))
-        elif path.is_file():
-            files.add(str(path))
-        else:
-            raise OSMFileError(f'{path}: no such file or directory')
-    if not files:
-        raise OSMFileError(
-            f'no vector file ({", ".join(VECTOR_SUFFIXES)}) found in {[str(i) for i in items]}'
-        )
-    return sorted(files)
 
 
 class OSMDataset(GeoDataset):
@@ -313,67 +122,22 @@ class OSMDataset(GeoDataset):
         self.reports: list[LoadReport] = []
 
         assumed = CRS.from_user_input(source_crs) if source_crs is not None else None
-        geoms, kind_list, file_ids, tags, file_crs, filepaths = [], [], [], [], [], []
-        for path in _resolve_files(paths, self.filename_glob):
-            report = LoadReport(path)
-            kept_before = sum(len(g) for g in geoms)
-            frames = _read_vector_file(path, layers)
-            frame_crs = self._file_crs(path, frames, assumed)
-            for frame in frames:
-                report.read += len(frame)
-                if len(frame) == 0:
-                    continue
-                try:
-                    frame_tags = tags_from_frame(frame)
-                except ValueError as err:
-                    raise InvalidFeatureError(
-                        f'{path}: cannot parse the tags of a feature ({err})'
-                    ) from err
-                part_geoms, part_kinds, owner = _clean(
-                    np.asarray(frame.geometry.values, dtype=object), report
-                )
-                part_tags = [frame_tags[i] for i in owner]
-                if self.drop_keys:
-                    keep = np.array(
-                        [not any(k in t for k in self.drop_keys) for t in part_tags],
-                        dtype=bool,
-                    )
-                    report.dropped_keys += len(np.unique(owner[~keep]))
-                    part_geoms, part_kinds = part_geoms[keep], part_kinds[keep]
-                    part_tags = [t for t, k in zip(part_tags, keep, strict=True) if k]
-                geoms.append(part_geoms)
-                kind_list.append(part_kinds)
-                tags.extend(part_tags)
-                file_ids.append(
-                    np.full(len(part_geoms), len(filepaths), dtype=np.int64)
-                )
-            report.kept = sum(len(g) for g in geoms) - kept_before
-            self.reports.append(report)
-            if report.kept == 0:
+        files: list[FileFeatures] = []
+        for path in resolve_files(paths, self.filename_glob):
+            features = read_features(path, layers, self.drop_keys, assumed)
+            assert features.report is not None
+            self.reports.append(features.report)
+            if features.report.kept == 0:
                 warnings.warn(
-                    f'{path}: no usable feature (read {report.read}); file skipped',
+                    f'{path}: no usable feature (read {features.report.read}); file skipped',
                     UserWarning,
                 )
                 continue
-            filepaths.append(path)
-            file_crs.append(frame_crs)
-        if not filepaths:
+            files.append(features)
+        if not files:
             raise OSMFileError(f'no file in {paths!r} holds a usable feature')
 
-        #: Source geometries (cleaned, single part) in their file's CRS, one per feature row.
-        self._source_geoms = np.concatenate(geoms)
-        #: File (position in ``filepaths``) of each feature row.
-        self.file_ids = np.concatenate(file_ids)
-        #: Normalised tags (key -> value) of each feature row.
-        self.tags: list[dict[str, str]] = tags
-        self.filepaths = filepaths
-        self._file_crs_list = file_crs
-        #: Node type (0 polygon, 1 line, 2 point) of each feature row.
-        self.kinds = np.concatenate(kind_list)
-        #: Node embedding of each feature row (the tag encoder runs once per distinct tag string).
-        self.embeddings: Tensor = self.builder.node_features(self.tags).float()
-
-        target = CRS.from_user_input(crs) if crs is not None else file_crs[0]
+        target = CRS.from_user_input(crs) if crs is not None else files[0].crs
         if res is None:
             res = 1e-5 if target.is_geographic else 1.0
         self._res = (
@@ -381,142 +145,57 @@ class OSMDataset(GeoDataset):
             if isinstance(res, int | float)
             else (float(res[0]), float(res[1]))
         )
-        self._crs = target
-        self._project(target)
+        #: The columnar feature store.
+        self.store = OSMStore(files, self.builder, target, graph_mode)
+        self._update_index()
 
-    @staticmethod
-    def _file_crs(path: str, frames: list[GeoDataFrame], assumed: CRS | None) -> CRS:
-        """CRS of a file's features.
+    @property
+    def geometries(self) -> np.ndarray:
+        """Feature geometries in the dataset CRS, one per feature row."""
+        return self.store.geometries
 
-        Args:
-            path: the file.
-            frames: its layers.
-            assumed: CRS to assume when the file declares none.
+    @property
+    def kinds(self) -> np.ndarray:
+        """Node type (0 polygon, 1 line, 2 point) of each feature row."""
+        return self.store.kinds
 
-        Returns:
-            The CRS.
+    @property
+    def tags(self) -> list[dict[str, str]]:
+        """Normalised tags (key -> value) of each feature row."""
+        return self.store.tags
 
-        Raises:
-            OSMFileError: if the file declares no CRS and none is assumed, or its layers disagree.
-        """
-        crss = {CRS.from_user_input(f.crs) for f in frames if f.crs is not None}
-        if len(crss) > 1:
-            raise OSMFileError(
-                f'{path}: layers have different CRSs {sorted(c.to_string() for c in crss)}'
-            )
-        if crss:
-            crs = crss.pop()
-            if crs.is_geographic:
-                bounds = np.array([f.total_bounds for f in frames if len(f)]).reshape(
-                    -1, 4
-                )
-                if len(bounds) and (
-                    np.abs(bounds[:, [0, 2]]).max() > 360
-                    or np.abs(bounds[:, [1, 3]]).max() > 90
-                ):
-                    msg = (
-                        f'{path}: coordinates {bounds.min(axis=0)[:2].tolist()}..{bounds.max(axis=0)[2:].tolist()} '
-                        f'are not longitudes/latitudes but the file declares {crs.name} (GeoJSON without a crs '
-                        'member is read as WGS 84); write the file with its real CRS'
-                    )
-                    raise OSMFileError(msg)
-            return crs
-        if assumed is None:
-            msg = f'{path}: the file declares no coordinate reference system; pass source_crs= to assume one'
-            raise OSMFileError(msg)
-        return assumed
+    @property
+    def embeddings(self) -> Tensor:
+        """Node embedding of each feature row (the tag encoder runs once per distinct tag string)."""
+        return self.store.embeddings
 
-    def _project(self, crs: CRS) -> None:
-        """Reproject the features to *crs* and rebuild the index, spatial tree, positions and relations.
+    @property
+    def tree(self) -> shapely.STRtree:
+        """Spatial index of :attr:`geometries`."""
+        return self.store.tree
 
-        Args:
-            crs: the new dataset CRS.
+    @property
+    def file_ids(self) -> np.ndarray:
+        """File (position in :attr:`filepaths`) of each feature row."""
+        return self.store.file_ids
 
-        Raises:
-            InvalidFeatureError: if a feature cannot be reprojected (e.g. outside the CRS's area of use).
-        """
-        geoms = np.empty(len(self._source_geoms), dtype=object)
-        for i, file_crs in enumerate(self._file_crs_list):
-            rows = np.flatnonzero(self.file_ids == i)
-            src = gpd.GeoSeries(self._source_geoms[rows], crs=file_crs)
-            geoms[rows] = src.to_crs(crs).values if file_crs != crs else src.values
-            bad = ~np.isfinite(shapely.bounds(geoms[rows])).all(axis=1)
-            if bad.any():
-                row = int(rows[np.flatnonzero(bad)[0]])
-                msg = f'{self.filepaths[i]}: feature {row} ({self.tags[row]}) cannot be reprojected to {crs.to_string()}'
-                raise InvalidFeatureError(msg)
-        invalid = np.flatnonzero(~shapely.is_valid(geoms))
-        for row in invalid:  # reprojection rarely breaks validity: keep the largest valid part of the same type
-            parts = shapely.get_parts(shapely.make_valid(geoms[row]))
-            parts = parts[
-                _KIND_OF_TYPE_ID[shapely.get_type_id(parts)] == self.kinds[row]
-            ]
-            if len(parts) == 0:
-                raise InvalidFeatureError(
-                    f'{self.filepaths[self.file_ids[row]]}: feature {row} is invalid after reprojection'
-                )
-            geoms[row] = parts[np.argmax(shapely.area(parts) + shapely.length(parts))]
-        self._crs = crs
-        #: Feature geometries in the dataset CRS, one per row.
-        self.geometries = geoms
-        self._bounds = shapely.bounds(geoms)
-        self.tree = shapely.STRtree(geoms)
-        self._abs_pos = _absolute_positions(geoms, self.kinds)
-        self._edges = self._edge_table() if self.graph_mode == 'induced' else None
+    @property
+    def filepaths(self) -> list[str]:
+        """Files holding at least one usable feature."""
+        return self.store.filepaths
 
-        file_bounds = np.empty((len(self.filepaths), 4))
-        for i in range(len(self.filepaths)):
-            b = self._bounds[self.file_ids == i]
-            file_bounds[i] = (
-                b[:, :2].min(axis=0).tolist() + b[:, 2:].max(axis=0).tolist()
-            )
-        #: ``(xmin, ymin, xmax, ymax)`` footprint of each file, the geometry of :attr:`index`.
-        self._file_bounds = file_bounds
-        footprints = shapely.box(*file_bounds.T)
+    def _update_index(self) -> None:
+        """Rebuild :attr:`index` (one footprint per file) from the store."""
+        footprints = shapely.box(*self.store.file_bounds.T)
         interval = (pd.Timestamp.min, pd.Timestamp.max)
         index = pd.IntervalIndex.from_tuples(
             [interval] * len(footprints), closed='both', name='datetime'
         )
         self.index = GeoDataFrame(
-            {'filepath': self.filepaths}, index=index, geometry=footprints, crs=crs
-        )
-
-    def _edge_table(self) -> _EdgeTable:
-        """Relations between all (unclipped) features, computed once, as one table sorted by source row.
-
-        Returns:
-            The edge table.
-        """
-        rows_of = {t: np.flatnonzero(self.kinds == k) for k, t in enumerate(NODE_TYPES)}
-        edges = self.builder.build_edges(
-            self.geometries[rows_of['polygon']],
-            self.geometries[rows_of['line']],
-            self.geometries[rows_of['point']],
-        )
-        src, dst, edge_type, attr_row, attrs = [], [], [], [], []
-        for t, key in enumerate(EDGE_TYPES):
-            edge_index, edge_attr = edges[key]
-            edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
-            n_edges = edge_index.shape[1]
-            src.append(rows_of[key[0]][edge_index[0]])
-            dst.append(rows_of[key[2]][edge_index[1]])
-            edge_type.append(np.full(n_edges, t, dtype=np.int8))
-            attr_row.append(np.arange(n_edges))
-            attrs.append(
-                np.ascontiguousarray(edge_attr, dtype=np.float32).reshape(
-                    n_edges, EDGE_ATTR_DIMS[key]
-                )
-            )
-        all_src = np.concatenate(src)
-        order = np.argsort(all_src, kind='stable')
-        indptr = np.zeros(len(self.geometries) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(all_src, minlength=len(self.geometries)), out=indptr[1:])
-        return _EdgeTable(
-            indptr,
-            np.concatenate(dst)[order],
-            np.concatenate(edge_type)[order],
-            np.concatenate(attr_row)[order],
-            tuple(attrs),
+            {'filepath': self.filepaths},
+            index=index,
+            geometry=footprints,
+            crs=self.store.crs,
         )
 
     @property
@@ -526,7 +205,7 @@ class OSMDataset(GeoDataset):
         Returns:
             The CRS.
         """
-        return self._crs
+        return self.store.crs
 
     @crs.setter
     def crs(self, new_crs: CRS) -> None:
@@ -536,9 +215,10 @@ class OSMDataset(GeoDataset):
             new_crs: the new CRS.
         """
         new_crs = CRS.from_user_input(new_crs)
-        if new_crs == self._crs:
+        if new_crs == self.store.crs:
             return
-        self._project(new_crs)
+        self.store.project(new_crs)
+        self._update_index()
 
     @property
     def res(self) -> tuple[float, float]:
@@ -592,7 +272,7 @@ class OSMDataset(GeoDataset):
             float(y.start),
             float(y.stop),
         )
-        fb = self._file_bounds
+        fb = self.store.file_bounds
         if (
             not (xmax > xmin and ymax > ymin)
             or not (
@@ -606,53 +286,6 @@ class OSMDataset(GeoDataset):
                 f'index: {index} not found in dataset with bounds: {self.bounds}'
             )
         return xmin, ymin, xmax, ymax
-
-    def _clip(
-        self, window: tuple[float, float, float, float]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Features of a window, clipped to it and split into single parts.
-
-        Features whose bounding box lies in the window are taken whole; only the others are clipped (those the
-        window misses, or meets only on its edge, clip to nothing or to a lower dimension and are dropped).
-
-        Args:
-            window: ``(xmin, ymin, xmax, ymax)`` in the dataset CRS.
-
-        Returns:
-            Feature row, geometry and whether it was cut, for each node, sorted by node type then row (the parts
-            of a feature are adjacent).
-        """
-        xmin, ymin, xmax, ymax = window
-        rows = self.tree.query(shapely.box(*window))
-        b = self._bounds[rows]
-        inside = (
-            (b[:, 0] >= xmin)
-            & (b[:, 1] >= ymin)
-            & (b[:, 2] <= xmax)
-            & (b[:, 3] <= ymax)
-        )
-        cut_rows = rows[~inside]
-        if len(cut_rows):
-            clipped = shapely.clip_by_rect(
-                self.geometries[cut_rows], xmin, ymin, xmax, ymax
-            )
-            parts, part_of = shapely.get_parts(clipped, return_index=True)
-            part_rows = cut_rows[part_of]
-            keep = (
-                _KIND_OF_TYPE_ID[shapely.get_type_id(parts)] == self.kinds[part_rows]
-            ) & ~shapely.is_empty(parts)
-            whole_rows = rows[inside]
-            rows = np.concatenate([whole_rows, part_rows[keep]])
-            geoms = np.concatenate([self.geometries[whole_rows], parts[keep]])
-            cut = np.arange(len(rows)) >= len(whole_rows)
-        else:
-            geoms = self.geometries[rows]
-            cut = np.zeros(len(rows), dtype=bool)
-        order = np.argsort(
-            self.kinds[rows].astype(np.int64) * len(self.geometries) + rows,
-            kind='stable',
-        )
-        return rows[order], geoms[order], cut[order]
 
     def features(self, index: GeoSlice) -> GeoDataFrame:
         """The features of a window, clipped to it, with their tags.
@@ -668,7 +301,7 @@ class OSMDataset(GeoDataset):
         Raises:
             IndexError: if the window does not meet the dataset.
         """
-        rows, geoms, _ = self._clip(self._window(index))
+        rows, geoms, _ = self.store.clip(self._window(index))
         kinds = self.kinds[rows]
         order = np.argsort(kinds, kind='stable')
         rows, geoms, kinds = rows[order], geoms[order], kinds[order]
@@ -694,7 +327,7 @@ class OSMDataset(GeoDataset):
             IndexError: if the window does not meet the dataset.
         """
         window = self._window(index)
-        rows, geoms, cut = self._clip(window)
+        rows, geoms, cut = self.store.clip(window)
         sample = (
             self._exact_sample(window, rows, geoms)
             if self.graph_mode == 'exact'
@@ -714,8 +347,8 @@ class OSMDataset(GeoDataset):
     ) -> Sample:
         """Graph of a window as the subgraph induced by its features in the precomputed relations.
 
-        Positions of whole features come from the per-feature cache and are only recomputed for the features
-        cut by the window; the nine edge types are taken in one vectorised pass over :attr:`_edges`.
+        Positions of whole features come from the store and are only recomputed for the features cut by the
+        window; the nine edge types are taken in one vectorised pass over the store's edge table.
 
         Args:
             window: ``(xmin, ymin, xmax, ymax)`` in the dataset CRS.
@@ -726,73 +359,25 @@ class OSMDataset(GeoDataset):
         Returns:
             The flattened graph (``osm_*`` keys).
         """
-        assert self._edges is not None
-        xmin, ymin, xmax, ymax = window
-        kinds = self.kinds[rows]
+        store = self.store
+        assert store.edges is not None
+        kinds = store.kinds[rows]
         offsets = np.zeros(len(NODE_TYPES) + 1, dtype=np.int64)
         np.cumsum(np.bincount(kinds, minlength=len(NODE_TYPES)), out=offsets[1:])
-
-        xy = self._abs_pos[rows]
+        xy = store.positions[rows]
         if cut.any():
-            xy[cut] = _absolute_positions(geoms[cut], kinds[cut])
-        pos = np.empty(xy.shape, dtype=np.float32)
-        pos[..., 0] = (xy[..., 0] - xmin) / (xmax - xmin)
-        pos[..., 1] = 1.0 - (xy[..., 1] - ymin) / (ymax - ymin)
-
+            xy[cut] = node_sample_points(geoms[cut], kinds[cut])
+        pos = normalize_xy(xy, window)
         sample: Sample = {}
         for k, node_type in enumerate(NODE_TYPES):
             a, b = offsets[k], offsets[k + 1]
             ids = torch.from_numpy(rows[a:b])
-            sample[f'osm_{node_type}_x'] = self.embeddings.index_select(0, ids)
+            sample[f'osm_{node_type}_x'] = store.embeddings.index_select(0, ids)
             sample[f'osm_{node_type}_pos'] = torch.from_numpy(
                 np.ascontiguousarray(pos[a:b, : POS_POINTS[node_type]])
             )
             sample[f'osm_{node_type}_id'] = ids
-
-        # Feature row -> node index (within its type) of its first part, -1 outside the window.
-        local = np.full(len(self.geometries), -1, dtype=np.int64)
-        node_local = np.arange(len(rows)) - offsets[kinds]
-        first = np.ones(len(rows), dtype=bool)
-        first[1:] = rows[1:] != rows[:-1]
-        multipart = not first.all()
-        feature_rows = rows[first] if multipart else rows
-        local[feature_rows] = node_local[first] if multipart else node_local
-
-        table = self._edges
-        starts = table.indptr[feature_rows]
-        lengths = table.indptr[feature_rows + 1] - starts
-        edge_ids = np.arange(int(lengths.sum())) + np.repeat(
-            starts - (np.cumsum(lengths) - lengths), lengths
-        )
-        src_rows = np.repeat(feature_rows, lengths)
-        dst_local = local[table.dst[edge_ids]]
-        keep = dst_local >= 0
-        edge_ids, src_rows, dst_local = edge_ids[keep], src_rows[keep], dst_local[keep]
-        src_local = local[src_rows]
-        if multipart:
-            parts = np.zeros(len(self.geometries), dtype=np.int64)
-            parts[feature_rows] = np.diff(np.append(np.flatnonzero(first), len(rows)))
-            dst_rows = table.dst[edge_ids]
-            src_local, dst_local, take = _expand_parts(
-                src_local,
-                dst_local,
-                parts[src_rows],
-                parts[dst_rows],
-                src_rows == dst_rows,
-            )
-            edge_ids = edge_ids[take]
-        edge_type = table.edge_type[edge_ids]
-        order = np.argsort(edge_type, kind='stable')
-        splits = np.searchsorted(edge_type[order], np.arange(len(EDGE_TYPES) + 1))
-        for t, (src_type, _, dst_type) in enumerate(EDGE_TYPES):
-            sel = order[splits[t] : splits[t + 1]]
-            name = f'osm_{src_type}_to_{dst_type}'
-            sample[f'{name}_edge_index'] = torch.from_numpy(
-                np.stack([src_local[sel], dst_local[sel]])
-            )
-            sample[f'{name}_edge_attr'] = torch.from_numpy(
-                table.attrs[t][table.attr_row[edge_ids[sel]]]
-            )
+        sample.update(induced_edges(store.edges, rows, kinds, len(store)))
         return sample
 
     def _exact_sample(
@@ -811,8 +396,6 @@ class OSMDataset(GeoDataset):
         Returns:
             The flattened graph (``osm_*`` keys).
         """
-        from .utils import graph_to_sample
-
         frame = GeoDataFrame(
             {'tags': [self.tags[r] for r in rows]},
             geometry=gpd.GeoSeries(geoms, crs=self.crs),
@@ -913,64 +496,3 @@ class OSMDataset(GeoDataset):
         if suptitle is not None:
             fig.suptitle(suptitle)
         return fig
-
-
-def _absolute_positions(geoms: np.ndarray, kinds: np.ndarray) -> np.ndarray:
-    """Node positions of features in their CRS (not normalised), as :mod:`torchgeo_geolink.osm.positions`.
-
-    Args:
-        geoms: single-part geometries.
-        kinds: node type of each (0 polygon, 1 line, 2 point).
-
-    Returns:
-        float64 ``(len(geoms), 4, 2)`` positions (polygon: three interior samples then the centroid; line:
-        centroid, start, end; point: itself), unused slots NaN.
-    """
-    out = np.full((len(geoms), 4, 2), np.nan)
-    for k, node_type in enumerate(NODE_TYPES):
-        sel = np.flatnonzero(kinds == k)
-        if len(sel) == 0:
-            continue
-        type_geoms = geoms[sel]
-        match node_type:
-            case 'polygon':
-                out[sel] = polygon_sample_points(type_geoms)
-            case 'line':
-                out[sel, 0] = shapely.get_coordinates(shapely.centroid(type_geoms))
-                out[sel, 1] = shapely.get_coordinates(shapely.get_point(type_geoms, 0))
-                out[sel, 2] = shapely.get_coordinates(shapely.get_point(type_geoms, -1))
-            case _:
-                out[sel, 0] = shapely.get_coordinates(type_geoms)
-    return out
-
-
-def _expand_parts(
-    src: np.ndarray,
-    dst: np.ndarray,
-    src_parts: np.ndarray,
-    dst_parts: np.ndarray,
-    is_self: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Turn feature-level edges into node-level edges (a feature cut into parts has one node per part).
-
-    Every part of the source is linked to every part of the destination, except self loops, which link each
-    part to itself only. The parts of a feature are consecutive nodes.
-
-    Args:
-        src: node index of each edge's source feature's first part.
-        dst: node index of each edge's destination feature's first part.
-        src_parts: number of parts of each edge's source feature.
-        dst_parts: number of parts of each edge's destination feature.
-        is_self: whether each edge is a self loop.
-
-    Returns:
-        Source nodes, destination nodes and, for each node-level edge, the feature-level edge it comes from.
-    """
-    pairs = np.where(is_self, src_parts, src_parts * dst_parts)
-    take = np.repeat(np.arange(len(pairs)), pairs)
-    k = np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
-    width = np.where(is_self, 1, dst_parts)[take]
-    self_take = is_self[take]
-    i = np.where(self_take, k, k // width)
-    j = np.where(self_take, k, k % width)
-    return src[take] + i, dst[take] + j, take

@@ -13,12 +13,14 @@ from numpy.typing import NDArray
 from ..errors import InvalidFeatureError
 from .constants import NODE_TYPES
 
-__all__ = ('NodeGeometries', 'split_by_type')
+__all__ = ('NODE_KIND_OF_TYPE_ID', 'NodeGeometries', 'split_by_type')
 
 #: Per node type: the single-part geometries and, for each, the row of the input feature it comes from.
 NodeGeometries = dict[str, tuple[NDArray[np.object_], NDArray[np.int64]]]
 
-_NODE_TYPE_OF_ID = {0: 'point', 1: 'line', 2: 'line', 3: 'polygon'}
+#: Node kind (position in ``NODE_TYPES``: 0 polygon, 1 line, 2 point) of each shapely geometry type id, -1 for
+#: the multipart types and collections (index with ``shapely.get_type_id``; a missing geometry's -1 also gives -1).
+NODE_KIND_OF_TYPE_ID = np.array([2, 1, 1, 0, -1, -1, -1, -1], dtype=np.int8)
 _COLLECTION_IDS = (4, 5, 6, 7)
 
 
@@ -152,11 +154,9 @@ def split_by_type(
         raise InvalidFeatureError(msg)
     parts, part_rows = parts[parts_ok], rows[owner[parts_ok]]
 
-    type_ids = shapely.get_type_id(parts)
+    part_kinds = NODE_KIND_OF_TYPE_ID[shapely.get_type_id(parts)]
     out: NodeGeometries = {}
-    for node_type in NODE_TYPES:
-        selected = np.isin(
-            type_ids, [k for k, v in _NODE_TYPE_OF_ID.items() if v == node_type]
-        )
+    for kind, node_type in enumerate(NODE_TYPES):
+        selected = part_kinds == kind
         out[node_type] = (parts[selected], part_rows[selected].astype(np.int64))
     return out

@@ -12,6 +12,8 @@ from numpy.typing import NDArray
 
 __all__ = (
     'line_positions',
+    'line_sample_points',
+    'node_sample_points',
     'normalize_xy',
     'point_positions',
     'polygon_positions',
@@ -174,6 +176,54 @@ def polygon_positions(
     )
 
 
+def line_sample_points(lines: NDArray[np.object_]) -> NDArray[np.float64]:
+    """Centroid (length-weighted), start vertex and end vertex of each line, in the lines' coordinates.
+
+    Args:
+        lines: Shapely line strings.
+
+    Returns:
+        float64 array ``(n, 3, 2)``.
+    """
+    lines = np.asarray(lines, dtype=object)
+    xy = np.empty((len(lines), 3, 2), dtype=np.float64)
+    if len(lines):
+        xy[:, 0] = shapely.get_coordinates(shapely.centroid(lines))
+        xy[:, 1] = shapely.get_coordinates(shapely.get_point(lines, 0))
+        xy[:, 2] = shapely.get_coordinates(shapely.get_point(lines, -1))
+    return xy
+
+
+def node_sample_points(
+    geometries: NDArray[np.object_], kinds: NDArray[np.integer]
+) -> NDArray[np.float64]:
+    """Node positions of mixed features in their coordinates (not normalised), padded to four points.
+
+    Args:
+        geometries: Single-part geometries.
+        kinds: Node kind of each (0 polygon, 1 line, 2 point, the positions in ``NODE_TYPES``).
+
+    Returns:
+        float64 array ``(n, 4, 2)``: polygon: :func:`polygon_sample_points`; line: :func:`line_sample_points`;
+        point: itself; unused slots NaN.
+
+    .. versionadded:: 0.1
+    """
+    out = np.full((len(geometries), 4, 2), np.nan)
+    for kind, fill in enumerate(
+        (
+            polygon_sample_points,
+            line_sample_points,
+            lambda g: shapely.get_coordinates(g).reshape(-1, 1, 2),
+        )
+    ):
+        sel = np.flatnonzero(kinds == kind)
+        if len(sel):
+            xy = fill(geometries[sel])
+            out[sel, : xy.shape[1]] = xy
+    return out
+
+
 def line_positions(
     lines: NDArray[np.object_], bounds: Sequence[float]
 ) -> NDArray[np.float32]:
@@ -186,13 +236,7 @@ def line_positions(
     Returns:
         float32 array ``(n, 3, 2)``.
     """
-    lines = np.asarray(lines, dtype=object)
-    xy = np.empty((len(lines), 3, 2), dtype=np.float64)
-    if len(lines):
-        xy[:, 0] = shapely.get_coordinates(shapely.centroid(lines))
-        xy[:, 1] = shapely.get_coordinates(shapely.get_point(lines, 0))
-        xy[:, 2] = shapely.get_coordinates(shapely.get_point(lines, -1))
-    return normalize_xy(xy, bounds)
+    return normalize_xy(line_sample_points(lines), bounds)
 
 
 def point_positions(

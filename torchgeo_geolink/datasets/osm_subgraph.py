@@ -1,0 +1,176 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""A global edge table of GeoLink relations and the subgraph it induces on the features of a window."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..osm.constants import EDGE_ATTR_DIMS, EDGE_TYPES, NODE_TYPES
+from ..osm.graph import OSMGraphBuilder
+
+__all__ = ('EdgeTable', 'build_edge_table', 'expand_parts', 'induced_edges')
+
+
+@dataclass
+class EdgeTable:
+    """Relations between all (unclipped) features of a dataset, all nine edge types in one table.
+
+    Edges are sorted by source feature row, so the edges leaving a row are one slice of the table.
+
+    .. versionadded:: 0.1
+
+    Attributes:
+        indptr: ``(n_rows + 1,)`` start of each source row's edges.
+        dst: destination feature row of each edge.
+        edge_type: position of each edge's type in :data:`~torchgeo_geolink.osm.EDGE_TYPES`.
+        attr_row: row of each edge's attributes in ``attrs[edge_type]``.
+        attrs: one-hot attributes ``(E_t, C_t)`` of each edge type.
+    """
+
+    indptr: np.ndarray
+    dst: np.ndarray
+    edge_type: np.ndarray
+    attr_row: np.ndarray
+    attrs: tuple[np.ndarray, ...]
+
+
+def build_edge_table(
+    builder: OSMGraphBuilder, geometries: np.ndarray, kinds: np.ndarray
+) -> EdgeTable:
+    """Compute the relations between all features once, as one table sorted by source row.
+
+    Args:
+        builder: the graph builder whose relations are used.
+        geometries: single-part geometries of all features.
+        kinds: node kind of each (0 polygon, 1 line, 2 point).
+
+    Returns:
+        The edge table.
+    """
+    rows_of = {t: np.flatnonzero(kinds == k) for k, t in enumerate(NODE_TYPES)}
+    edges = builder.build_edges(
+        geometries[rows_of['polygon']],
+        geometries[rows_of['line']],
+        geometries[rows_of['point']],
+    )
+    src, dst, edge_type, attr_row, attrs = [], [], [], [], []
+    for t, key in enumerate(EDGE_TYPES):
+        edge_index, edge_attr = edges[key]
+        edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
+        n_edges = edge_index.shape[1]
+        src.append(rows_of[key[0]][edge_index[0]])
+        dst.append(rows_of[key[2]][edge_index[1]])
+        edge_type.append(np.full(n_edges, t, dtype=np.int8))
+        attr_row.append(np.arange(n_edges))
+        attrs.append(
+            np.ascontiguousarray(edge_attr, dtype=np.float32).reshape(
+                n_edges, EDGE_ATTR_DIMS[key]
+            )
+        )
+    all_src = np.concatenate(src)
+    order = np.argsort(all_src, kind='stable')
+    indptr = np.zeros(len(geometries) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(all_src, minlength=len(geometries)), out=indptr[1:])
+    return EdgeTable(
+        indptr,
+        np.concatenate(dst)[order],
+        np.concatenate(edge_type)[order],
+        np.concatenate(attr_row)[order],
+        tuple(attrs),
+    )
+
+
+def expand_parts(
+    src: np.ndarray,
+    dst: np.ndarray,
+    src_parts: np.ndarray,
+    dst_parts: np.ndarray,
+    is_self: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn feature-level edges into node-level edges (a feature cut into parts has one node per part).
+
+    Every part of the source is linked to every part of the destination, except self loops, which link each
+    part to itself only. The parts of a feature are consecutive nodes.
+
+    Args:
+        src: node index of each edge's source feature's first part.
+        dst: node index of each edge's destination feature's first part.
+        src_parts: number of parts of each edge's source feature.
+        dst_parts: number of parts of each edge's destination feature.
+        is_self: whether each edge is a self loop.
+
+    Returns:
+        Source nodes, destination nodes and, for each node-level edge, the feature-level edge it comes from.
+    """
+    pairs = np.where(is_self, src_parts, src_parts * dst_parts)
+    take = np.repeat(np.arange(len(pairs)), pairs)
+    k = np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+    width = np.where(is_self, 1, dst_parts)[take]
+    self_take = is_self[take]
+    i = np.where(self_take, k, k // width)
+    j = np.where(self_take, k, k % width)
+    return src[take] + i, dst[take] + j, take
+
+
+def induced_edges(
+    table: EdgeTable, rows: np.ndarray, kinds: np.ndarray, n_rows: int
+) -> dict[str, Tensor]:
+    """The nine edge sets of the subgraph induced by a window's nodes, in one vectorised pass over the table.
+
+    Args:
+        table: the global edge table.
+        rows: feature row of each node, sorted by node type then row (the parts of a feature are adjacent).
+        kinds: node kind of each node.
+        n_rows: number of feature rows of the table.
+
+    Returns:
+        ``osm_<src>_to_<dst>_edge_index`` (long ``(2, E)``, node indices within their type) and
+        ``osm_<src>_to_<dst>_edge_attr`` (float32 ``(E, C)``) for the nine edge types.
+    """
+    offsets = np.zeros(len(NODE_TYPES) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(kinds, minlength=len(NODE_TYPES)), out=offsets[1:])
+    # Feature row -> node index (within its type) of its first part, -1 outside the window.
+    local = np.full(n_rows, -1, dtype=np.int64)
+    node_local = np.arange(len(rows)) - offsets[kinds]
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = rows[1:] != rows[:-1]
+    multipart = not first.all()
+    feature_rows = rows[first] if multipart else rows
+    local[feature_rows] = node_local[first] if multipart else node_local
+
+    starts = table.indptr[feature_rows]
+    lengths = table.indptr[feature_rows + 1] - starts
+    edge_ids = np.arange(int(lengths.sum())) + np.repeat(
+        starts - (np.cumsum(lengths) - lengths), lengths
+    )
+    src_rows = np.repeat(feature_rows, lengths)
+    dst_local = local[table.dst[edge_ids]]
+    keep = dst_local >= 0
+    edge_ids, src_rows, dst_local = edge_ids[keep], src_rows[keep], dst_local[keep]
+    src_local = local[src_rows]
+    if multipart:
+        parts = np.zeros(n_rows, dtype=np.int64)
+        parts[feature_rows] = np.diff(np.append(np.flatnonzero(first), len(rows)))
+        dst_rows = table.dst[edge_ids]
+        src_local, dst_local, take = expand_parts(
+            src_local, dst_local, parts[src_rows], parts[dst_rows], src_rows == dst_rows
+        )
+        edge_ids = edge_ids[take]
+    edge_type = table.edge_type[edge_ids]
+    order = np.argsort(edge_type, kind='stable')
+    splits = np.searchsorted(edge_type[order], np.arange(len(EDGE_TYPES) + 1))
+    out: dict[str, Tensor] = {}
+    for t, (src_type, _, dst_type) in enumerate(EDGE_TYPES):
+        sel = order[splits[t] : splits[t + 1]]
+        name = f'osm_{src_type}_to_{dst_type}'
+        out[f'{name}_edge_index'] = torch.from_numpy(
+            np.stack([src_local[sel], dst_local[sel]])
+        )
+        out[f'{name}_edge_attr'] = torch.from_numpy(
+            table.attrs[t][table.attr_row[edge_ids[sel]]]
+        )
+    return out
