@@ -12,6 +12,9 @@ __all__ = (
     'GeoLinkError',
     'InvalidFeatureError',
     'OSMFileError',
+    'PredictionError',
+    'PreparedDataError',
+    'TagEncoderMismatchError',
     'TagEncoderWeightsNotFoundError',
     'TileError',
 )
@@ -29,6 +32,13 @@ class InvalidFeatureError(GeoLinkError):
     """A feature's geometry or tags cannot be used (and could not be repaired)."""
 
 
+class TagEncoderMismatchError(GeoLinkError):
+    """OSM graphs embedded with one tag encoder are fed to weights trained with another.
+
+    .. versionadded:: 0.1
+    """
+
+
 class TagEncoderWeightsNotFoundError(GeoLinkError):
     """The weights of a text model used to embed OSM tags are not available locally."""
 
@@ -37,5 +47,19 @@ class CheckpointError(GeoLinkError):
     """A model checkpoint cannot be read or does not match the model it is loaded into."""
 
 
+class PredictionError(GeoLinkError):
+    """A prediction batch or output lacks what is needed to georeference or write it (bounds, CRS, a key).
+
+    .. versionadded:: 0.1
+    """
+
+
+class PreparedDataError(GeoLinkError):
+    """A prepared tile corpus (``torchgeo_geolink.prepare``) is incomplete, corrupt or was made with other settings.
+
+    .. versionadded:: 0.1
+    """
+
+
 class TileError(GeoLinkError):
-    """An image or label tile of a tile-format dataset is missing, unreadable or has the wrong shape."""
+    """An image, label or graph file of a tile-format dataset is missing, unreadable or malformed."""

@@ -21,7 +21,7 @@ from torchgeo_geolink.datasets import (
     sample_to_graph,
     ufz_label_lut,
 )
-from torchgeo_geolink.errors import OSMFileError, TileError
+from torchgeo_geolink.errors import TileError
 
 UFZ = Path(__file__).parents[2] / '..' / 'shared' / 'data' / 'geolink_examples' / 'ufz'
 DIM = 512
@@ -164,7 +164,7 @@ def test_without_labels(tmp_path: Path) -> None:
 def test_missing_graph(tmp_path: Path) -> None:
     write_tiles(tmp_path, ['a', 'b'])
     (tmp_path / 'graph' / 'b.pt').unlink()
-    with pytest.raises(OSMFileError, match=r'b\.pt'):
+    with pytest.raises(TileError, match=r'b\.pt'):
         GeoLinkTiles(tmp_path, split='all')
     with pytest.warns(UserWarning, match='1 of 2 all tile'):
         ds = GeoLinkTiles(tmp_path, split='all', missing_graph='empty')
@@ -182,12 +182,12 @@ def test_corrupt_files_are_reported(tmp_path: Path) -> None:
     (tmp_path / 'img' / 'b.png').write_bytes(b'not a png')
     torch.save({'x': torch.zeros(2)}, tmp_path / 'graph' / 'c.pt')
     ds = GeoLinkTiles(tmp_path, split='all')
-    with pytest.raises(OSMFileError, match=r'a\.pt: cannot load graph'):
+    with pytest.raises(TileError, match=r'a\.pt: cannot load graph'):
         ds[0]
     with pytest.raises(TileError, match=r'b\.png: cannot read image'):
         ds[1]
     with pytest.raises(
-        OSMFileError, match=r'c\.pt: expected a torch_geometric HeteroData'
+        TileError, match=r'c\.pt: expected a torch_geometric HeteroData'
     ):
         ds[2]
 
@@ -199,7 +199,7 @@ def test_bad_official_graph_and_label_shape(tmp_path: Path) -> None:
     torch.save(bad, tmp_path / 'graph' / 'a.pt')
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / 'label' / 'b.png')
     ds = GeoLinkTiles(tmp_path, split='all')
-    with pytest.raises(OSMFileError, match='not a GeoLink graph'):
+    with pytest.raises(TileError, match=r'a\.pt: not a valid GeoLink graph'):
         ds[0]
     with pytest.raises(TileError, match='does not match image'):
         ds[1]
@@ -274,3 +274,102 @@ def test_resize_tiles_of_different_sizes(tmp_path: Path) -> None:
     assert set(ufz_label_lut()[np.unique(raw)].tolist()) >= set(
         batch['mask'][0].unique().tolist()
     )
+
+
+def test_graph_edge_indices_are_validated(tmp_path: Path) -> None:
+    """An edge index past the node count would point at the next tile's node once batched: refused on load."""
+    graphs = write_tiles(tmp_path, ['a', 'b'])
+    bad = graphs['a']
+    edge_index = bad['line', 'to', 'polygon'].edge_index.clone()
+    edge_index[1, 0] = bad['polygon'].x.shape[0]  # one past the last polygon
+    bad['line', 'to', 'polygon'].edge_index = edge_index
+    torch.save(bad, tmp_path / 'graph' / 'a.pt')
+    ds = GeoLinkTiles(tmp_path, split='all')
+    with pytest.raises(
+        TileError,
+        match=r"a\.pt: .*\('line', 'to', 'polygon'\): destination index 2 is outside the 2 'polygon'",
+    ):
+        ds[0]
+    ds[1]  # the other tile is fine
+
+
+@pytest.mark.parametrize(
+    ('change', 'message'),
+    [
+        (
+            lambda g: setattr(
+                g['polygon', 'to', 'polygon'],
+                'edge_index',
+                -g['polygon', 'to', 'polygon'].edge_index - 1,
+            ),
+            r"\('polygon', 'to', 'polygon'\): source index -\d+ is outside",
+        ),
+        (
+            lambda g: setattr(
+                g['line', 'to', 'line'],
+                'edge_index',
+                g['line', 'to', 'line'].edge_index.float(),
+            ),
+            r"\('line', 'to', 'line'\): edge_index must hold integers, got torch.float32",
+        ),
+        (
+            lambda g: setattr(
+                g['polygon', 'to', 'line'], 'edge_attr', torch.zeros(3, 6)
+            ),
+            r"\('polygon', 'to', 'line'\): edge_attr must have shape \(3, 3\)",
+        ),
+        (
+            lambda g: setattr(
+                g['point', 'to', 'point'], 'edge_attr', torch.full((1, 2), float('nan'))
+            ),
+            r"\('point', 'to', 'point'\): edge_attr holds NaN",
+        ),
+        (
+            lambda g: g['line'].x.__setitem__((0, 3), float('inf')),
+            r"'line' node features hold NaN or infinite values \(node 0\)",
+        ),
+        (
+            lambda g: setattr(g['polygon'], 'x', g['polygon'].x[:, :-1]),
+            r'node types disagree on the semantic width: polygon 511 \(x has 519 columns\), line 512',
+        ),
+        (
+            lambda g: setattr(g['building'], 'x', torch.zeros(1, DIM + 8)),
+            r"unknown node or edge type\(s\) \['building'\]",
+        ),
+    ],
+    ids=[
+        'negative',
+        'float-index',
+        'attr-width',
+        'nan-attr',
+        'inf-x',
+        'x-width',
+        'unknown-type',
+    ],
+)
+def test_malformed_graphs_name_file_and_type(
+    tmp_path: Path, change: object, message: str
+) -> None:
+    graphs = write_tiles(tmp_path, ['a', 'b'])  # 'b' has one point node
+    graph = graphs['b']
+    change(graph)  # type: ignore[operator]
+    torch.save(graph, tmp_path / 'graph' / 'b.pt')
+    with pytest.raises(
+        TileError, match=r'b\.pt: not a valid GeoLink graph: ' + message
+    ):
+        GeoLinkTiles(tmp_path, split='all')[1]
+
+
+def test_label_values_and_bands_are_checked(tmp_path: Path) -> None:
+    write_tiles(tmp_path, ['a', 'b'])
+    Image.fromarray(np.full((16, 16), 300, dtype=np.uint16)).save(
+        tmp_path / 'label' / 'a.png'
+    )
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / 'label' / 'b.png')
+    ds = GeoLinkTiles(tmp_path, split='all')
+    with pytest.raises(
+        TileError, match=r'a\.png: label values 300\.\.300 are outside 0\.\.255'
+    ):
+        ds[0]
+    with pytest.raises(TileError, match=r'b\.png: label must have a single band'):
+        ds[1]

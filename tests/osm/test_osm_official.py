@@ -89,7 +89,13 @@ def test_round_trip() -> None:
 def test_malformed_graphs_raise() -> None:
     data = official_graph()
     data['line'].x = torch.randn(2, 3)
-    with pytest.raises(ValueError, match="'line' node features"):
+    with pytest.raises(
+        ValueError, match=r'disagree on the semantic width: polygon 16 .*, line -3'
+    ):
+        from_official_graph(data)
+    data = official_graph()
+    data['line'].x = torch.randn(2 * 22)
+    with pytest.raises(ValueError, match=r"'line' node features must have shape"):
         from_official_graph(data)
     data = official_graph()
     data['polygon', 'to', 'polygon'].edge_attr = torch.zeros(4, 3)
@@ -99,6 +105,67 @@ def test_malformed_graphs_raise() -> None:
     del ours['line'].pos
     with pytest.raises(ValueError, match="'line' nodes have x but no pos"):
         to_official_graph(ours)
+
+
+@pytest.mark.parametrize(
+    ('edge_type', 'edge_index', 'message'),
+    [
+        (
+            ('polygon', 'to', 'polygon'),
+            [[0, 3], [0, 1]],
+            r"\('polygon', 'to', 'polygon'\): source index 3 is outside the 3 'polygon' node\(s\) \(valid: 0\.\.2\)",
+        ),
+        (
+            ('line', 'to', 'polygon'),
+            [[1], [-1]],
+            r"\('line', 'to', 'polygon'\): destination index -1 is outside the 3 'polygon'",
+        ),
+        (
+            ('point', 'to', 'line'),
+            [[0], [0]],
+            r"\('point', 'to', 'line'\): source index 0 is outside the 0 'point' node\(s\)",
+        ),
+    ],
+)
+def test_edge_indices_outside_their_node_sets_raise(
+    edge_type: tuple[str, str, str], edge_index: list[list[int]], message: str
+) -> None:
+    data = official_graph()
+    data[edge_type].edge_index = torch.tensor(edge_index)
+    data[edge_type].edge_attr = torch.eye(EDGE_ATTR_DIMS[edge_type])[
+        [0] * len(edge_index[0])
+    ]
+    with pytest.raises(ValueError, match=message):
+        from_official_graph(data)
+    ours = from_official_graph(official_graph())
+    ours[edge_type].edge_index = torch.tensor(edge_index)
+    ours[edge_type].edge_attr = data[edge_type].edge_attr
+    with pytest.raises(ValueError, match=message):
+        to_official_graph(ours)
+
+
+def test_edge_index_dtype_values_and_types_are_checked() -> None:
+    data = official_graph()
+    data['polygon', 'to', 'polygon'].edge_index = torch.tensor([[0.0], [1.5]])
+    data['polygon', 'to', 'polygon'].edge_attr = torch.eye(6)[[0]]
+    with pytest.raises(
+        ValueError, match=r'edge_index must hold integers, got torch.float32'
+    ):
+        from_official_graph(data)
+    data = official_graph()
+    data['polygon'].x[1, 0] = float('nan')
+    with pytest.raises(ValueError, match=r"'polygon' node features hold NaN .*node 1"):
+        from_official_graph(data)
+    data = official_graph()
+    data['line'].x = data['line'].x.numpy()
+    with pytest.raises(
+        ValueError, match=r"'line' node features x must be a torch.Tensor, got ndarray"
+    ):
+        from_official_graph(data)
+    data = official_graph()
+    data['polygon', 'near', 'line'].edge_index = torch.zeros(2, 0, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"unknown node or edge type.*'near'"):
+        from_official_graph(data)
 
 
 @pytest.mark.skipif(

@@ -4,7 +4,6 @@
 """GeoLink's tile format: image PNGs, optional label PNGs and official pre-built ``.pt`` graphs, one per tile."""
 
 import os
-import pickle
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from torch_geometric.data import HeteroData
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 from torchgeo.datasets.utils import Sample
 
-from ..errors import OSMFileError, TileError
+from ..errors import TileError
 from ..osm import NODE_TYPES, TAG_EMBEDDING_DIM, empty_graph, from_official_graph
 from .utils import graph_to_sample
 
@@ -119,7 +118,7 @@ class GeoLinkTiles(NonGeoDataset):
         Raises:
             DatasetNotFoundError: if ``root/img`` holds no image.
             ValueError: if an argument is invalid.
-            OSMFileError: if a tile has no graph and *missing_graph* is ``'error'``.
+            TileError: if a tile has no graph and *missing_graph* is ``'error'``.
         """
         if split not in ('train', 'val', 'test', 'all'):
             raise ValueError(
@@ -164,9 +163,7 @@ class GeoLinkTiles(NonGeoDataset):
         missing = [n for n in self.names if not self._graph_path(n).exists()]
         if missing and missing_graph == 'error':
             msg = f'{self.root / "graph"}: no graph for {len(missing)} tile(s), e.g. {missing[0]}.pt'
-            raise OSMFileError(
-                msg + " (pass missing_graph='empty' to use empty graphs)"
-            )
+            raise TileError(msg + " (pass missing_graph='empty' to use empty graphs)")
         if missing:
             msg = f'{self.root / "graph"}: {len(missing)} of {len(self.names)} {split} tile(s) have no graph; using empty graphs'
             warnings.warn(msg, UserWarning, stacklevel=2)
@@ -249,11 +246,21 @@ class GeoLinkTiles(NonGeoDataset):
         try:
             with Image.open(path) as img:
                 return np.asarray(img.convert(mode) if mode else img)
-        except (OSError, UnidentifiedImageError) as err:
+        except (
+            OSError,
+            UnidentifiedImageError,
+            SyntaxError,
+            ValueError,
+            Image.DecompressionBombError,
+        ) as err:  # PIL reports broken PNG chunks as SyntaxError
             raise TileError(f'{path}: cannot read image ({err})') from err
 
     def _load_graph(self, name: str) -> HeteroData:
-        """Read and convert a tile's official graph.
+        """Read, validate and convert a tile's official graph.
+
+        The graph is checked before it is served: node features are finite floats of the official widths, every
+        edge index points inside its node sets (after batching, an index one too large would silently point at
+        the next tile's node) and every ``edge_attr`` has its edge type's width.
 
         Args:
             name: tile name.
@@ -262,34 +269,28 @@ class GeoLinkTiles(NonGeoDataset):
             The graph in this package's format.
 
         Raises:
-            OSMFileError: if the file is missing (and *missing_graph* is ``'error'``), unreadable or malformed.
+            TileError: if the file is missing (and *missing_graph* is ``'error'``), unreadable or malformed; the
+                message names the file and the node or edge type.
         """
         path = self._graph_path(name)
         if not path.exists():
             if self.missing_graph == 'empty':
                 return empty_graph(TAG_EMBEDDING_DIM)
-            raise OSMFileError(f'{path}: graph file not found')
+            raise TileError(f'{path}: graph file not found')
         try:
             data = torch.load(path, weights_only=False, map_location='cpu')
-        except (
-            OSError,
-            RuntimeError,
-            EOFError,
-            pickle.UnpicklingError,
-            AttributeError,
-            ModuleNotFoundError,
-        ) as err:
-            raise OSMFileError(
+        except Exception as err:  # unpickling a corrupt file raises almost any type
+            raise TileError(
                 f'{path}: cannot load graph ({type(err).__name__}: {err})'
             ) from err
         if not isinstance(data, HeteroData):
-            raise OSMFileError(
+            raise TileError(
                 f'{path}: expected a torch_geometric HeteroData, got {type(data).__name__}'
             )
         try:
             return from_official_graph(data)
         except ValueError as err:
-            raise OSMFileError(f'{path}: not a GeoLink graph ({err})') from err
+            raise TileError(f'{path}: not a valid GeoLink graph: {err}') from err
 
     def __getitem__(self, index: int) -> Sample:
         """Return one tile.
@@ -301,7 +302,7 @@ class GeoLinkTiles(NonGeoDataset):
             ``image``, ``mask`` (when labels exist) and the ``osm_*`` graph keys.
 
         Raises:
-            TileError: if the image or label cannot be read or their sizes differ.
+            TileError: if the image, label or graph cannot be read, their sizes differ or the graph is malformed.
         """
         name = self.names[index]
         pixels = self._load_image(self._image_paths[name], 'RGB')
@@ -311,12 +312,19 @@ class GeoLinkTiles(NonGeoDataset):
         label_path = self.root / 'label' / f'{name}.png'
         if label_path.exists():
             raw = self._load_image(label_path, None)
-            if raw.ndim != 2 or raw.shape != pixels.shape[:2]:
+            if raw.ndim != 2:
+                msg = f'{label_path}: label must have a single band, got shape {raw.shape}'
+                raise TileError(msg)
+            if raw.shape != pixels.shape[:2]:
                 msg = f'{label_path}: label of shape {raw.shape} does not match image of shape {pixels.shape[:2]}'
                 raise TileError(msg)
-            sample['mask'] = torch.from_numpy(
-                self.label_lut[raw.astype(np.int64).clip(0, 255)]
-            )
+            if raw.size and (int(raw.min()) < 0 or int(raw.max()) > 255):
+                msg = (
+                    f'{label_path}: label values {int(raw.min())}..{int(raw.max())} are outside 0..255, '
+                    'the range of label_lut'
+                )
+                raise TileError(msg)
+            sample['mask'] = torch.from_numpy(self.label_lut[raw.astype(np.int64)])
         if self.size is not None and tuple(sample['image'].shape[-2:]) != tuple(
             self.size
         ):
