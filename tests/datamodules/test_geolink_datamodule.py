@@ -205,7 +205,8 @@ def test_on_after_batch_transfer_with_trainer(city: dict[str, Path]) -> None:
     for batch in module.seen['train']:
         image = batch['image']
         assert image.shape == (4, 3, PATCH, PATCH)
-        assert image.min() >= 0 and image.max() <= 1
+        # bilinear resampling stays in the raw range up to float rounding
+        assert image.min() >= 0 and image.max() <= 1 + 1e-6
         graph = batch['graph']
         assert graph.num_graphs == 4
         for node_type in ('polygon', 'line', 'point'):
@@ -213,7 +214,7 @@ def test_on_after_batch_transfer_with_trainer(city: dict[str, Path]) -> None:
             assert ((pos >= 0) & (pos <= 1)).all()
             assert graph[node_type].ptr[-1] == graph[node_type].num_nodes
     assert isinstance(dm.train_aug, nn.Sequential)
-    assert isinstance(dm.train_aug[1], GeoLinkAugmentation)
+    assert isinstance(dm.train_aug[0], GeoLinkAugmentation)
 
 
 def test_plot(city: dict[str, Path]) -> None:

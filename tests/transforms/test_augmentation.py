@@ -3,17 +3,19 @@
 
 """Tests of the joint image and graph augmentation."""
 
+from pathlib import Path
 from typing import Any
 
+import kornia.augmentation as K
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
+from torchgeo_geolink.datamodules import GeoLinkTilesDataModule
 from torchgeo_geolink.transforms import (
     GeoLinkAugmentation,
-    adjust_colors,
     crop_matrix,
     drop_outside_nodes,
     filter_nodes,
@@ -340,33 +342,93 @@ def test_bad_batch_is_reported() -> None:
         aug.apply_matrices({'image': torch.rand(2, 3, 8, 8)}, torch.eye(3)[None])
 
 
-def test_adjust_colors() -> None:
-    images = torch.rand(4, 3, 8, 8)
-    ones, zeros = torch.ones(4), torch.zeros(4)
-    torch.testing.assert_close(adjust_colors(images, ones, ones, ones, zeros), images)
-    torch.testing.assert_close(adjust_colors(images, ones * 0.5, ones), images * 0.5)
-    # zero contrast: a flat image at the mean grey level
-    flat = adjust_colors(images, ones, zeros)
-    assert torch.allclose(flat, flat.mean(dim=(1, 2, 3), keepdim=True).expand_as(flat))
-    # zero saturation: grey (equal channels) with the original luma
-    grey = adjust_colors(images, ones, ones, zeros)
-    torch.testing.assert_close(grey[:, 0], grey[:, 1])
-    torch.testing.assert_close(
-        grey[:, 0], (images * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1)
+#: Per-channel statistics of standardized imagery (not the default 0 / 255).
+MEAN = torch.tensor([120.0, 110.0, 100.0])
+STD = torch.tensor([50.0, 45.0, 40.0])
+
+
+def standardize() -> K.AugmentationSequential:
+    """TorchGeo's default datamodule normalization with MEAN and STD."""
+    return K.AugmentationSequential(
+        K.Normalize(mean=MEAN, std=STD), data_keys=None, keepdim=True
     )
-    # a hue shift keeps the luma of colours that stay in gamut, and a full turn is the identity
-    mid = 0.4 + 0.2 * torch.rand(4, 3, 8, 8)
-    shifted = adjust_colors(mid, ones, ones, ones, ones * 0.1)
-    luma = torch.tensor([0.299, 0.587, 0.114])[:, None, None]
-    torch.testing.assert_close(
-        (shifted * luma).sum(1), (mid * luma).sum(1), atol=2e-3, rtol=0
+
+
+def raw_images(batch_size: int) -> Tensor:
+    """8-bit-range noise images: every crop holds dark and bright pixels."""
+    gen = torch.Generator().manual_seed(0)
+    return (20 + 210 * torch.rand(batch_size, 3, 16, 16, generator=gen)).round()
+
+
+def test_brightness_jitter_runs_on_the_raw_range_before_standardization() -> None:
+    raw = raw_images(16)
+    jitter = GeoLinkAugmentation(
+        crop_p=0,
+        hflip_p=0,
+        vflip_p=0,
+        rot90_p=0,
+        color_jitter=(0.4, 0.0, 0.0, 0.0),
+        color_jitter_p=0.5,
+        color_jitter_max=255,
+        generator=torch.Generator().manual_seed(3),
     )
-    assert not torch.allclose(shifted, mid, atol=1e-3)
-    torch.testing.assert_close(
-        adjust_colors(mid, ones, ones, ones, ones * 0.5 * 2), mid, atol=1e-5, rtol=0
+    out = torch.nn.Sequential(jitter, standardize())({'image': raw})['image']
+    plain = standardize()({'image': raw})['image']
+    unchanged = [bool(torch.equal(out[i], plain[i])) for i in range(len(raw))]
+    # samples that are not jittered pass bit for bit; the others are jittered
+    assert any(unchanged) and not all(unchanged)
+    # standardized values are not clipped to [0, 1]
+    assert out.min() < -1 and out.max() > 1.5
+    back = out * STD[:, None, None] + MEAN[:, None, None]
+    for i in range(len(raw)):
+        if unchanged[i]:
+            continue
+        # brightness multiplies the raw intensities by one factor (clamped at white), not the standardized ones
+        factor = (back[i] / raw[i]).median()
+        assert 0.6 - 1e-4 <= factor <= 1.4 + 1e-4 and abs(factor - 1) > 1e-3
+        torch.testing.assert_close(
+            back[i], (raw[i] * factor).clamp(0, 255), atol=1e-3, rtol=1e-5
+        )
+
+
+def test_full_jitter_of_standardized_tiles_datamodule(tmp_path: Path) -> None:
+    dm = GeoLinkTilesDataModule(
+        root=str(tmp_path), mean=MEAN.tolist(), std=STD.tolist()
     )
-    with pytest.raises(ValueError, match='RGB'):
-        adjust_colors(torch.rand(1, 4, 2, 2), ones[:1], ones[:1], ones[:1])
+    assert isinstance(dm.train_aug, torch.nn.Sequential)
+    assert isinstance(dm.train_aug[0], GeoLinkAugmentation)
+    raw = raw_images(32)
+    batch = make_batch([(0.3, 0.35, 0.25)] * 32)
+    batch['image'] = F.interpolate(raw, size=SIZE)
+    torch.manual_seed(0)
+    out = dm.train_aug(batch)
+    image = out['image']
+    assert image.shape == (32, 3, SIZE, SIZE)
+    back = image * STD[:, None, None] + MEAN[:, None, None]
+    # jittered in the raw range [0, 255], then standardized (before the fix: clipped to [0, 1])
+    assert back.min() >= -1e-3 and back.max() <= 255 + 1e-3
+    # every window has dark pixels below the mean: none is clipped to [0, 1]
+    assert (image.amin(dim=(1, 2, 3)) < 0).all()
+    assert image.max() > 1.5
+    assert out['graph'].num_graphs == 32
+    # validation: TorchGeo's normalization only
+    val = dm.aug({'image': raw, 'graph': batch['graph']})
+    torch.testing.assert_close(
+        val['image'], (raw - MEAN[:, None, None]) / STD[:, None, None]
+    )
+    assert val['graph'] is batch['graph']
+
+
+def test_jitter_rejects_values_outside_its_raw_range() -> None:
+    jitter = GeoLinkAugmentation(
+        crop_p=0, hflip_p=0, vflip_p=0, rot90_p=0, color_jitter_p=1.0
+    )
+    with pytest.raises(ValueError, match='color_jitter_max=1'):
+        jitter({'image': raw_images(2)})
+    with pytest.raises(ValueError, match='color_jitter_max'):
+        GeoLinkAugmentation(color_jitter_max=0)
+    with pytest.raises(ValueError, match='four strengths'):
+        GeoLinkAugmentation(color_jitter=(0.4, 0.4, 0.4, 0.6))
 
 
 def test_filter_nodes_matches_pyg_subgraph() -> None:

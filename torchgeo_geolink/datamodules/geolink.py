@@ -28,7 +28,7 @@ from ..osm import (
     TagEncoder,
 )
 from ..samplers import OSMGriddedPatchSampler, OSMRandomPatchSampler
-from ..transforms import GeoLinkAugmentation, NormalizeImage
+from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
 
 __all__ = ('GeoLinkDataModule', 'make_tag_encoder', 'merge_keep_first', 'region_rois')
 
@@ -201,6 +201,7 @@ class GeoLinkDataModule(GeoDataModule):
         std: float | Sequence[float] = 255.0,
         augment: bool = True,
         color_jitter: bool = True,
+        color_jitter_max: float = 255.0,
         crop_scale: tuple[float, float] = (0.35, 1.0),
         seed: int = 0,
     ) -> None:
@@ -234,7 +235,9 @@ class GeoLinkDataModule(GeoDataModule):
             mean: per-channel mean subtracted from the images (default 0).
             std: per-channel divisor of the images (default 255: 8-bit imagery to ``[0, 1]``).
             augment: jointly augment training images and graphs (crop, flips, 90-degree rotations).
-            color_jitter: also jitter training image colours (assumes normalised images in ``[0, 1]``).
+            color_jitter: also jitter training image colors (on the raw images, before normalizing).
+            color_jitter_max: intensity of white in the raw images (255 for 8-bit imagery); color jitter
+                raises a ValueError on values outside ``[0, color_jitter_max]``.
             crop_scale: range of the random crop's area fraction.
             seed: seed of the training window sampler.
 
@@ -248,6 +251,9 @@ class GeoLinkDataModule(GeoDataModule):
         if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
             msg = f'val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be >= 0 with a sum < 1'
             raise ValueError(msg)
+        # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass through) from these.
+        self.mean = torch.as_tensor(mean, dtype=torch.float32)
+        self.std = torch.as_tensor(std, dtype=torch.float32)
         super().__init__(
             OSMDataset,
             batch_size=batch_size,
@@ -275,16 +281,16 @@ class GeoLinkDataModule(GeoDataModule):
         self.seed = seed
         self.collate_fn = collate_geolink
 
-        self.mean = torch.as_tensor(mean, dtype=torch.float32)
-        self.std = torch.as_tensor(std, dtype=torch.float32)
-        normalize = NormalizeImage(mean, std)
-        self.aug = normalize
         if augment:
-            jitter = (0.4, 0.4, 0.4, 0.1) if color_jitter else None
+            # Augment the raw images, then normalize: the color jitter needs the raw range, and the warps commute
+            # with the per-channel normalization.
             augmentation = GeoLinkAugmentation(
-                size=patch_size, crop_scale=crop_scale, color_jitter=jitter
+                size=patch_size,
+                crop_scale=crop_scale,
+                color_jitter=DEFAULT_COLOR_JITTER if color_jitter else None,
+                color_jitter_max=color_jitter_max,
             )
-            self.train_aug = nn.Sequential(normalize, augmentation)
+            self.train_aug = nn.Sequential(augmentation, self.aug)
 
         #: The joined dataset ``image (& labels) & osm`` (set by :meth:`setup`).
         self.geo_dataset: GeoDataset | None = None

@@ -12,7 +12,7 @@ from torchgeo.datamodules import NonGeoDataModule
 
 from ..datasets.tiles import GeoLinkTiles
 from ..datasets.utils import collate_geolink
-from ..transforms import GeoLinkAugmentation, NormalizeImage
+from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
 
 __all__ = ('GeoLinkTilesDataModule',)
 
@@ -39,6 +39,7 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
         std: float | Sequence[float] = 255.0,
         augment: bool = True,
         color_jitter: bool = True,
+        color_jitter_max: float = 255.0,
         crop_scale: tuple[float, float] = (0.35, 1.0),
     ) -> None:
         """Initialise a new GeoLinkTilesDataModule instance.
@@ -54,9 +55,14 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
             mean: per-channel mean subtracted from the images.
             std: per-channel divisor of the images (default 255: 8-bit tiles to ``[0, 1]``).
             augment: jointly augment training images, masks and graphs.
-            color_jitter: also jitter training image colours.
+            color_jitter: also jitter training image colors (on the raw images, before normalizing).
+            color_jitter_max: intensity of white in the raw tiles (255 for 8-bit tiles); color jitter raises a
+                ValueError on values outside ``[0, color_jitter_max]``.
             crop_scale: range of the random crop's area fraction.
         """
+        # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass through) from these.
+        self.mean = torch.as_tensor(mean, dtype=torch.float32)
+        self.std = torch.as_tensor(std, dtype=torch.float32)
         super().__init__(
             GeoLinkTiles,
             batch_size=batch_size,
@@ -68,13 +74,11 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
             size=size,
         )
         self.collate_fn = collate_geolink
-        self.mean = torch.as_tensor(mean, dtype=torch.float32)
-        self.std = torch.as_tensor(std, dtype=torch.float32)
-        normalize = NormalizeImage(mean, std)
-        self.aug = normalize
         if augment:
-            jitter = (0.4, 0.4, 0.4, 0.1) if color_jitter else None
-            self.train_aug = nn.Sequential(
-                normalize,
-                GeoLinkAugmentation(crop_scale=crop_scale, color_jitter=jitter),
+            # Augment the raw tiles, then normalize (the color jitter needs the raw range).
+            augmentation = GeoLinkAugmentation(
+                crop_scale=crop_scale,
+                color_jitter=DEFAULT_COLOR_JITTER if color_jitter else None,
+                color_jitter_max=color_jitter_max,
             )
+            self.train_aug = nn.Sequential(augmentation, self.aug)

@@ -3,9 +3,8 @@
 
 """Joint image and graph augmentation."""
 
-from .augmentation import GeoLinkAugmentation
+from .augmentation import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
 from .functional import (
-    adjust_colors,
     crop_matrix,
     drop_outside_nodes,
     filter_nodes,
@@ -16,12 +15,10 @@ from .functional import (
     warp_images,
     warp_masks,
 )
-from .normalize import NormalizeImage
 
 __all__ = (
+    'DEFAULT_COLOR_JITTER',
     'GeoLinkAugmentation',
-    'NormalizeImage',
-    'adjust_colors',
     'crop_matrix',
     'drop_outside_nodes',
     'filter_nodes',

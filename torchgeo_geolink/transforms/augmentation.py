@@ -6,14 +6,14 @@
 import copy
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
+import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from .functional import (
-    adjust_colors,
     crop_matrix,
     drop_outside_nodes,
     hflip_matrix,
@@ -24,7 +24,13 @@ from .functional import (
     warp_masks,
 )
 
-__all__ = ('GeoLinkAugmentation',)
+__all__ = ('DEFAULT_COLOR_JITTER', 'GeoLinkAugmentation')
+
+#: Default brightness, contrast, saturation and hue strengths of the color jitter of
+#: :class:`GeoLinkAugmentation` and the datamodules (the ranges of :class:`kornia.augmentation.ColorJitter`).
+#:
+#: .. versionadded:: 0.1
+DEFAULT_COLOR_JITTER: Final[tuple[float, float, float, float]] = (0.4, 0.4, 0.4, 0.1)
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -40,11 +46,11 @@ def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 class GeoLinkAugmentation(nn.Module):
-    """Random crop (resized back), flips, 90-degree rotations and colour jitter for images *and* their graphs.
+    """Random crop (resized back), flips, 90-degree rotations and color jitter for images *and* their graphs.
 
     Operates on a collated batch (the output of :func:`~torchgeo_geolink.datasets.collate_geolink` moved to the
     device): ``image`` ``(B, C, H, W)``, optional ``mask`` ``(B, H, W)`` and ``graph``, a PyG
-    :class:`~torch_geometric.data.Batch` whose node types carry ``pos`` ``(N, K, 2)`` normalised to the window
+    :class:`~torch_geometric.data.Batch` whose node types carry ``pos`` ``(N, K, 2)`` normalized to the window
     (x right, y down, in ``[0, 1]``). Other keys (``bounds``, ``transform``, ...) pass through unchanged, so
     after a crop they describe the window *before* augmentation.
 
@@ -58,11 +64,15 @@ class GeoLinkAugmentation(nn.Module):
     only points (not geometries), so a large polygon that covers the whole crop but whose sample points all lie
     outside it is dropped too; keep ``crop_scale`` moderate (the default keeps at least 35% of the area).
 
-    Colour jitter changes the image only (see :func:`~torchgeo_geolink.transforms.adjust_colors`; same factor
-    ranges as :class:`kornia.augmentation.ColorJitter`) and assumes intensities in ``[0, 1]`` (it clips to that
-    range): apply this module to images scaled to ``[0, 1]``, or pass ``color_jitter=None`` for standardised
-    inputs. Three-channel images get brightness, contrast, saturation and hue jitter; others brightness and
-    contrast.
+    Color jitter changes the image only. It is :class:`kornia.augmentation.ColorJitter` (torchvision's formulas)
+    applied to the *raw* intensities: apply this module before normalizing, and give the intensity of white as
+    ``color_jitter_max`` (255 for 8-bit imagery, 1 for images already scaled to ``[0, 1]``). A jittered image is
+    divided by ``color_jitter_max``, jittered and clamped in ``[0, 1]``, and scaled back, so the result stays in
+    the raw range ``[0, color_jitter_max]`` whatever normalization follows; images that are not jittered pass
+    through bit for bit. Three-channel images get brightness, contrast, saturation and hue jitter; others
+    brightness and contrast.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(
@@ -74,11 +84,12 @@ class GeoLinkAugmentation(nn.Module):
         hflip_p: float = 0.5,
         vflip_p: float = 0.5,
         rot90_p: float = 0.5,
-        color_jitter: tuple[float, float, float, float] | None = (0.4, 0.4, 0.4, 0.1),
+        color_jitter: tuple[float, float, float, float] | None = DEFAULT_COLOR_JITTER,
         color_jitter_p: float = 0.8,
+        color_jitter_max: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> None:
-        """Initialise a new GeoLinkAugmentation instance.
+        """Initialize a new GeoLinkAugmentation instance.
 
         Args:
             size: output ``(H, W)`` (or side) of image and mask; None keeps the input size.
@@ -90,12 +101,17 @@ class GeoLinkAugmentation(nn.Module):
             rot90_p: probability of a rotation by 90, 180 or 270 degrees (chosen uniformly).
             color_jitter: brightness, contrast, saturation and hue strengths (as in
                 :class:`kornia.augmentation.ColorJitter`: factors drawn from ``[1 - v, 1 + v]``, hue shift from
-                ``[-v, v]``), or None for no colour jitter.
-            color_jitter_p: probability of jittering a sample's colours.
-            generator: random generator of the geometric parameters (CPU); None uses torch's global one.
+                ``[-v, v]``), or None for no color jitter.
+            color_jitter_p: probability of jittering a sample's colors.
+            color_jitter_max: intensity of white in the input images (the raw range is
+                ``[0, color_jitter_max]``; 255 for 8-bit imagery).
+            generator: random generator of the geometric parameters and of the choice of the jittered samples
+                (CPU); None uses torch's global one. The jitter factors are drawn by kornia from torch's global
+                generator.
 
         Raises:
-            ValueError: if a probability, scale or ratio range is invalid.
+            ValueError: if a probability, scale or ratio range, the jitter strengths or *color_jitter_max* are
+                invalid.
         """
         super().__init__()
         for name, p in (
@@ -126,13 +142,30 @@ class GeoLinkAugmentation(nn.Module):
         self.rot90_p = rot90_p
         self.generator = generator
         if color_jitter is not None and not (
-            0 <= color_jitter[3] <= 0.5 and min(color_jitter[:3]) >= 0
+            len(color_jitter) == 4
+            and 0 <= color_jitter[3] <= 0.5
+            and min(color_jitter[:3]) >= 0
         ):
             raise ValueError(
-                f'GeoLinkAugmentation: invalid color_jitter {color_jitter}'
+                'GeoLinkAugmentation: color_jitter must be four strengths (brightness, contrast, saturation, hue) '
+                f'>= 0 with hue <= 0.5, got {color_jitter}'
+            )
+        if not color_jitter_max > 0:
+            raise ValueError(
+                f'GeoLinkAugmentation: color_jitter_max must be positive, got {color_jitter_max}'
             )
         self.color_jitter = color_jitter
         self.color_jitter_p = color_jitter_p
+        self.color_jitter_max = float(color_jitter_max)
+        self.rgb_jitter: K.ColorJitter | None = None
+        self.band_jitter: K.ColorJitter | None = None
+        if color_jitter is not None:
+            brightness, contrast, saturation, hue = color_jitter
+            self.rgb_jitter = K.ColorJitter(
+                brightness, contrast, saturation, hue, p=1.0
+            )
+            # Saturation and hue are defined for RGB only.
+            self.band_jitter = K.ColorJitter(brightness, contrast, p=1.0)
 
     def _rand(self, *shape: int) -> Tensor:
         """Uniform ``[0, 1)`` samples from the module's generator (on the CPU).
@@ -146,7 +179,7 @@ class GeoLinkAugmentation(nn.Module):
         return torch.rand(*shape, generator=self.generator)
 
     def sample_matrices(self, batch_size: int, height: int, width: int) -> Tensor:
-        """Draw one random forward matrix per sample (input window -> output window, normalised coordinates).
+        """Draw one random forward matrix per sample (input window -> output window, normalized coordinates).
 
         Args:
             batch_size: number of samples.
@@ -162,7 +195,7 @@ class GeoLinkAugmentation(nn.Module):
         ) * self._rand(b)
         log_lo, log_hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
         ratio = torch.exp(log_lo + (log_hi - log_lo) * self._rand(b))
-        # Pixel aspect w_px / h_px = ratio and area w_px * h_px = scale * H * W, in normalised units.
+        # Pixel aspect w_px / h_px = ratio and area w_px * h_px = scale * H * W, in normalized units.
         w = torch.sqrt(scale * ratio * height / width).clamp(max=1.0)
         h = torch.sqrt(scale * width / (ratio * height)).clamp(max=1.0)
         crop = self._rand(b) < self.crop_p
@@ -188,11 +221,11 @@ class GeoLinkAugmentation(nn.Module):
     def apply_matrices(
         self, batch: Mapping[str, Any], matrices: Tensor
     ) -> dict[str, Any]:
-        """Apply given per-sample geometric matrices (no colour jitter) to image, mask and graph.
+        """Apply given per-sample geometric matrices (no color jitter) to image, mask and graph.
 
         Args:
             batch: collated batch with ``image`` and optionally ``mask`` and ``graph``.
-            matrices: ``(B, 3, 3)`` forward matrices in normalised coordinates.
+            matrices: ``(B, 3, 3)`` forward matrices in normalized coordinates.
 
         Returns:
             a new batch dict (other keys shared with the input).
@@ -260,27 +293,33 @@ class GeoLinkAugmentation(nn.Module):
         return out
 
     def _jitter(self, images: Tensor) -> Tensor:
-        """Random colour jitter of a share ``color_jitter_p`` of the images.
+        """Random color jitter of a share ``color_jitter_p`` of the images, in their raw range.
 
         Args:
-            images: ``(B, C, H, W)`` images in ``[0, 1]``.
+            images: ``(B, C, H, W)`` raw images in ``[0, color_jitter_max]``.
 
         Returns:
-            The jittered images.
+            The images, the chosen ones jittered (a new tensor; the others keep their exact values).
+
+        Raises:
+            ValueError: if a chosen image has values outside ``[0, color_jitter_max]`` (jittering would clip them).
         """
-        assert self.color_jitter is not None
-        b = len(images)
-        apply = (self._rand(b) < self.color_jitter_p).float()
-
-        def factor(strength: float) -> Tensor:
-            """Factors in ``[1 - strength, 1 + strength]`` where jitter applies, 1 elsewhere."""
-            low = max(0.0, 1 - strength)
-            drawn = low + (1 + strength - low) * self._rand(b)
-            return (1 + apply * (drawn - 1)).to(images.device)
-
-        brightness, contrast, saturation, hue = self.color_jitter
-        b_f, c_f, s_f = factor(brightness), factor(contrast), factor(saturation)
-        h_f = ((self._rand(b) * 2 - 1) * hue * apply).to(images.device)
-        if images.shape[1] != 3:
-            return adjust_colors(images, b_f, c_f)
-        return adjust_colors(images, b_f, c_f, s_f, h_f)
+        assert self.rgb_jitter is not None and self.band_jitter is not None
+        chosen = torch.nonzero(self._rand(len(images)) < self.color_jitter_p)[:, 0]
+        if len(chosen) == 0:
+            return images
+        chosen = chosen.to(images.device)
+        raw = images[chosen]
+        top = self.color_jitter_max
+        # Bilinear resampling keeps values inside the input range up to rounding.
+        low, high = float(raw.amin()), float(raw.amax())
+        if low < -1e-5 * top or high > (1 + 1e-5) * top:
+            raise ValueError(
+                f'GeoLinkAugmentation: color jitter expects raw intensities in [0, color_jitter_max={top:g}], '
+                f'got values in [{low:g}, {high:g}]; jitter before normalizing, set color_jitter_max to the '
+                'intensity of white, or turn color jitter off'
+            )
+        jitter = self.rgb_jitter if images.shape[1] == 3 else self.band_jitter
+        out = images.clone()
+        out[chosen] = (jitter(raw / top) * top).clamp(0, top).to(images.dtype)
+        return out

@@ -3,7 +3,7 @@
 
 """Affine warps applied identically to images, masks and graph node positions.
 
-All matrices here are 3x3 homogeneous transforms in *normalised window coordinates*: x grows right and y grows
+All matrices here are 3x3 homogeneous transforms in *normalized window coordinates*: x grows right and y grows
 down, ``(0, 0)`` is the top-left corner of the top-left pixel and ``(1, 1)`` the bottom-right corner of the
 bottom-right pixel (the convention of the graphs' ``pos``, and of :func:`torch.nn.functional.grid_sample` with
 ``align_corners=False`` after the change of variables ``u = 2 p - 1``). A matrix ``T`` maps a point of the input
@@ -19,7 +19,6 @@ from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
 __all__ = (
-    'adjust_colors',
     'crop_matrix',
     'drop_outside_nodes',
     'filter_nodes',
@@ -31,12 +30,7 @@ __all__ = (
     'warp_masks',
 )
 
-#: Rec. 601 luma weights of R, G, B.
-_LUMA = (0.299, 0.587, 0.114)
-#: RGB -> YIQ matrix (hue is a rotation of the I/Q chroma plane).
-_RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
-
-#: Maps normalised ``[0, 1]`` coordinates to the ``[-1, 1]`` coordinates of :func:`~torch.nn.functional.grid_sample`.
+#: Maps normalized ``[0, 1]`` coordinates to the ``[-1, 1]`` coordinates of :func:`~torch.nn.functional.grid_sample`.
 _TO_GRID = torch.tensor([[2.0, 0.0, -1.0], [0.0, 2.0, -1.0], [0.0, 0.0, 1.0]])
 
 
@@ -57,7 +51,7 @@ def crop_matrix(boxes: Tensor) -> Tensor:
     """Matrices that map each crop box onto the whole output window (crop, then resize).
 
     Args:
-        boxes: ``(B, 4)`` boxes ``[x0, y0, w, h]`` in normalised coordinates, ``w, h > 0``.
+        boxes: ``(B, 4)`` boxes ``[x0, y0, w, h]`` in normalized coordinates, ``w, h > 0``.
 
     Returns:
         ``(B, 3, 3)`` matrices with ``p_out = ((x - x0) / w, (y - y0) / h)``.
@@ -143,7 +137,7 @@ def warp_images(images: Tensor, matrices: Tensor, size: tuple[int, int]) -> Tens
 
     Args:
         images: ``(B, C, H, W)`` float images.
-        matrices: ``(B, 3, 3)`` forward matrices in normalised coordinates.
+        matrices: ``(B, 3, 3)`` forward matrices in normalized coordinates.
         size: output ``(H, W)``.
 
     Returns:
@@ -160,7 +154,7 @@ def warp_masks(masks: Tensor, matrices: Tensor, size: tuple[int, int]) -> Tensor
 
     Args:
         masks: ``(B, H, W)`` or ``(B, 1, H, W)`` integer masks.
-        matrices: ``(B, 3, 3)`` forward matrices in normalised coordinates.
+        matrices: ``(B, 3, 3)`` forward matrices in normalized coordinates.
         size: output ``(H, W)``.
 
     Returns:
@@ -180,7 +174,7 @@ def transform_positions(pos: Tensor, matrices: Tensor) -> Tensor:
     """Apply one affine matrix per node to its ``K`` position points.
 
     Args:
-        pos: ``(N, K, 2)`` positions in normalised coordinates.
+        pos: ``(N, K, 2)`` positions in normalized coordinates.
         matrices: ``(N, 3, 3)`` matrix of each node (e.g. ``batch_matrices[node_batch]``).
 
     Returns:
@@ -317,67 +311,3 @@ def drop_outside_nodes(graph: HeteroData | Batch) -> HeteroData:
     for node_type in out.node_types:
         out[node_type].pos = out[node_type].pos.clamp(0.0, 1.0)
     return out
-
-
-def adjust_colors(
-    images: Tensor,
-    brightness: Tensor,
-    contrast: Tensor,
-    saturation: Tensor | None = None,
-    hue: Tensor | None = None,
-) -> Tensor:
-    """Per-sample brightness, contrast, saturation and hue changes of images in ``[0, 1]``, in one vectorised pass.
-
-    With factors ``b, c, s`` and hue shift ``h`` (a fraction of the colour wheel, as in
-    :class:`kornia.augmentation.ColorJitter`): ``x <- clip(b x)``, then ``x <- clip(c x + (1 - c) mean(gray(x)))``,
-    then for RGB images ``x <- clip(M x)`` where ``M`` blends with the grey level (saturation) and rotates the
-    chroma plane of YIQ by ``2 pi h`` (hue). Every step is an affine colour map, so the whole jitter costs a few
-    multiply-adds per pixel (much cheaper than HSV round trips on CPU).
-
-    Args:
-        images: ``(B, C, H, W)`` images in ``[0, 1]``.
-        brightness: ``(B,)`` multiplicative factors (1 = unchanged).
-        contrast: ``(B,)`` contrast factors (1 = unchanged).
-        saturation: ``(B,)`` saturation factors (1 = unchanged); RGB only, None to skip.
-        hue: ``(B,)`` hue shifts in ``[-0.5, 0.5]`` (0 = unchanged); RGB only, None to skip.
-
-    Returns:
-        The adjusted images, clipped to ``[0, 1]``.
-
-    Raises:
-        ValueError: if saturation or hue is given for images that do not have 3 channels.
-    """
-    dtype = images.dtype
-    shape = (-1, 1, 1, 1)
-    out = (images * brightness.to(dtype).reshape(shape)).clamp(0, 1)
-    c = contrast.to(dtype).reshape(shape)
-    if out.shape[1] == 3:
-        gray = torch.einsum(
-            'bchw,c->bhw', out, torch.tensor(_LUMA, dtype=dtype, device=out.device)
-        )
-    else:
-        gray = out.mean(dim=1)
-    out = (c * out + (1 - c) * gray.mean(dim=(-2, -1)).reshape(shape)).clamp(0, 1)
-    if saturation is None and hue is None:
-        return out
-    if out.shape[1] != 3:
-        raise ValueError(
-            f'saturation and hue need RGB images, got {out.shape[1]} channels'
-        )
-    b = len(out)
-    eye = torch.eye(3, dtype=dtype, device=out.device)
-    matrix = eye.expand(b, 3, 3)
-    if saturation is not None:
-        s = saturation.to(dtype).reshape(-1, 1, 1)
-        luma = torch.tensor(_LUMA, dtype=dtype, device=out.device)
-        matrix = (
-            s * eye + (1 - s) * torch.ones(3, 1, dtype=dtype, device=out.device) * luma
-        )
-    if hue is not None:
-        angle = hue.to(dtype) * 2 * torch.pi
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        rot = eye.repeat(b, 1, 1)
-        rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-        to_yiq = torch.tensor(_RGB_TO_YIQ, dtype=dtype, device=out.device)
-        matrix = torch.linalg.inv(to_yiq) @ rot @ to_yiq @ matrix
-    return torch.einsum('bij,bjhw->bihw', matrix, out).clamp(0, 1)
