@@ -4,7 +4,8 @@
 """Window samplers that draw where OpenStreetMap features exist."""
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import shapely
@@ -12,11 +13,11 @@ from numpy.random import BitGenerator, Generator, RandomState, SeedSequence
 from shapely import Polygon
 from torchgeo.datasets import GeoDataset
 from torchgeo.samplers import SpatialSampler, Units
-from torchgeo.samplers.utils import _to_tuple, convolution_arithmetic
+from torchgeo.samplers.utils import convolution_arithmetic
 
 from ..datasets.osm import OSMDataset
 
-__all__ = ('OSMGriddedPatchSampler', 'OSMRandomPatchSampler')
+__all__ = ('OSMGriddedPatchSampler', 'OSMRandomPatchSampler', 'find_osm_dataset')
 
 
 def find_osm_dataset(dataset: GeoDataset) -> OSMDataset:
@@ -31,6 +32,8 @@ def find_osm_dataset(dataset: GeoDataset) -> OSMDataset:
 
     Raises:
         TypeError: if the dataset holds no OSM dataset.
+
+    .. versionadded:: 0.1
     """
     if isinstance(dataset, OSMDataset):
         return dataset
@@ -41,6 +44,58 @@ def find_osm_dataset(dataset: GeoDataset) -> OSMDataset:
             continue
     msg = f'{type(dataset).__name__} holds no OSMDataset: OSM-aware samplers need one (e.g. image & osm)'
     raise TypeError(msg)
+
+
+def _pair(value: tuple[float, float] | float) -> tuple[float, float]:
+    """Turn one value for both dimensions, or a ``(height, width)`` pair, into a pair.
+
+    Args:
+        value: one number, or two.
+
+    Returns:
+        ``(height, width)``.
+    """
+    if isinstance(value, int | float):
+        return (value, value)
+    height, width = value
+    return (height, width)
+
+
+def _axis_starts(
+    low: float, high: float, size: float, stride: float, anchor: float, res: float
+) -> np.ndarray:
+    """Window starts along one axis that cover ``[low, high]`` from edge to edge.
+
+    The first window starts on *low*, the last ends on *high*, and those between lie on the pixel grid,
+    *stride* apart rounded down to whole pixels (so neighbors overlap at least as much as asked). With a stride
+    that is a whole number of pixels and a lower edge on the grid, these are as many windows as TorchGeo's
+    ``convolution_arithmetic`` counts. A stride under a pixel is kept as given, off the grid.
+
+    Args:
+        low: lower edge of the region.
+        high: upper edge of the region.
+        size: window size.
+        stride: distance between neighboring windows.
+        anchor: a coordinate on the pixel grid.
+        res: pixel size.
+
+    Returns:
+        The increasing starts (none when the window is larger than the region).
+    """
+    if not high - low >= size * (1 - 1e-9):
+        return np.zeros(0)
+    tolerance = 1e-9 * max(size, stride, res)
+    last = max(high - size, low)
+    if stride >= res * (1 - 1e-9):
+        step = max(math.floor(stride / res + 1e-9), 1) * res
+        first = anchor + math.ceil((low - anchor) / res - 1e-9) * res
+    else:
+        step, first = stride, low
+    inner = first + step * np.arange(
+        max(math.ceil((last - first - tolerance) / step), 0)
+    )
+    inner = inner[(inner > low + tolerance) & (inner < last - tolerance)]
+    return np.unique(np.concatenate([[low], inner, [last]]))
 
 
 def _count_features(
@@ -77,7 +132,7 @@ class _OSMSpatialSampler(SpatialSampler):
         units: Units,
         min_features: int,
     ) -> None:
-        """Initialise the sampler.
+        """Initialize the sampler.
 
         Args:
             dataset: dataset to sample from, holding an :class:`~torchgeo_geolink.datasets.OSMDataset`.
@@ -94,14 +149,14 @@ class _OSMSpatialSampler(SpatialSampler):
             raise ValueError(f'min_features must be >= 0, got {min_features}')
         self.osm = find_osm_dataset(dataset)
         self.min_features = min_features
-        self.size = _to_tuple(size)
+        self.size = _pair(size)
         if units == Units.PIXELS:
             self.size = (self.size[0] * dataset.res[1], self.size[1] * dataset.res[0])
-        if min(self.size) <= 0:
+        if not min(self.size) > 0:
             raise ValueError(f'size must be positive, got {size}')
 
     def _snap(self, origins: np.ndarray) -> np.ndarray:
-        """Snap window corners to the dataset's pixel grid.
+        """Snap window corners to the dataset's pixel grid (anchored at its footprint's lower-left corner).
 
         Args:
             origins: ``(n, 2)`` lower-left corners.
@@ -144,11 +199,16 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
     position uniformly among those covering the feature's representative point, redrawn until the window lies
     inside the dataset (and ROI) and meets ``min_features`` features. The other windows (a share
     ``empty_fraction``) are drawn uniformly over the region among windows meeting fewer than ``min_features``
-    features (with ``min_features=1``: windows without OSM). Windows are snapped to the pixel grid and never
-    leave the dataset's footprint.
+    features (with ``min_features=1``: windows without OSM). Windows are snapped to the pixel grid (those
+    against the region's upper or right edge end on it) and never leave the dataset's footprint.
 
     Works on an :class:`~torchgeo_geolink.datasets.OSMDataset` or on a dataset combining one (``image & osm``);
-    picklable, so it can be used with DataLoader workers.
+    picklable, so it can be used with DataLoader workers. :meth:`state_dict` and :meth:`load_state_dict` save
+    and restore the random state, also in the middle of an epoch, so that a resumed run draws the windows of
+    the uninterrupted run (:class:`~torchgeo_geolink.datamodules.GeoLinkDataModule` stores it in Lightning
+    checkpoints).
+
+    .. versionadded:: 0.1
     """
 
     strategy = 'random'
@@ -189,13 +249,17 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
             empty_fraction: share of windows with fewer than *min_features* features (e.g. without OSM).
 
         Raises:
-            ValueError: if *empty_fraction* is not in [0, 1], or no window fits in the region.
+            ValueError: if *empty_fraction* is not in [0, 1], the ROI misses the dataset, or no window fits in
+                the region.
         """
         super().__init__(
             dataset, size=size, roi=roi, units=units, min_features=min_features
         )
         if not 0.0 <= empty_fraction <= 1.0:
             raise ValueError(f'empty_fraction must be in [0, 1], got {empty_fraction}')
+        if self.geometry.is_empty:
+            msg = f'the region of interest {roi} does not meet the dataset (bounds {self.bounds})'
+            raise ValueError(msg)
         self.empty_fraction = empty_fraction
         self.generator = np.random.default_rng(generator)
         self._length = length or convolution_arithmetic(
@@ -212,6 +276,10 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
         self.anchors = shapely.get_coordinates(
             shapely.point_on_surface(self.osm.geometries[rows])
         )
+        # Generator state at the start of the epoch under way (None before the first), and the windows of the
+        # next epoch to skip (set by load_state_dict to resume an epoch).
+        self._epoch_state: dict[str, Any] | None = None
+        self._skip = 0
 
     def _draw(self, n: int, with_osm: bool) -> np.ndarray:
         """Draw window corners by rejection sampling.
@@ -240,12 +308,12 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
                     self.generator.integers(len(self.anchors), size=m)
                 ]
                 origins = anchor - self.generator.uniform(size=(m, 2)) * [w, h]
-                origins = np.clip(origins, self._origin_low, self._origin_high)
             else:
                 origins = self.generator.uniform(
                     self._origin_low, self._origin_high, size=(m, 2)
                 )
-            origins = self._snap(origins)
+            # On the grid, except against the upper and right edges when these are not on it.
+            origins = np.clip(self._snap(origins), self._origin_low, self._origin_high)
             origins = origins[self._inside(origins)]
             counts = _count_features(self.osm, origins, self.size)
             ok = counts >= self.min_features if with_osm else counts < self.min_features
@@ -260,25 +328,92 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
     def __iter__(self) -> Iterator[tuple[slice, slice]]:
         """Iterate over generated sample locations for each epoch.
 
+        The first epoch after :meth:`load_state_dict` of a state saved in the middle of an epoch draws that
+        epoch again and yields only the windows it had not yet used.
+
         Yields:
             ``[xmin:xmax, ymin:ymax]`` coordinates to index a dataset.
         """
+        self._epoch_state = self.generator.bit_generator.state
+        skip, self._skip = self._skip, 0
         n = len(self)
         empty = self.generator.random(n) < self.empty_fraction
         origins = np.zeros((n, 2))
         origins[~empty] = self._draw(int((~empty).sum()), with_osm=True)
         origins[empty] = self._draw(int(empty.sum()), with_osm=False)
         h, w = self.size
-        for x, y in origins.tolist():
+        for x, y in origins[skip:].tolist():
             yield slice(x, x + w), slice(y, y + h)
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
+        """Return the state from which :meth:`load_state_dict` continues as this sampler would.
+
+        Args:
+            consumed: number of windows of the epoch under way that were used (the resumed sampler yields the
+                rest of that epoch); None when no epoch is under way (the resumed sampler starts the next one).
+
+        Returns:
+            The numpy bit generator state (taken at the start of the epoch under way when *consumed* is given),
+            *consumed* and the epoch length.
+
+        Raises:
+            ValueError: if *consumed* is not in ``[0, len(self)]``.
+        """
+        if consumed is not None and not 0 <= consumed <= len(self):
+            raise ValueError(f'consumed must be in [0, {len(self)}], got {consumed}')
+        if consumed is None or self._epoch_state is None:
+            state = self.generator.bit_generator.state
+        else:
+            state = self._epoch_state
+        return {'generator': state, 'consumed': consumed or 0, 'length': len(self)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state saved by :meth:`state_dict`.
+
+        Args:
+            state: the saved state.
+
+        Raises:
+            ValueError: if the state is malformed, from another bit generator or for another epoch length.
+        """
+        try:
+            generator, consumed, length = (
+                state['generator'],
+                int(state['consumed']),
+                int(state['length']),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            msg = f'{type(self).__name__}: malformed sampler state ({error!r}); expected the keys generator, consumed, length'
+            raise ValueError(msg) from error
+        if length != len(self):
+            msg = f'{type(self).__name__}: the state is for epochs of {length} windows, this sampler draws {len(self)}'
+            raise ValueError(msg)
+        if not 0 <= consumed <= length:
+            raise ValueError(
+                f'{type(self).__name__}: consumed must be in [0, {length}], got {consumed}'
+            )
+        try:
+            self.generator.bit_generator.state = generator
+        except (KeyError, TypeError, ValueError) as error:
+            msg = f'{type(self).__name__}: cannot restore the generator state ({error})'
+            raise ValueError(msg) from error
+        self._epoch_state = None
+        self._skip = consumed
 
 
 class OSMGriddedPatchSampler(_OSMSpatialSampler):
     """Windows on a regular grid over the region, skipping cells with fewer than ``min_features`` OSM features.
 
-    The grid starts at the region's lower-left corner and its last row and column are shifted back to end on
-    the region's edge, so every window lies inside the dataset's footprint (cells leaving a non-rectangular
-    footprint or ROI are skipped). Windows are snapped to the pixel grid.
+    The grid spans the region's bounding box from edge to edge, and every window lies inside the dataset's
+    footprint: the first row and column start on the region's lower and left edges, the last ones end on its
+    upper and right edges, and the others lie on the dataset's pixel grid, *stride* apart rounded down to whole
+    pixels (a stride under a pixel is kept as given, off the grid). With a stride of whole pixels and a region
+    starting on the grid, the grid has as many rows and columns as TorchGeo's
+    :class:`~torchgeo.samplers.GriddedPatchSampler`, whose windows may leave the region; with ``min_features=0``
+    and a stride no larger than the window, the windows cover every point of a rectangular region. Cells
+    leaving a non-rectangular footprint or ROI are skipped.
+
+    .. versionadded:: 0.1
     """
 
     strategy = 'sequential'
@@ -298,20 +433,25 @@ class OSMGriddedPatchSampler(_OSMSpatialSampler):
         Args:
             dataset: dataset to sample from, holding an :class:`~torchgeo_geolink.datasets.OSMDataset`.
             size: ``(height, width)`` of each patch, or one value for both.
-            stride: distance between neighbouring patches (defaults to *size*).
+            stride: distance between neighboring patches (defaults to *size*).
             roi: region of interest (defaults to the dataset's footprint).
             units: whether *size* and *stride* are in pixels or CRS units.
             min_features: minimum number of OSM features of a window.
+
+        Raises:
+            ValueError: if *min_features* is negative, or *size* or *stride* is not positive.
         """
         super().__init__(
             dataset, size=size, roi=roi, units=units, min_features=min_features
         )
-        self.stride = _to_tuple(stride) if stride is not None else self.size
+        self.stride = _pair(stride) if stride is not None else self.size
         if stride is not None and units == Units.PIXELS:
             self.stride = (
                 self.stride[0] * dataset.res[1],
                 self.stride[1] * dataset.res[0],
             )
+        if not min(self.stride) > 0:
+            raise ValueError(f'stride must be positive, got {stride}')
         self._origins = self._grid()
         self._length = len(self._origins)
 
@@ -321,27 +461,17 @@ class OSMGriddedPatchSampler(_OSMSpatialSampler):
         Returns:
             ``(n, 2)`` lower-left corners, row by row from the bottom.
         """
+        if self.geometry.is_empty:
+            return np.zeros((0, 2))
         xmin, ymin, xmax, ymax = self.geometry.bounds
         h, w = self.size
-        if xmax - xmin < w or ymax - ymin < h:
-            return np.zeros((0, 2))
-
-        def starts(low: float, high: float, size: float, stride: float) -> np.ndarray:
-            """Cell starts along one axis, the last one ending on the edge."""
-            n = math.floor((high - low - size) / stride + 1e-9) + 1
-            out = low + stride * np.arange(n)
-            if out[-1] + size < high - 1e-9 * size:
-                out = np.append(out, high - size)
-            return out
-
-        xs = starts(xmin, xmax, w, self.stride[1])
-        ys = starts(ymin, ymax, h, self.stride[0])
+        xs = _axis_starts(
+            xmin, xmax, w, self.stride[1], self.bounds[0], float(self.res[0])
+        )
+        ys = _axis_starts(
+            ymin, ymax, h, self.stride[0], self.bounds[1], float(self.res[1])
+        )
         origins = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
-        origins = self._snap(origins)
-        # Snapping may push the last cell past the edge by less than a pixel: pull it back onto the grid.
-        res = np.asarray(self.res, dtype=np.float64)
-        over = origins + np.array([w, h]) > np.array([xmax, ymax])
-        origins = np.where(over, origins - res, origins)
         origins = origins[self._inside(origins)]
         return origins[
             _count_features(self.osm, origins, self.size) >= self.min_features
