@@ -20,7 +20,8 @@ from typing import cast
 import torch
 from torch_geometric.data import Batch, HeteroData
 
-from torchgeo_geolink.models import EDGE_TYPES, NODE_TYPES, POS_POINTS, GeoLink
+from torchgeo_geolink.models import GeoLink
+from torchgeo_geolink.osm import EDGE_TYPES, NODE_TYPES, POS_POINTS
 
 EDGE_DIMS = {
     et: 6 if et[0] == et[2] != 'point' else 3 if 'point' not in et else 2

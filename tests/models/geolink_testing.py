@@ -9,7 +9,8 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch_geometric.data import Batch, HeteroData
 
-from torchgeo_geolink.models import EDGE_TYPES, NODE_TYPES, POS_POINTS, GeoLink
+from torchgeo_geolink.models import GeoLink
+from torchgeo_geolink.osm import EDGE_TYPES, NODE_TYPES, POS_POINTS
 
 #: Edge attribute widths of the contract.
 EDGE_DIMS = {

@@ -7,7 +7,8 @@ from torch import Tensor
 from torch_geometric.nn import GATConv, HeteroConv
 
 from torchgeo_geolink.models import OSMHeteroGAT
-from torchgeo_geolink.models.osm_encoder import EDGE_TYPES, BipartiteGATConv
+from torchgeo_geolink.models.osm_encoder import BipartiteGATConv
+from torchgeo_geolink.osm import EDGE_TYPES
 
 
 def _pair(

@@ -5,7 +5,7 @@
 
 from .fusion import GeoLinkFusionEncoder
 from .geolink import DenseOSMTokens, GeoLink, GeoLinkOutput
-from .graph_inputs import POS_POINTS, OSMInputs, osm_inputs
+from .graph_inputs import OSMInputs, osm_inputs
 from .losses import (
     info_nce_loss,
     masked_node_loss,
@@ -15,7 +15,7 @@ from .losses import (
     unpatchify,
 )
 from .masking import random_node_mask, random_patch_mask, rank_within_groups
-from .osm_encoder import EDGE_TYPES, NODE_TYPES, BipartiteGATConv, OSMHeteroGAT
+from .osm_encoder import BipartiteGATConv, OSMHeteroGAT
 from .pos_embed import node_pos_embed, sincos_1d, sincos_2d, sincos_grid_table
 from .two_way import TwoWayAttentionBlock
 from .upernet import Feature2Pyramid, GeoLinkSegmentationModel, UPerNetHead
@@ -30,9 +30,6 @@ from .weights import (
 )
 
 __all__ = (
-    'EDGE_TYPES',
-    'NODE_TYPES',
-    'POS_POINTS',
     'BipartiteGATConv',
     'DenseOSMTokens',
     'Feature2Pyramid',

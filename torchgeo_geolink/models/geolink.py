@@ -17,10 +17,11 @@ from torch_geometric.data import Batch, HeteroData
 from torch_geometric.nn import LayerNorm, Set2Set
 from torch_geometric.utils import to_dense_batch
 
+from ..osm.constants import NODE_TYPES
 from .graph_inputs import OSMInputs, osm_inputs
 from .losses import info_nce_loss, masked_node_loss, masked_patch_loss
 from .masking import random_node_mask, random_patch_mask, rank_within_groups
-from .osm_encoder import NODE_TYPES, OSMHeteroGAT
+from .osm_encoder import OSMHeteroGAT
 from .pos_embed import node_pos_embed, sincos_grid_table
 from .two_way import TwoWayAttentionBlock
 

@@ -10,12 +10,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
-from .osm_encoder import EDGE_TYPES, NODE_TYPES
+from ..osm.constants import EDGE_TYPES, NODE_TYPES, POS_POINTS
 
-__all__ = ('POS_POINTS', 'OSMInputs', 'osm_inputs')
-
-#: Number of position points per node type (polygon: 3 interior points + centroid; line: centroid, start, end).
-POS_POINTS: dict[str, int] = {'polygon': 4, 'line': 3, 'point': 1}
+__all__ = ('OSMInputs', 'osm_inputs')
 
 
 @dataclass

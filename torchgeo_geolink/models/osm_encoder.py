@@ -11,15 +11,9 @@ from torch_geometric.nn import GATConv, HeteroConv
 from torch_geometric.typing import Adj, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 
-__all__ = ('EDGE_TYPES', 'NODE_TYPES', 'BipartiteGATConv', 'OSMHeteroGAT')
+from ..osm.constants import EDGE_TYPES
 
-#: OSM node types, in the order of the graph contract.
-NODE_TYPES: tuple[str, str, str] = ('polygon', 'line', 'point')
-
-#: The nine relations ``(src, 'to', dst)`` of the graph contract.
-EDGE_TYPES: tuple[tuple[str, str, str], ...] = tuple(
-    (src, 'to', dst) for src in NODE_TYPES for dst in NODE_TYPES
-)
+__all__ = ('BipartiteGATConv', 'OSMHeteroGAT')
 
 
 class BipartiteGATConv(GATConv):
