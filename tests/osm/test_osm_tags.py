@@ -11,8 +11,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 from shapely.geometry import Point
+from torchgeo.datasets import OpenStreetMap
 
+from torchgeo_geolink.datasets.osm_reader import read_vector_file
 from torchgeo_geolink.osm import (
     KeyWeights,
     parse_hstore,
@@ -90,15 +93,21 @@ def test_tags_from_column_per_key_skips_nulls() -> None:
     assert tags_from_frame(gdf) == [
         {'building': 'yes', 'height': '12.5'},
         {},
-        {'height': '3.0'},
+        {'height': '3'},
     ]
 
 
 def test_tags_from_frame_errors_name_the_row() -> None:
     with pytest.raises(ValueError, match="row 1: column 'tags'"):
         tags_from_frame(frame(tags=['{"a": "b"}', '{not json']))
-    with pytest.raises(ValueError, match="row 0: column 'label'"):
-        tags_from_frame(frame(label=[3]))
+    with pytest.raises(ValueError, match="row 1: column 'label' mixes GeoLink labels"):
+        tags_from_frame(frame(label=['a:b', 'plain text']))
+    with pytest.raises(ValueError, match="row 1: column 'label' mixes text and int"):
+        tags_from_frame(frame(label=['plain', 3]))
+    with pytest.raises(ValueError, match="row 0: column 'label' holds a dict"):
+        tags_from_frame(frame(label=[{'a': 'b'}]))
+    with pytest.raises(ValueError, match="row 1: column 'colour' holds a bytes"):
+        tags_from_frame(frame(colour=['red', b'\x00']))
 
 
 def test_tag_strings() -> None:
@@ -135,3 +144,181 @@ def test_key_weights_from_file(tmp_path: Path) -> None:
     np.testing.assert_allclose(weights(['a', 'b', 'c']), [0.0, 2.0, 0.0])
     with pytest.raises(ValueError, match="'bad'"):
         KeyWeights({'bad': 0})
+
+
+def test_typed_cells_are_written_as_osm_text() -> None:
+    gdf = frame(
+        lanes=pd.array([2, None, 4], dtype='Int64'),
+        width=[2.0, np.nan, 2.5],
+        oneway=pd.array([True, False, None], dtype='boolean'),
+        flag=[True, False, True],
+        highway=[['primary', 'secondary'], None, ('service',)],
+        start=[pd.Timestamp('2020-01-02'), pd.NaT, pd.NaT],
+    )
+    assert tags_from_frame(gdf) == [
+        {
+            'lanes': '2',
+            'width': '2',
+            'oneway': 'yes',
+            'flag': 'yes',
+            'highway': 'primary;secondary',
+            'start': '2020-01-02 00:00:00',
+        },
+        {'oneway': 'no', 'flag': 'no'},
+        {'lanes': '4', 'width': '2.5', 'flag': 'yes', 'highway': 'service'},
+    ]
+    # JSON tags hold typed values too
+    assert tags_from_frame(frame(tags=['{"lanes": 2, "oneway": true, "w": 1.5}'])) == [
+        {'lanes': '2', 'oneway': 'yes', 'w': '1.5'}
+    ]
+
+
+GEOJSON_TYPED = """{"type": "FeatureCollection", "features": [
+{"type": "Feature", "properties": {"lanes": 2, "oneway": true, "ref": 12345678901234567, "name": "A"},
+ "geometry": {"type": "Point", "coordinates": [24.9, 60.1]}},
+{"type": "Feature", "properties": {"lanes": null, "oneway": false, "ref": null, "name": "B"},
+ "geometry": {"type": "Point", "coordinates": [24.9, 60.2]}},
+{"type": "Feature", "properties": {"name": "C"}, "geometry": {"type": "Point", "coordinates": [24.9, 60.3]}}
+]}"""
+
+TYPED_TAGS = [
+    {'lanes': '2', 'oneway': 'yes', 'ref': '12345678901234567', 'name': 'A'},
+    {'oneway': 'no', 'name': 'B'},
+    {'name': 'C'},
+]
+
+
+@pytest.mark.parametrize('driver', ['GeoJSON', 'GPKG', 'FlatGeobuf', 'Parquet'])
+def test_integer_and_boolean_fields_with_nulls_keep_their_text(
+    tmp_path: Path, driver: str
+) -> None:
+    """An integer field with nulls elsewhere reads as float64 through NumPy (lanes=2.0, oneway=1.0)."""
+    source = tmp_path / 'typed.geojson'
+    source.write_text(GEOJSON_TYPED)
+    path = source
+    if driver != 'GeoJSON':
+        path = tmp_path / f'typed.{driver.lower()}'
+        gdf = gpd.GeoDataFrame(
+            {
+                'lanes': pd.array([2, None, None], dtype='Int64'),
+                'oneway': pd.array([True, False, None], dtype='boolean'),
+                'ref': pd.array([12345678901234567, None, None], dtype='Int64'),
+                'name': ['A', 'B', 'C'],
+            },
+            geometry=[Point(24.9, 60.1), Point(24.9, 60.2), Point(24.9, 60.3)],
+            crs='EPSG:4326',
+        )
+        if driver == 'Parquet':
+            gdf.to_parquet(path)
+        else:
+            gdf.to_file(path, driver=driver)
+    (read,) = read_vector_file(str(path), None)
+    # FlatGeobuf writes features in the order of its spatial index
+    assert tags_from_frame(read.sort_values('name')) == TYPED_TAGS
+
+
+def test_geometry_copies_are_not_tags(tmp_path: Path) -> None:
+    """GDAL's CSV driver keeps the WKT text it parses; other sources carry WKB or a GeoParquet bbox struct."""
+    gdf = frame(
+        name=['a', 'b'],
+        WKT=['POINT (0 0)', 'LINESTRING Z (0 0 1, 1 1 1)'],
+        geom_text=['SRID=4326;POINT(1 1)', None],
+        wkb=[shapely.to_wkb(Point(0, 0)), shapely.to_wkb(Point(1, 1))],
+        bbox=[{'xmin': 0, 'ymin': 0, 'xmax': 1, 'ymax': 1}] * 2,
+        other_geom=gpd.GeoSeries([Point(0, 0), Point(1, 1)]),
+        gml_id=['f.0', 'f.1'],
+    )
+    assert tags_from_frame(gdf) == [{'name': 'a'}, {'name': 'b'}]
+    path = tmp_path / 'features.csv'
+    path.write_text(
+        'WKT,highway,lanes\n"LINESTRING (0 0,1 1)",primary,2\n"POINT (3 3)",bus_stop,\n'
+    )
+    (read,) = read_vector_file(str(path), None)
+    assert tags_from_frame(read) == [
+        {'highway': 'primary', 'lanes': '2'},
+        {'highway': 'bus_stop'},
+    ]
+    assert read.geometry.geom_type.tolist() == ['LineString', 'Point']
+    # a geometry text column under another name, as pandas' to_csv writes a GeoDataFrame
+    path.write_text('geometry,highway\n"POINT (3 3)",bus_stop\n')
+    (read,) = read_vector_file(str(path), None)
+    assert tags_from_frame(read) == [{'highway': 'bus_stop'}]
+
+
+def torchgeo_osm_file(path: Path) -> Path:
+    """Write a file the way TorchGeo's ``OpenStreetMap`` dataset caches an Overpass response."""
+    osm = OpenStreetMap.__new__(
+        OpenStreetMap
+    )  # parsing needs the classes only, not a download
+    osm.classes = [
+        {'name': 'buildings', 'selector': [{'building': '*'}]},
+        {'name': 'roads', 'selector': [{'highway': '*'}]},
+    ]
+    square = [
+        (24.90, 60.10),
+        (24.91, 60.10),
+        (24.91, 60.11),
+        (24.90, 60.11),
+        (24.90, 60.10),
+    ]
+    response = {
+        'elements': [
+            {
+                'type': 'way',
+                'id': 1,
+                'tags': {'building': 'yes', 'building:levels': '3'},
+                'geometry': [{'lon': x, 'lat': y} for x, y in square],
+            },
+            {
+                'type': 'way',
+                'id': 2,
+                'tags': {'highway': 'residential', 'name': 'Katu'},
+                'geometry': [
+                    {'lon': 24.90, 'lat': 60.12},
+                    {'lon': 24.92, 'lat': 60.12},
+                ],
+            },
+            {
+                'type': 'node',
+                'id': 3,
+                'lat': 60.105,
+                'lon': 24.905,
+                'tags': {'amenity': 'bench'},
+            },
+        ]
+    }
+    gdf = osm._parse_overpass_response(response)
+    gdf.to_file(path, driver='GeoJSON')
+    return path
+
+
+def test_torchgeo_openstreetmap_layout(tmp_path: Path) -> None:
+    """TorchGeo's layout: one column per tag key, osm_id, osm_type and an integer class ``label``."""
+    path = torchgeo_osm_file(tmp_path / 'osm_features.geojson')
+    (read,) = read_vector_file(str(path), None)
+    assert read['label'].tolist() == [1, 2, 0]
+    assert tags_from_frame(read) == [
+        {'building': 'yes', 'building levels': '3'},
+        {'highway': 'residential', 'name': 'Katu'},
+        {'amenity': 'bench'},
+    ]
+
+
+def test_geolink_label_layout_is_detected_by_content(tmp_path: Path) -> None:
+    """GeoLink's layout (as its pipeline writes it with geopandas): only a ``label`` of ``k:v;k:v`` text."""
+    path = tmp_path / 'tile_polygon.geojson'
+    gpd.GeoDataFrame(
+        {'label': ['landuse:grass;golf:tee', 'building:yes;addr street:Main St', None]},
+        geometry=[Point(0, 0), Point(1, 1), Point(2, 2)],
+        crs='EPSG:4326',
+    ).to_file(path, driver='GeoJSON')
+    (read,) = read_vector_file(str(path), None)
+    assert tags_from_frame(read) == [
+        {'landuse': 'grass', 'golf': 'tee'},
+        {'building': 'yes', 'addr street': 'Main St'},
+        {},
+    ]
+    # a label that is no GeoLink label is the OSM key 'label', read like the other key columns
+    assert tags_from_frame(
+        frame(label=['Kauppatori', None], place=['square', 'x'])
+    ) == [{'place': 'square', 'label': 'Kauppatori'}, {'place': 'x'}]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pyogrio
 import pyogrio.errors
 import shapely
@@ -141,6 +143,86 @@ def resolve_files(paths: Path | Iterable[Path], filename_glob: str) -> list[str]
     return sorted(files)
 
 
+#: Arrow field types read into pandas' nullable dtypes. Read through NumPy, an integer or boolean field holding
+#: nulls becomes float64 (``lanes: 2`` would give the tag ``lanes=2.0``, ``oneway: true`` ``oneway=1.0``, and
+#: integers above 2**53 would lose digits); the nullable dtypes keep the values as written.
+_NULLABLE_DTYPES: dict[pa.DataType, object] = {
+    **dict.fromkeys(
+        (
+            pa.int8(),
+            pa.int16(),
+            pa.int32(),
+            pa.int64(),
+            pa.uint8(),
+            pa.uint16(),
+            pa.uint32(),
+        ),
+        pd.Int64Dtype(),
+    ),
+    pa.uint64(): pd.UInt64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+_TO_PANDAS = {'types_mapper': _NULLABLE_DTYPES.get}
+
+
+def _read_options(name: str) -> dict[str, object]:
+    """Keyword arguments of :func:`pyogrio.read_dataframe` for a file.
+
+    Fields are read through Arrow into nullable dtypes (see ``_NULLABLE_DTYPES``); for CSV files, GDAL takes the
+    geometry from a WKT column under its usual names and drops that column.
+
+    Args:
+        name: the file's name, lower case.
+
+    Returns:
+        The keyword arguments.
+    """
+    options: dict[str, object] = {
+        'use_arrow': True,
+        'arrow_to_pandas_kwargs': _TO_PANDAS,
+    }
+    if name.endswith('.csv'):
+        options |= {
+            'GEOM_POSSIBLE_NAMES': 'WKT,geometry,geom,the_geom',
+            'KEEP_GEOM_COLUMNS': 'NO',
+        }
+    return options
+
+
+def _checked_frames(
+    path: str, layers: Sequence[str], frames: list[pd.DataFrame]
+) -> list[GeoDataFrame]:
+    """Check that every layer read has a geometry; warn when a shapefile's attributes are missing.
+
+    Args:
+        path: the file.
+        layers: the layers read.
+        frames: one frame per layer.
+
+    Returns:
+        The frames.
+
+    Raises:
+        OSMFileError: if a layer has no geometry column.
+    """
+    for layer, frame in zip(layers, frames, strict=True):
+        if not isinstance(frame, GeoDataFrame):
+            msg = (
+                f'{path}: layer {layer!r} has no geometry (columns {list(frame.columns)}); a CSV file needs its '
+                'geometry as WKT text in a column named WKT or geometry'
+            )
+            raise OSMFileError(msg)
+    if path.lower().endswith('.shp') and not any(
+        pathlib.Path(path).with_suffix(suffix).exists() for suffix in ('.dbf', '.DBF')
+    ):
+        msg = (
+            f'{path}: the shapefile has no .dbf file next to it, so its features have no attributes: every '
+            'feature is read without tags'
+        )
+        warnings.warn(msg, UserWarning, stacklevel=4)
+    return frames
+
+
 def read_vector_file(path: str, layers: Sequence[str] | None) -> list[GeoDataFrame]:
     """Read the feature layers of one vector file.
 
@@ -157,7 +239,7 @@ def read_vector_file(path: str, layers: Sequence[str] | None) -> list[GeoDataFra
     name = path.lower()
     try:
         if name.endswith(('.parquet', '.geoparquet')):
-            return [gpd.read_parquet(path)]
+            return [gpd.read_parquet(path, to_pandas_kwargs=_TO_PANDAS)]
         available = [str(layer) for layer in pyogrio.list_layers(path)[:, 0]]
         is_osm = name.endswith(('.pbf', '.osm'))
         if layers is None:
@@ -180,9 +262,11 @@ def read_vector_file(path: str, layers: Sequence[str] | None) -> list[GeoDataFra
                     'ignore', category=RuntimeWarning, module='pyogrio'
                 )
                 frames.append(
-                    pyogrio.read_dataframe(path, layer=layer, on_invalid='fix')
+                    pyogrio.read_dataframe(
+                        path, layer=layer, on_invalid='fix', **_read_options(name)
+                    )
                 )
-        return frames
+        return _checked_frames(path, wanted, frames)
     except OSMFileError:
         raise
     except (

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import shapely
+from geopandas.array import GeometryDtype
 
 __all__ = (
     'BOOKKEEPING_COLUMNS',
@@ -54,8 +56,26 @@ BOOKKEEPING_COLUMNS: frozenset[str] = frozenset(
         'label',
         'tags',
         'other_tags',
+        # Fields GDAL drivers add to the features they read: the geometry text kept by the CSV driver, GML ids,
+        # the feature id and geometry columns of SQLite/PostGIS-style sources.
+        'wkt',
+        'geom',
+        'the_geom',
+        'wkb_geometry',
+        'ogc_fid',
+        'gml_id',
     }
 )
+
+# A geometry written as (E)WKT text, as the CSV driver keeps it next to the geometry it parses.
+_GEOMETRY_TEXT = re.compile(
+    r'\s*(?:SRID=\d+\s*;\s*)?(?:POINT|LINESTRING|POLYGON|MULTIPOINT|MULTILINESTRING|MULTIPOLYGON'
+    r'|GEOMETRYCOLLECTION|LINEARRING|CIRCULARSTRING|COMPOUNDCURVE|CURVEPOLYGON|MULTICURVE|MULTISURFACE'
+    r'|TRIANGLE|TIN|POLYHEDRALSURFACE)\s*(?:ZM|Z|M)?\s*(?:\(|EMPTY\s*$)',
+    re.IGNORECASE,
+)
+# Keys of the per-row bounding box struct that GeoParquet 1.1 writers add as a ``bbox`` column.
+_BBOX_KEYS = frozenset({'xmin', 'ymin', 'xmax', 'ymax'})
 
 # One `"key"=>"value"` item of an hstore string; both sides may hold backslash-escaped characters.
 _HSTORE_ITEM = re.compile(
@@ -151,6 +171,148 @@ def _is_missing(value: object) -> bool:
         return False
 
 
+def _tag_text(value: object, column: str, row: int) -> str:
+    """Write a cell as an OSM tag value: text as it is, numbers and booleans as OSM writes them.
+
+    OSM values are text; files store them typed. Integers are written as integers, also when they come back as
+    floats (GDAL reads an integer field holding nulls as ``float64``, so ``lanes: 2`` reads as ``2.0``), other
+    numbers in their shortest round-trip form, booleans as ``yes``/``no`` and lists (OSM's multiple values, as
+    osmnx stores them) joined with ``;``.
+
+    Args:
+        value: A non-missing cell.
+        column: The column name, for error messages.
+        row: The row position, for error messages.
+
+    Returns:
+        The tag value, stripped.
+
+    Raises:
+        ValueError: If the cell holds something that is not a tag value (bytes, a geometry, a nested mapping).
+    """
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool | np.bool_):
+        return 'yes' if value else 'no'
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if number.is_integer():
+            return str(int(number))
+        return repr(number)
+    if isinstance(value, list | tuple | np.ndarray):
+        items = [v for v in value if not _is_missing(v)]
+        return ';'.join(_tag_text(v, column, row) for v in items)
+    if not isinstance(value, bytes | bytearray | shapely.Geometry | Mapping):
+        return str(value).strip()
+    msg = (
+        f'row {row}: column {column!r} holds a {type(value).__name__}, not a tag value'
+    )
+    raise ValueError(msg)
+
+
+def _is_tag_column(frame: pd.DataFrame, column: object) -> bool:
+    """Tell whether a column of a frame holds one tag key, rather than bookkeeping of the file format.
+
+    Not tags: the geometry and :data:`BOOKKEEPING_COLUMNS` (names compared case-insensitively), any other
+    geometry column, geometries written as (E)WKT text or WKB bytes (the CSV driver keeps the ``WKT`` text it
+    parses, other drivers and writers keep similar copies), and GeoParquet's per-row ``bbox`` struct.
+
+    Args:
+        frame: The features.
+        column: A column name.
+
+    Returns:
+        True when the column's cells are tag values of the key ``column``.
+    """
+    if not isinstance(column, str) or column.lower() in BOOKKEEPING_COLUMNS:
+        return False
+    if column == getattr(frame, '_geometry_column_name', None):
+        return False
+    series = frame[column]
+    if isinstance(series.dtype, GeometryDtype):
+        return False
+    if series.dtype != object and not pd.api.types.is_string_dtype(series.dtype):
+        return True
+    values = [v for v in series.to_numpy(dtype=object) if not _is_missing(v)]
+    if not values:
+        return True
+    if all(isinstance(v, bytes | bytearray | shapely.Geometry) for v in values):
+        return False
+    if all(isinstance(v, str) and _GEOMETRY_TEXT.match(v) for v in values):
+        return False
+    return not all(isinstance(v, Mapping) and _BBOX_KEYS <= set(v) for v in values)
+
+
+def _is_label_text(value: str) -> bool:
+    """Tell whether a text is a GeoLink label: ``;``-separated ``key:value`` entries.
+
+    Args:
+        value: A non-blank cell of a ``label`` column.
+
+    Returns:
+        True when an entry has a non-empty key before a ``:`` (entries without ``:`` are keys without value,
+        as :func:`parse_label` reads them).
+    """
+    return any(
+        ':' in entry and entry.partition(':')[0].strip() for entry in value.split(';')
+    )
+
+
+def _label_column_kind(values: np.ndarray) -> str:
+    """Tell what a column named ``label`` holds, from its content.
+
+    Args:
+        values: The column's cells.
+
+    Returns:
+        ``'geolink'`` for GeoLink labels (``k:v;k:v`` text, the only tag source of the frame), ``'class'`` for
+        class numbers (TorchGeo's ``OpenStreetMap`` writes an integer ``label`` next to one column per tag key)
+        and ``'tag'`` for text that is an ordinary tag value of the OSM key ``label``.
+
+    Raises:
+        ValueError: If the column mixes GeoLink labels with other values (names the first such row).
+    """
+    present = [(row, v) for row, v in enumerate(values) if not _is_missing(v)]
+    if not present:
+        return 'class'
+    texts = [(row, v) for row, v in present if isinstance(v, str)]
+    if not texts:
+        odd = [
+            (row, v)
+            for row, v in present
+            if not isinstance(v, int | float | np.integer | np.floating)
+        ]
+        if odd:
+            row, value = odd[0]
+            msg = (
+                f"row {row}: column 'label' holds a {type(value).__name__}, expected GeoLink label text "
+                "('key:value;...') or class numbers"
+            )
+            raise ValueError(msg)
+        return 'class'
+    labels = [_is_label_text(v) for _, v in texts]
+    if len(texts) == len(present) and all(labels):
+        return 'geolink'
+    if len(texts) == len(present) and not any(labels):
+        return 'tag'
+    if any(labels):
+        row, value = next(
+            (row, v)
+            for row, v in present
+            if not (isinstance(v, str) and _is_label_text(v))
+        )
+        msg = (
+            f"row {row}: column 'label' mixes GeoLink labels ('key:value;...') with {value!r} "
+            f'({type(value).__name__})'
+        )
+        raise ValueError(msg)
+    row, value = next((row, v) for row, v in present if not isinstance(v, str))
+    msg = f"row {row}: column 'label' mixes text and {type(value).__name__} values ({value!r})"
+    raise ValueError(msg)
+
+
 def _as_mapping(value: object, column: str, row: int) -> dict[str, str]:
     """Turn a ``tags`` cell (a mapping, or JSON / hstore text) into a mapping of strings.
 
@@ -168,7 +330,11 @@ def _as_mapping(value: object, column: str, row: int) -> dict[str, str]:
     if _is_missing(value):
         return {}
     if isinstance(value, Mapping):
-        return {str(k): str(v) for k, v in value.items() if not _is_missing(v)}
+        return {
+            str(k): _tag_text(v, column, row)
+            for k, v in value.items()
+            if not _is_missing(v)
+        }
     if isinstance(value, str):
         text = value.strip()
         if text.startswith('{'):
@@ -182,7 +348,11 @@ def _as_mapping(value: object, column: str, row: int) -> dict[str, str]:
             ):  # pragma: no cover - startswith('{') implies an object
                 msg = f'row {row}: column {column!r} does not hold a JSON object'
                 raise ValueError(msg)
-            return {str(k): str(v) for k, v in decoded.items() if not _is_missing(v)}
+            return {
+                str(k): _tag_text(v, column, row)
+                for k, v in decoded.items()
+                if not _is_missing(v)
+            }
         try:
             return parse_hstore(text)
         except ValueError as error:
@@ -212,13 +382,18 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
 
     Understood sources, combined when several are present:
 
-    * a ``label`` column of GeoLink labels (``k:v;k:v``); when present it is the only source used;
+    * a ``label`` column of GeoLink labels (``k:v;k:v`` text); when present it is the only source used. A
+      ``label`` column is recognised by its content: class numbers (as TorchGeo's ``OpenStreetMap`` dataset writes
+      next to one column per tag key) are not tags, other text is the tag ``label``;
     * a ``tags`` column of dicts or JSON text (pyrosm stores its extra tags as JSON text);
     * an ``other_tags`` column of hstore text (GDAL's OSM driver);
-    * one column per key (pyrosm, osmnx, GDAL OSM driver), excluding geometry and the
-      ``BOOKKEEPING_COLUMNS``; null cells are skipped.
+    * one column per key (pyrosm, osmnx, GDAL OSM driver, TorchGeo), excluding geometry, the
+      ``BOOKKEEPING_COLUMNS`` and copies of the geometry (WKT text, WKB bytes, GeoParquet's ``bbox``); null cells
+      are skipped.
 
-    Keys are normalised with :func:`normalize_key`, values are stripped strings.
+    Keys are normalised with :func:`normalize_key`. Values are stripped text; typed cells are written as OSM
+    writes them: integers as integers (also when a file's nulls turned the column into floats, ``2.0`` -> ``2``),
+    booleans as ``yes``/``no``, lists joined with ``;``.
 
     Args:
         frame: The features.
@@ -227,34 +402,31 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
         One dict per row, in row order.
 
     Raises:
-        ValueError: If a ``label``, ``tags`` or ``other_tags`` cell cannot be parsed (names row and column).
+        ValueError: If a ``label``, ``tags`` or ``other_tags`` cell cannot be parsed, or a cell of a tag column
+            holds something that is not a tag value (names row and column).
     """
     n = len(frame)
-    if 'label' in frame.columns:
+    label_kind = (
+        _label_column_kind(frame['label'].to_numpy(dtype=object))
+        if 'label' in frame.columns
+        else None
+    )
+    if label_kind == 'geolink':
         labels = frame['label'].to_numpy(dtype=object)
-        out: list[dict[str, str]] = []
-        for row, label in enumerate(labels):
-            if _is_missing(label):
-                out.append({})
-            elif isinstance(label, str):
-                out.append(parse_label(label))
-            else:
-                msg = f"row {row}: column 'label' holds a {type(label).__name__}, expected text"
-                raise ValueError(msg)
-        return out
+        return [{} if _is_missing(label) else parse_label(label) for label in labels]
 
-    geometry_name = getattr(frame, '_geometry_column_name', None)
-    columns = [
-        c
-        for c in frame.columns
-        if isinstance(c, str) and c not in BOOKKEEPING_COLUMNS and c != geometry_name
-    ]
+    columns = [c for c in frame.columns if _is_tag_column(frame, c)]
+    if label_kind == 'tag':
+        columns.append('label')
     tags: list[dict[str, str]] = [{} for _ in range(n)]
     for column in columns:
+        key = normalize_key(column)
         values = frame[column].to_numpy(dtype=object)
         for row, value in enumerate(values):
             if not _is_missing(value):
-                tags[row][normalize_key(column)] = str(value).strip()
+                text = _tag_text(value, column, row)
+                if text:
+                    tags[row][key] = text
     for column in ('tags', 'other_tags'):
         if column in frame.columns:
             values = frame[column].to_numpy(dtype=object)
