@@ -19,7 +19,7 @@ from torchgeo.datasets.utils import Sample
 from ..datasets.demo import DemoImage, DemoLabels, build_demo
 from ..datasets.osm import OSMDataset
 from ..datasets.raster import WindowedRasterDataset
-from ..datasets.utils import collate_geolink
+from ..datasets.utils import check_split_fractions, collate_geolink
 from ..osm import (
     CachedTagEncoder,
     CLIPTagEncoder,
@@ -83,9 +83,7 @@ def region_rois(
     Raises:
         ValueError: if a fraction is negative or they leave no training region.
     """
-    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        msg = f'val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be >= 0 with a sum < 1'
-        raise ValueError(msg)
+    check_split_fractions(val_fraction, test_fraction)
     xmin, ymin, xmax, ymax = footprint.bounds
     height = ymax - ymin
     y_val = ymin + val_fraction * height
@@ -248,9 +246,7 @@ class GeoLinkDataModule(GeoDataModule):
             raise ValueError(
                 'GeoLinkDataModule: osm_paths is required when image_paths is given'
             )
-        if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-            msg = f'val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be >= 0 with a sum < 1'
-            raise ValueError(msg)
+        check_split_fractions(val_fraction, test_fraction)
         # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass through) from these.
         self.mean = torch.as_tensor(mean, dtype=torch.float32)
         self.std = torch.as_tensor(std, dtype=torch.float32)

@@ -23,7 +23,7 @@ from torchgeo.datasets.utils import Sample
 
 from ..errors import TileError
 from ..osm import NODE_TYPES, TAG_EMBEDDING_DIM, empty_graph, from_official_graph
-from .utils import graph_to_sample
+from .utils import check_split_fractions, graph_to_sample
 
 __all__ = ('UFZ_CLASSES', 'GeoLinkTiles', 'ufz_label_lut')
 
@@ -124,10 +124,7 @@ class GeoLinkTiles(NonGeoDataset):
             raise ValueError(
                 f"split must be 'train', 'val', 'test' or 'all', got {split!r}"
             )
-        if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-            raise ValueError(
-                f'invalid split fractions: val {val_fraction}, test {test_fraction}'
-            )
+        check_split_fractions(val_fraction, test_fraction)
         if missing_graph not in ('error', 'empty'):
             raise ValueError(
                 f"missing_graph must be 'error' or 'empty', got {missing_graph!r}"

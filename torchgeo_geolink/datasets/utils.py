@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Conversions between flattened ``osm_*`` sample keys and PyG graphs, and the GeoLink DataLoader collate."""
+"""Sample-key and PyG graph conversions, the GeoLink DataLoader collate and the split-fraction check."""
 
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -13,10 +13,37 @@ from torchgeo.datasets.utils import Sample, unbind_samples
 
 from ..osm.constants import EDGE_ATTR_DIMS, EDGE_TYPES, NODE_TYPES, POS_POINTS
 
-__all__ = ('collate_geolink', 'graph_to_sample', 'sample_to_graph', 'unbind_geolink')
+__all__ = (
+    'check_split_fractions',
+    'collate_geolink',
+    'graph_to_sample',
+    'sample_to_graph',
+    'unbind_geolink',
+)
 
 #: Prefix of every sample key holding part of the OSM graph.
 OSM_PREFIX = 'osm_'
+
+
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Check the validation and test shares of a split (of tiles or of a region's height).
+
+    Args:
+        val_fraction: share given to validation (0 for none).
+        test_fraction: share given to testing (0 for none).
+
+    Raises:
+        ValueError: if a share is negative or not a number, or the two leave nothing for training.
+
+    .. versionadded:: 0.1
+    """
+    if not (
+        val_fraction >= 0 and test_fraction >= 0 and val_fraction + test_fraction < 1
+    ):
+        raise ValueError(
+            f'invalid split fractions: val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be '
+            'at least 0 with a sum below 1'
+        )
 
 
 def _edge_key(edge_type: tuple[str, str, str]) -> str:
