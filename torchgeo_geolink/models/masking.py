@@ -8,7 +8,12 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ('random_node_mask', 'random_patch_mask', 'rank_within_groups')
+__all__ = (
+    'random_node_mask',
+    'random_patch_mask',
+    'random_subset_keys',
+    'rank_within_groups',
+)
 
 
 def random_patch_mask(
@@ -91,6 +96,39 @@ def rank_within_groups(
     positions = torch.arange(key.numel(), device=key.device)
     rank = torch.empty_like(group).scatter_(0, perm, positions - start[group[perm]])
     return rank, perm
+
+
+def random_subset_keys(
+    group: Tensor,
+    num_groups: int,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sort keys under which the first ``k`` elements of every group are a uniform random ``k``-subset of it.
+
+    This is the reference's node cap (a random subset of each graph's nodes). Without *seed* the keys are fresh
+    uniform draws (from *generator* or the global generator). With *seed* the key of an element depends only on
+    the seed and its rank within its group, so a group gets the same subset in any batch and on every call: the
+    capped output is deterministic, and over seeds each subset is equally likely.
+
+    Args:
+        group: Group index ``(N,)`` in ``[0, num_groups)``, elements of a group in a fixed order.
+        num_groups: Number of groups.
+        seed: Seed of the deterministic keys, or None for fresh draws.
+        generator: Random generator of the fresh draws (on the device of *group*).
+
+    Returns:
+        Keys ``(N,)`` in ``[0, 1)`` for :func:`rank_within_groups`.
+
+    .. versionadded:: 0.1
+    """
+    n = group.numel()
+    if seed is None:
+        return torch.rand(n, device=group.device, generator=generator)
+    rank, _ = rank_within_groups(torch.zeros(n, device=group.device), group, num_groups)
+    size = int(rank.max()) + 1 if n else 0
+    table = torch.rand(size, generator=torch.Generator().manual_seed(seed))
+    return table.to(group.device)[rank]
 
 
 def random_node_mask(
