@@ -3,6 +3,10 @@
 
 """OpenStreetMap vector dataset: features read once, stored in columns, and served per window as GeoLink graphs."""
 
+import hashlib
+import json
+import os
+import pathlib
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
@@ -19,6 +23,7 @@ from pyproj import CRS
 from torch import Tensor
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice, Path, Sample
+from tqdm.auto import tqdm
 
 from ..errors import OSMFileError
 from ..osm.constants import NODE_TYPES, POS_POINTS
@@ -26,8 +31,9 @@ from ..osm.encoders import TagEncoder
 from ..osm.graph import OSMGraphBuilder
 from ..osm.positions import node_sample_points, normalize_xy
 from ..osm.tags import normalize_key
+from .osm_cache import cache_key, open_or_build
 from .osm_reader import FileFeatures, LoadReport, read_features, resolve_files
-from .osm_store import OSMStore
+from .osm_store import OSMStore, TagView
 from .osm_subgraph import induced_edges
 from .utils import graph_to_sample
 
@@ -41,8 +47,16 @@ class OSMDataset(GeoDataset):
     :term:`coordinate reference system (CRS)`, their tags normalised (whatever the source: a ``tags`` dict column,
     the ``other_tags`` hstore of GDAL's OSM driver, one column per key, or GeoLink's ``label``), multipart
     geometries and collections exploded, invalid geometries repaired with :func:`shapely.make_valid`, empty ones
-    dropped and 3-D ones flattened (see ``reports``). All features live in one in-memory table with a
-    :class:`shapely.STRtree`; each feature's tag embedding is computed once.
+    dropped and 3-D ones flattened (see ``reports``). ``roi=`` reads only the features that meet a region (GDAL's
+    spatial filter) and ``keys=`` keeps only the features carrying one of some tag keys.
+
+    All features live in one columnar store (:class:`~torchgeo_geolink.datasets.osm_store.OSMStore`): shapely
+    geometries and a :class:`shapely.STRtree`, tags interned in CSR form, the embedding of each distinct tag
+    string computed once (node embeddings are gathered per window), node positions and the global edge table as
+    flat arrays, derived in the current CRS when first needed (setting :attr:`crs`, as ``image & osm`` does,
+    only reprojects the geometries). With ``cache_dir`` the prepared store is saved there, keyed by the files'
+    content, the options, the CRS, the tag encoder and the graph mode, and later datasets, DataLoader workers and
+    DDP ranks memory-map it instead of reading the files again.
 
     Indexing with ``ds[xmin:xmax:xres, ymin:ymax:yres]`` returns the window's features clipped to it, as a
     GeoLink heterogeneous graph flattened into tensor keys that survive ``image & osm``:
@@ -82,7 +96,12 @@ class OSMDataset(GeoDataset):
         tag_encoder: TagEncoder | None = None,
         graph_mode: Literal['induced', 'exact'] = 'induced',
         drop_keys: Sequence[str] = (),
+        keys: Sequence[str] | None = None,
+        roi: shapely.Geometry | Sequence[float] | None = None,
         source_crs: CRS | str | int | None = None,
+        strict: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool = True,
         transforms: Callable[[Sample], Sample] | None = None,
     ) -> None:
         """Initialize a new OSMDataset instance.
@@ -95,17 +114,27 @@ class OSMDataset(GeoDataset):
             res: resolution in units of the CRS (defaults to 1e-5 degrees, about 1 m, for a geographic CRS and
                 1 unit otherwise); ``image & osm`` replaces it with the image's.
             layers: layers to read from each file (default: all layers; for ``.osm.pbf`` files the ``points``,
-                ``lines``, ``multilinestrings`` and ``multipolygons`` layers).
+                ``lines`` and ``multipolygons`` layers).
             tag_encoder: text encoder of the tags (default:
                 :class:`~torchgeo_geolink.osm.HashingTagEncoder`, offline).
             graph_mode: ``'induced'`` (relations computed once, fast) or ``'exact'`` (per window).
             drop_keys: features carrying any of these tag keys are left out (e.g. ``'landuse'`` when land use is
                 the label of a downstream task).
+            keys: when given, only features carrying at least one of these tag keys are read (with all their
+                tags).
+            roi: read only the features that intersect this region (a shapely geometry or ``(xmin, ymin, xmax,
+                ymax)``), in *crs* (in each file's CRS when *crs* is None).
             source_crs: CRS assumed for files that declare none (default: such files are an error).
+            strict: raise an :class:`~torchgeo_geolink.errors.InvalidFeatureError` for a feature that cannot be
+                reprojected to the dataset CRS, instead of dropping it with a warning (counted in ``reports``).
+            cache_dir: folder of the on-disk cache of prepared stores (None: no cache).
+            progress: show progress bars on long steps (reading, encoding tags, relations).
             transforms: a function/transform that takes a sample and returns a transformed version.
 
         Raises:
             OSMFileError: if a file is missing, unreadable, corrupt, lacks a CRS, or no file holds a feature.
+            InvalidFeatureError: if the tags of a feature cannot be parsed, or *strict* and a feature cannot be
+                reprojected.
             ValueError: if *graph_mode* is unknown.
         """
         if graph_mode not in ('induced', 'exact'):
@@ -120,12 +149,72 @@ class OSMDataset(GeoDataset):
         #: mode, relations.
         self.builder = OSMGraphBuilder(tag_encoder=tag_encoder)
         self.reports: list[LoadReport] = []
+        self.keys = None if keys is None else tuple(normalize_key(k) for k in keys)
+        if roi is not None and not isinstance(roi, shapely.Geometry):
+            roi = shapely.box(*roi)
+        self.roi = roi
+        self.strict = strict
+        self.progress = progress
+        self.cache_dir = cache_dir
+        self._layers = None if layers is None else tuple(layers)
+        self._assumed = (
+            CRS.from_user_input(source_crs) if source_crs is not None else None
+        )
+        target = CRS.from_user_input(crs) if crs is not None else None
+        self._files = resolve_files(paths, self.filename_glob)
+        if cache_dir is None:
+            store = self._build(target)
+        else:
+            store, built = open_or_build(
+                cache_dir,
+                self._cache_key(target),
+                lambda: self._build(target),
+                self._load,
+            )
+            if not built:
+                self.reports = store.reports
+        #: The columnar feature store.
+        self.store = store
+        if res is None:
+            res = 1e-5 if store.crs.is_geographic else 1.0
+        self._res = (
+            (float(res), float(res))
+            if isinstance(res, int | float)
+            else (float(res[0]), float(res[1]))
+        )
+        self._update_index()
 
-        assumed = CRS.from_user_input(source_crs) if source_crs is not None else None
+    def _build(self, target: CRS | None) -> OSMStore:
+        """Read the files and build the store.
+
+        Args:
+            target: the dataset CRS (None: the first file's).
+
+        Returns:
+            The store.
+
+        Raises:
+            OSMFileError: if a file cannot be read or no file holds a usable feature.
+        """
         files: list[FileFeatures] = []
-        for path in resolve_files(paths, self.filename_glob):
-            features = read_features(path, layers, self.drop_keys, assumed)
-            assert features.report is not None
+        self.reports = []
+        bar = tqdm(
+            self._files,
+            desc='Reading OSM files',
+            unit='file',
+            delay=2.0,
+            disable=not self.progress,
+        )
+        for path in bar:
+            features = read_features(
+                path,
+                self._layers,
+                self.drop_keys,
+                self._assumed,
+                keys=self.keys,
+                roi=self.roi,
+                roi_crs=target,
+            )
             self.reports.append(features.report)
             if features.report.kept == 0:
                 warnings.warn(
@@ -135,19 +224,56 @@ class OSMDataset(GeoDataset):
                 continue
             files.append(features)
         if not files:
-            raise OSMFileError(f'no file in {paths!r} holds a usable feature')
-
-        target = CRS.from_user_input(crs) if crs is not None else files[0].crs
-        if res is None:
-            res = 1e-5 if target.is_geographic else 1.0
-        self._res = (
-            (float(res), float(res))
-            if isinstance(res, int | float)
-            else (float(res[0]), float(res[1]))
+            raise OSMFileError(f'no file in {self.paths!r} holds a usable feature')
+        return OSMStore(
+            files,
+            self.builder,
+            target if target is not None else files[0].crs,
+            self.graph_mode,
+            strict=self.strict,
+            progress=self.progress,
         )
-        #: The columnar feature store.
-        self.store = OSMStore(files, self.builder, target, graph_mode)
-        self._update_index()
+
+    def _load(self, entry: pathlib.Path) -> OSMStore:
+        """Open a cache entry.
+
+        Args:
+            entry: the entry folder.
+
+        Returns:
+            The store.
+        """
+        return OSMStore.load(
+            entry, self.builder, strict=self.strict, progress=self.progress
+        )
+
+    def _cache_key(self, crs: CRS | None) -> str:
+        """Key of the cache entry of this dataset's store in *crs*.
+
+        Args:
+            crs: the dataset CRS (None: the first file's).
+
+        Returns:
+            The key.
+        """
+        weights = getattr(self.builder.embedder.key_weights, '_weights', {})
+        options = {
+            'layers': self._layers,
+            'drop_keys': self.drop_keys,
+            'keys': self.keys,
+            'roi': None if self.roi is None else shapely.to_wkt(self.roi),
+            'source_crs': None if self._assumed is None else self._assumed.to_wkt(),
+            'crs': None if crs is None else crs.to_wkt(),
+            'encoder': self.builder.tag_encoder.identity,
+            'dim': self.builder.dim,
+            'key_weights': hashlib.blake2b(
+                json.dumps(sorted(weights.items())).encode(), digest_size=16
+            ).hexdigest(),
+            'graph_mode': self.graph_mode,
+            'equals_first': self.builder.equals_first,
+            'strict': self.strict,
+        }
+        return cache_key(self._files, options)
 
     @property
     def geometries(self) -> np.ndarray:
@@ -160,14 +286,17 @@ class OSMDataset(GeoDataset):
         return self.store.kinds
 
     @property
-    def tags(self) -> list[dict[str, str]]:
-        """Normalised tags (key -> value) of each feature row."""
+    def tags(self) -> TagView:
+        """Normalised tags (key -> value) of each feature row (a sequence of dicts built on access)."""
         return self.store.tags
 
     @property
     def embeddings(self) -> Tensor:
-        """Node embedding of each feature row (the tag encoder runs once per distinct tag string)."""
-        return self.store.embeddings
+        """Node embedding of every feature row, ``(n, dim)``, computed on access.
+
+        The store keeps one embedding per distinct tag string, not one per feature.
+        """
+        return self.store.embed(np.arange(len(self.store)))
 
     @property
     def tree(self) -> shapely.STRtree:
@@ -217,7 +346,20 @@ class OSMDataset(GeoDataset):
         new_crs = CRS.from_user_input(new_crs)
         if new_crs == self.store.crs:
             return
-        self.store.project(new_crs)
+        store = self.store
+        if self.cache_dir is None:
+            store.project(new_crs)
+        else:
+
+            def reproject() -> OSMStore:
+                store.project(new_crs)
+                return store
+
+            def reopen(entry: pathlib.Path) -> OSMStore:
+                store._open(entry)
+                return store
+
+            open_or_build(self.cache_dir, self._cache_key(new_crs), reproject, reopen)
         self._update_index()
 
     @property
@@ -250,7 +392,8 @@ class OSMDataset(GeoDataset):
             ``(xmin, ymin, xmax, ymax)`` of the window in the dataset CRS.
 
         Raises:
-            IndexError: if the window is empty or does not meet any file's footprint.
+            IndexError: if the window is empty (zero width or height), inverted (a slice from its maximum to its
+                minimum), not finite, or does not meet any file's footprint.
         """
         if (
             isinstance(index, tuple)
@@ -272,16 +415,25 @@ class OSMDataset(GeoDataset):
             float(y.start),
             float(y.stop),
         )
+        if not np.isfinite([xmin, xmax, ymin, ymax]).all():
+            raise IndexError(f'index: {index} is not a finite window')
+        for axis, low, high in (('x', xmin, xmax), ('y', ymin, ymax)):
+            if high < low:
+                msg = (
+                    f'index: {index} is an inverted window ({axis} from {low} down to {high}); '
+                    f'slices go from the minimum to the maximum'
+                )
+                raise IndexError(msg)
+            if high == low:
+                msg = f'index: {index} is an empty window (zero {"width" if axis == "x" else "height"})'
+                raise IndexError(msg)
         fb = self.store.file_bounds
-        if (
-            not (xmax > xmin and ymax > ymin)
-            or not (
-                (fb[:, 0] <= xmax)
-                & (fb[:, 2] >= xmin)
-                & (fb[:, 1] <= ymax)
-                & (fb[:, 3] >= ymin)
-            ).any()
-        ):
+        if not (
+            (fb[:, 0] <= xmax)
+            & (fb[:, 2] >= xmin)
+            & (fb[:, 1] <= ymax)
+            & (fb[:, 3] >= ymin)
+        ).any():
             raise IndexError(
                 f'index: {index} not found in dataset with bounds: {self.bounds}'
             )
@@ -308,7 +460,7 @@ class OSMDataset(GeoDataset):
         data = {
             'row': rows,
             'type': np.asarray(NODE_TYPES, dtype=object)[kinds],
-            'tags': [self.tags[r] for r in rows],
+            'tags': [self.store.tags_of(r) for r in rows.tolist()],
         }
         return GeoDataFrame(
             data, geometry=gpd.GeoSeries(geoms, crs=self.crs), crs=self.crs
@@ -368,11 +520,12 @@ class OSMDataset(GeoDataset):
         if cut.any():
             xy[cut] = node_sample_points(geoms[cut], kinds[cut])
         pos = normalize_xy(xy, window)
+        x = store.embed(rows)
         sample: Sample = {}
         for k, node_type in enumerate(NODE_TYPES):
             a, b = offsets[k], offsets[k + 1]
             ids = torch.from_numpy(rows[a:b])
-            sample[f'osm_{node_type}_x'] = store.embeddings.index_select(0, ids)
+            sample[f'osm_{node_type}_x'] = x[a:b]
             sample[f'osm_{node_type}_pos'] = torch.from_numpy(
                 np.ascontiguousarray(pos[a:b, : POS_POINTS[node_type]])
             )
@@ -397,7 +550,7 @@ class OSMDataset(GeoDataset):
             The flattened graph (``osm_*`` keys).
         """
         frame = GeoDataFrame(
-            {'tags': [self.tags[r] for r in rows]},
+            {'tags': [self.store.tags_of(r) for r in rows.tolist()]},
             geometry=gpd.GeoSeries(geoms, crs=self.crs),
             crs=self.crs,
         )

@@ -6,8 +6,9 @@
 import os
 import pathlib
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = (
     'VECTOR_SUFFIXES',
     'FileFeatures',
     'LoadReport',
+    'TagInterner',
     'file_crs',
     'read_features',
     'read_vector_file',
@@ -69,13 +71,20 @@ class LoadReport:
 
     .. versionadded:: 0.1
 
+    Every feature read is either kept (as one or more single-part features) or dropped for one reason.
+
     Attributes:
         path: the file.
-        read: features read.
+        read: features read (inside ``roi`` when one is given).
         repaired: invalid geometries repaired with :func:`shapely.make_valid`.
-        exploded: multipart geometries or collections (as read) split into parts.
-        dropped_empty: empty (or missing) geometries dropped.
+        exploded: geometries read with more than one part (multipart geometries, collections) split into parts.
+        dropped_empty: empty or missing geometries dropped.
+        dropped_nonfinite: geometries with NaN or infinite coordinates dropped.
+        dropped_degenerate: geometries dropped because nothing of their dimension is left (e.g. a polygon that
+            collapses to a line when repaired).
         dropped_keys: features left out because they carry one of ``drop_keys``.
+        dropped_unmatched: features left out because they carry none of ``keys``.
+        dropped_reprojection: features dropped because they cannot be reprojected to the dataset CRS.
         kept: single-part features kept (polygons, lines and points).
     """
 
@@ -84,8 +93,120 @@ class LoadReport:
     repaired: int = 0
     exploded: int = 0
     dropped_empty: int = 0
+    dropped_nonfinite: int = 0
+    dropped_degenerate: int = 0
     dropped_keys: int = 0
+    dropped_unmatched: int = 0
+    dropped_reprojection: int = 0
     kept: int = 0
+
+    @property
+    def dropped(self) -> int:
+        """Features dropped, all reasons together."""
+        return (
+            self.dropped_empty
+            + self.dropped_nonfinite
+            + self.dropped_degenerate
+            + self.dropped_keys
+            + self.dropped_unmatched
+            + self.dropped_reprojection
+        )
+
+    def summary(self) -> str:
+        """Describe the counts in one line.
+
+        Returns:
+            E.g. ``'read 100, kept 98 (2 repaired, 1 exploded); dropped 2 empty'``.
+        """
+        fixes = [
+            f'{n} {what}'
+            for n, what in ((self.repaired, 'repaired'), (self.exploded, 'exploded'))
+            if n
+        ]
+        reasons = [
+            f'{n} {what}'
+            for n, what in (
+                (self.dropped_empty, 'empty'),
+                (self.dropped_nonfinite, 'with NaN or infinite coordinates'),
+                (self.dropped_degenerate, 'degenerate'),
+                (self.dropped_keys, 'with a dropped key'),
+                (self.dropped_unmatched, 'without any of the wanted keys'),
+                (self.dropped_reprojection, 'not reprojectable'),
+            )
+            if n
+        ]
+        text = f'read {self.read}, kept {self.kept}'
+        if fixes:
+            text += f' ({", ".join(fixes)})'
+        if reasons:
+            text += f'; dropped {", ".join(reasons)}'
+        return text
+
+
+class TagInterner:
+    """Tags of many features as interned ``(key, value)`` pairs in CSR form (no per-feature dicts kept).
+
+    Feature ``i`` carries the pairs ``pairs[indptr[i]:indptr[i + 1]]``, in the order of its tag mapping.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self) -> None:
+        """Start with no feature."""
+        self._index: dict[tuple[str, str], int] = {}
+        #: Key of each distinct pair.
+        self.keys: list[str] = []
+        #: Value of each distinct pair.
+        self.values: list[str] = []
+        self._indptr = array('q', [0])
+        self._pairs = array('i')
+
+    def __len__(self) -> int:
+        """Return the number of features added.
+
+        Returns:
+            The number of features.
+        """
+        return len(self._indptr) - 1
+
+    def add(self, tags: Iterable[Mapping[str, str]]) -> None:
+        """Add features.
+
+        Args:
+            tags: the tag mapping of each feature.
+        """
+        index, pairs = self._index, self._pairs
+        for mapping in tags:
+            for item in mapping.items():
+                pair = index.get(item)
+                if pair is None:
+                    pair = index[item] = len(self.keys)
+                    self.keys.append(item[0])
+                    self.values.append(item[1])
+                pairs.append(pair)
+            self._indptr.append(len(pairs))
+
+    @property
+    def indptr(self) -> np.ndarray:
+        """``(n + 1,)`` int64 start of each feature's pairs."""
+        return np.frombuffer(self._indptr, dtype=np.int64)
+
+    @property
+    def pairs(self) -> np.ndarray:
+        """int32 pair id of each tag of each feature."""
+        return np.frombuffer(self._pairs, dtype=np.int32)
+
+    def tags(self, row: int) -> dict[str, str]:
+        """The tags of one feature.
+
+        Args:
+            row: the feature.
+
+        Returns:
+            Its tag mapping.
+        """
+        a, b = self._indptr[row], self._indptr[row + 1]
+        return {self.keys[p]: self.values[p] for p in self._pairs[a:b]}
 
 
 @dataclass
@@ -99,7 +220,7 @@ class FileFeatures:
         crs: the file's :term:`coordinate reference system (CRS)`.
         geometries: single-part, valid, 2-D geometries.
         kinds: node kind of each (0 polygon, 1 line, 2 point).
-        tags: normalised tags of each.
+        tags: normalised tags of each, interned.
         report: what happened while the file was read.
     """
 
@@ -107,8 +228,8 @@ class FileFeatures:
     crs: CRS
     geometries: np.ndarray
     kinds: np.ndarray
-    tags: list[dict[str, str]] = field(default_factory=list)
-    report: LoadReport | None = None
+    tags: TagInterner
+    report: LoadReport
 
 
 def resolve_files(paths: Path | Iterable[Path], filename_glob: str) -> list[str]:
@@ -141,6 +262,25 @@ def resolve_files(paths: Path | Iterable[Path], filename_glob: str) -> list[str]
             f'no vector file ({", ".join(VECTOR_SUFFIXES)}) found in {[str(i) for i in items]}'
         )
     return sorted(files)
+
+
+def _roi_in(roi: shapely.Geometry, roi_crs: CRS, crs: CRS | None) -> shapely.Geometry:
+    """Express a region of interest in another CRS (its edges densified first, so they may curve).
+
+    Args:
+        roi: the region.
+        roi_crs: its CRS.
+        crs: the wanted CRS (None: the same).
+
+    Returns:
+        The region in *crs*.
+    """
+    if crs is None or CRS.from_user_input(crs) == roi_crs:
+        return roi
+    xmin, ymin, xmax, ymax = roi.bounds
+    step = max(xmax - xmin, ymax - ymin) / 64 or 1.0
+    dense = shapely.segmentize(roi, step)
+    return gpd.GeoSeries([dense], crs=roi_crs).to_crs(crs).iloc[0]
 
 
 #: Arrow field types read into pandas' nullable dtypes. Read through NumPy, an integer or boolean field holding
@@ -223,12 +363,20 @@ def _checked_frames(
     return frames
 
 
-def read_vector_file(path: str, layers: Sequence[str] | None) -> list[GeoDataFrame]:
+def read_vector_file(
+    path: str,
+    layers: Sequence[str] | None,
+    roi: shapely.Geometry | None = None,
+    roi_crs: CRS | None = None,
+) -> list[GeoDataFrame]:
     """Read the feature layers of one vector file.
 
     Args:
         path: the file (GeoJSON, GeoPackage, Shapefile, GeoParquet, ``.osm.pbf`` or anything GDAL reads).
         layers: layers to read (default: every layer; the :data:`PBF_LAYERS` for OSM files).
+        roi: read only the features that intersect this region (GDAL's spatial filter, through pyogrio's
+            ``mask``); None reads every feature.
+        roi_crs: CRS of *roi* (default: the file's).
 
     Returns:
         One frame per layer read.
@@ -239,7 +387,11 @@ def read_vector_file(path: str, layers: Sequence[str] | None) -> list[GeoDataFra
     name = path.lower()
     try:
         if name.endswith(('.parquet', '.geoparquet')):
-            return [gpd.read_parquet(path, to_pandas_kwargs=_TO_PANDAS)]
+            frame = gpd.read_parquet(path, to_pandas_kwargs=_TO_PANDAS)
+            if roi is not None:
+                region = _roi_in(roi, roi_crs or frame.crs, frame.crs)
+                frame = frame[frame.intersects(region)]
+            return [frame]
         available = [str(layer) for layer in pyogrio.list_layers(path)[:, 0]]
         is_osm = name.endswith(('.pbf', '.osm'))
         if layers is None:
@@ -256,6 +408,10 @@ def read_vector_file(path: str, layers: Sequence[str] | None) -> list[GeoDataFra
             wanted = list(layers)
         frames = []
         for layer in wanted:
+            mask = None
+            if roi is not None:
+                layer_crs = pyogrio.read_info(path, layer=layer).get('crs')
+                mask = _roi_in(roi, roi_crs or layer_crs, layer_crs)
             with warnings.catch_warnings():
                 # GDAL's OSM driver reports each broken multipolygon ring; they are repaired below.
                 warnings.filterwarnings(
@@ -263,7 +419,11 @@ def read_vector_file(path: str, layers: Sequence[str] | None) -> list[GeoDataFra
                 )
                 frames.append(
                     pyogrio.read_dataframe(
-                        path, layer=layer, on_invalid='fix', **_read_options(name)
+                        path,
+                        layer=layer,
+                        on_invalid='fix',
+                        mask=mask,
+                        **_read_options(name),
                     )
                 )
         return _checked_frames(path, wanted, frames)
@@ -326,29 +486,49 @@ def file_crs(path: str, frames: list[GeoDataFrame], assumed: CRS | None) -> CRS:
 def _clean(
     geoms: np.ndarray, report: LoadReport
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clean one layer's geometries into single-part polygon, line and point nodes, counting what changed.
+    """Clean one layer's geometries into single-part polygon, line and point nodes, counting what happened.
 
     Args:
         geoms: geometries (may hold ``None``).
-        report: counters updated in place.
+        report: counters updated in place (each dropped geometry counted under its reason).
 
     Returns:
         Single-part, valid, 2-D geometries, their node kind (0 polygon, 1 line, 2 point) and the input position
         each one comes from.
     """
-    present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
-    report.repaired += int((~shapely.is_valid(geoms[present])).sum())
-    report.exploded += int(
-        np.isin(shapely.get_type_id(geoms[present]), _MULTI_TYPES).sum()
-    )
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    present = np.flatnonzero(~missing)
+    coords, owner = shapely.get_coordinates(geoms[present], return_index=True)
+    nonfinite = np.zeros(len(present), dtype=bool)
+    nonfinite[owner[~np.isfinite(coords).all(axis=1)]] = True
+    finite = geoms[present[~nonfinite]]
+    report.repaired += int((~shapely.is_valid(finite)).sum())
+    report.exploded += int((shapely.get_num_geometries(finite) > 1).sum())
     nodes = split_by_type(geoms, errors='drop')
     kinds = [
         np.full(len(nodes[t][1]), k, dtype=np.int8) for k, t in enumerate(NODE_TYPES)
     ]
     out_geoms = np.concatenate([nodes[t][0] for t in NODE_TYPES])
     owner = np.concatenate([nodes[t][1] for t in NODE_TYPES])
-    report.dropped_empty += len(geoms) - len(np.unique(owner))
+    report.dropped_empty += int(missing.sum())
+    report.dropped_nonfinite += int(nonfinite.sum())
+    report.dropped_degenerate += len(finite) - len(np.unique(owner))
     return out_geoms, np.concatenate(kinds), owner
+
+
+def _carries(tags: Sequence[Mapping[str, str]], keys: Sequence[str]) -> np.ndarray:
+    """Tell which features carry at least one of some keys.
+
+    Args:
+        tags: tag mapping of each feature.
+        keys: the keys.
+
+    Returns:
+        bool array, one per feature.
+    """
+    return np.fromiter(
+        (any(k in t for k in keys) for t in tags), dtype=bool, count=len(tags)
+    )
 
 
 def read_features(
@@ -356,18 +536,27 @@ def read_features(
     layers: Sequence[str] | None = None,
     drop_keys: Sequence[str] = (),
     assumed_crs: CRS | None = None,
+    *,
+    keys: Sequence[str] | None = None,
+    roi: shapely.Geometry | None = None,
+    roi_crs: CRS | None = None,
 ) -> FileFeatures:
     """Read one vector file and clean its features.
 
     Tags are normalised (whatever the source: a ``tags`` dict column, the ``other_tags`` hstore of GDAL's OSM
-    driver, one column per key, or GeoLink's ``label``), multipart geometries and collections exploded, invalid
-    geometries repaired with :func:`shapely.make_valid`, empty ones dropped and 3-D ones flattened.
+    driver, one column per key, or GeoLink's ``label``) and interned layer by layer, multipart geometries and
+    collections exploded, invalid geometries repaired with :func:`shapely.make_valid`, empty ones dropped and 3-D
+    ones flattened. One warning per file gives the counts when a geometry was repaired or dropped.
 
     Args:
         path: the file.
         layers: layers to read (see :func:`read_vector_file`).
         drop_keys: features carrying any of these (normalised) tag keys are left out.
         assumed_crs: CRS assumed when the file declares none.
+        keys: when given, only features carrying at least one of these (normalised) keys are kept, with all
+            their tags.
+        roi: read only the features that intersect this region.
+        roi_crs: CRS of *roi* (default: the file's).
 
     Returns:
         The file's features and its :class:`LoadReport`.
@@ -377,12 +566,13 @@ def read_features(
         InvalidFeatureError: if the tags of a feature cannot be parsed.
     """
     report = LoadReport(path)
-    frames = read_vector_file(path, layers)
+    frames = read_vector_file(path, layers, roi, roi_crs)
     crs = file_crs(path, frames, assumed_crs)
     geoms: list[np.ndarray] = [np.empty(0, dtype=object)]
     kinds: list[np.ndarray] = [np.empty(0, dtype=np.int8)]
-    tags: list[dict[str, str]] = []
-    for frame in frames:
+    interner = TagInterner()
+    while frames:
+        frame = frames.pop(0)
         report.read += len(frame)
         if len(frame) == 0:
             continue
@@ -395,17 +585,31 @@ def read_features(
         part_geoms, part_kinds, owner = _clean(
             np.asarray(frame.geometry.values, dtype=object), report
         )
+        del frame
         part_tags = [frame_tags[i] for i in owner]
+        keep = np.ones(len(part_tags), dtype=bool)
         if drop_keys:
-            keep = np.array(
-                [not any(k in t for k in drop_keys) for t in part_tags], dtype=bool
-            )
-            report.dropped_keys += len(np.unique(owner[~keep]))
+            dropped = _carries(part_tags, drop_keys)
+            report.dropped_keys += len(np.unique(owner[dropped]))
+            keep &= ~dropped
+        if keys is not None:
+            unmatched = keep & ~_carries(part_tags, keys)
+            report.dropped_unmatched += len(np.unique(owner[unmatched]))
+            keep &= ~unmatched
+        if not keep.all():
             part_geoms, part_kinds = part_geoms[keep], part_kinds[keep]
             part_tags = [t for t, k in zip(part_tags, keep, strict=True) if k]
         geoms.append(part_geoms)
         kinds.append(part_kinds)
-        tags.extend(part_tags)
+        interner.add(part_tags)
+        del frame_tags, part_tags
     out_geoms = np.concatenate(geoms)
     report.kept = len(out_geoms)
-    return FileFeatures(path, crs, out_geoms, np.concatenate(kinds), tags, report)
+    if (
+        report.repaired
+        or report.dropped_empty
+        or report.dropped_nonfinite
+        or report.dropped_degenerate
+    ):
+        warnings.warn(f'{path}: {report.summary()}', UserWarning, stacklevel=2)
+    return FileFeatures(path, crs, out_geoms, np.concatenate(kinds), interner, report)

@@ -17,25 +17,24 @@ __all__ = ('EdgeTable', 'build_edge_table', 'expand_parts', 'induced_edges')
 
 @dataclass
 class EdgeTable:
-    """Relations between all (unclipped) features of a dataset, all nine edge types in one table.
+    """Relations between all (unclipped) features of a dataset, all nine edge types in one flat table.
 
-    Edges are sorted by source feature row, so the edges leaving a row are one slice of the table.
+    Edges are sorted by source feature row, so the edges leaving a row are one slice of the table. Edge
+    attributes are one-hot: only the hot column is stored.
 
     .. versionadded:: 0.1
 
     Attributes:
-        indptr: ``(n_rows + 1,)`` start of each source row's edges.
-        dst: destination feature row of each edge.
-        edge_type: position of each edge's type in :data:`~torchgeo_geolink.osm.EDGE_TYPES`.
-        attr_row: row of each edge's attributes in ``attrs[edge_type]``.
-        attrs: one-hot attributes ``(E_t, C_t)`` of each edge type.
+        indptr: ``(n_rows + 1,)`` int64 start of each source row's edges.
+        dst: int32 destination feature row of each edge.
+        edge_type: int8 position of each edge's type in :data:`~torchgeo_geolink.osm.EDGE_TYPES`.
+        attr: int8 hot column of each edge's one-hot attribute.
     """
 
     indptr: np.ndarray
     dst: np.ndarray
     edge_type: np.ndarray
-    attr_row: np.ndarray
-    attrs: tuple[np.ndarray, ...]
+    attr: np.ndarray
 
 
 def build_edge_table(
@@ -50,6 +49,9 @@ def build_edge_table(
 
     Returns:
         The edge table.
+
+    Raises:
+        ValueError: if an edge attribute is not one-hot.
     """
     rows_of = {t: np.flatnonzero(kinds == k) for k, t in enumerate(NODE_TYPES)}
     edges = builder.build_edges(
@@ -57,20 +59,23 @@ def build_edge_table(
         geometries[rows_of['line']],
         geometries[rows_of['point']],
     )
-    src, dst, edge_type, attr_row, attrs = [], [], [], [], []
+    src, dst, edge_type, attr = [], [], [], []
     for t, key in enumerate(EDGE_TYPES):
         edge_index, edge_attr = edges[key]
         edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
         n_edges = edge_index.shape[1]
-        src.append(rows_of[key[0]][edge_index[0]])
-        dst.append(rows_of[key[2]][edge_index[1]])
-        edge_type.append(np.full(n_edges, t, dtype=np.int8))
-        attr_row.append(np.arange(n_edges))
-        attrs.append(
-            np.ascontiguousarray(edge_attr, dtype=np.float32).reshape(
-                n_edges, EDGE_ATTR_DIMS[key]
-            )
+        one_hot = np.asarray(edge_attr, dtype=np.float32).reshape(
+            n_edges, EDGE_ATTR_DIMS[key]
         )
+        if (
+            not (np.count_nonzero(one_hot, axis=1) == 1).all()
+            or (one_hot.sum(axis=1) != 1).any()
+        ):
+            raise ValueError(f'{key} edge attributes are not one-hot')
+        src.append(rows_of[key[0]][edge_index[0]])
+        dst.append(rows_of[key[2]][edge_index[1]].astype(np.int32))
+        edge_type.append(np.full(n_edges, t, dtype=np.int8))
+        attr.append(one_hot.argmax(axis=1).astype(np.int8))
     all_src = np.concatenate(src)
     order = np.argsort(all_src, kind='stable')
     indptr = np.zeros(len(geometries) + 1, dtype=np.int64)
@@ -79,8 +84,7 @@ def build_edge_table(
         indptr,
         np.concatenate(dst)[order],
         np.concatenate(edge_type)[order],
-        np.concatenate(attr_row)[order],
-        tuple(attrs),
+        np.concatenate(attr)[order],
     )
 
 
@@ -148,14 +152,15 @@ def induced_edges(
         starts - (np.cumsum(lengths) - lengths), lengths
     )
     src_rows = np.repeat(feature_rows, lengths)
-    dst_local = local[table.dst[edge_ids]]
+    dst = np.asarray(table.dst)
+    dst_local = local[dst[edge_ids]]
     keep = dst_local >= 0
     edge_ids, src_rows, dst_local = edge_ids[keep], src_rows[keep], dst_local[keep]
     src_local = local[src_rows]
     if multipart:
         parts = np.zeros(n_rows, dtype=np.int64)
         parts[feature_rows] = np.diff(np.append(np.flatnonzero(first), len(rows)))
-        dst_rows = table.dst[edge_ids]
+        dst_rows = dst[edge_ids]
         src_local, dst_local, take = expand_parts(
             src_local, dst_local, parts[src_rows], parts[dst_rows], src_rows == dst_rows
         )
@@ -170,7 +175,6 @@ def induced_edges(
         out[f'{name}_edge_index'] = torch.from_numpy(
             np.stack([src_local[sel], dst_local[sel]])
         )
-        out[f'{name}_edge_attr'] = torch.from_numpy(
-            table.attrs[t][table.attr_row[edge_ids[sel]]]
-        )
+        eye = np.eye(EDGE_ATTR_DIMS[EDGE_TYPES[t]], dtype=np.float32)
+        out[f'{name}_edge_attr'] = torch.from_numpy(eye[table.attr[edge_ids[sel]]])
     return out
