@@ -4,10 +4,11 @@
 """Lightning DataModules for GeoLink pretraining and fine-tuning."""
 
 from .geolink import GeoLinkDataModule, make_tag_encoder, merge_keep_first, region_rois
-from .tiles import GeoLinkTilesDataModule
+from .tiles import GeoLinkStreamingTilesDataModule, GeoLinkTilesDataModule
 
 __all__ = (
     'GeoLinkDataModule',
+    'GeoLinkStreamingTilesDataModule',
     'GeoLinkTilesDataModule',
     'make_tag_encoder',
     'merge_keep_first',

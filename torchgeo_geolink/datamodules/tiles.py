@@ -8,13 +8,15 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from torchgeo.datamodules import NonGeoDataModule
+from torchgeo.datasets.utils import Sample
 
 from ..datasets.tiles import GeoLinkTiles
 from ..datasets.utils import collate_geolink
 from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
 
-__all__ = ('GeoLinkTilesDataModule',)
+__all__ = ('GeoLinkStreamingTilesDataModule', 'GeoLinkTilesDataModule')
 
 
 class GeoLinkTilesDataModule(NonGeoDataModule):
@@ -82,3 +84,80 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
                 color_jitter_max=color_jitter_max,
             )
             self.train_aug = nn.Sequential(augmentation, self.aug)
+
+class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
+    """LightningDataModule for a corpus prepared by ``python -m torchgeo_geolink.prepare`` (multi-node DDP ready).
+
+    Reads :class:`~torchgeo_geolink.datasets.GeoLinkStreamingTiles` with :class:`litdata.StreamingDataLoader`:
+    graphs are read from the shards, not built, every DDP rank and DataLoader worker streams its own share of the
+    chunks (no per-rank preprocessing, no distributed sampler), and the training split is shuffled per epoch
+    from ``seed``, identically on every rank. Normalization and augmentation are those of
+    :class:`GeoLinkTilesDataModule`. Needs the ``scale`` extra (``litdata``).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        root: str = 'data',
+        batch_size: int = 8,
+        num_workers: int = 0,
+        size: int | None = None,
+        seed: int = 0,
+        mean: float | Sequence[float] = 0.0,
+        std: float | Sequence[float] = 255.0,
+        augment: bool = True,
+        color_jitter: bool = True,
+        crop_scale: tuple[float, float] = (0.35, 1.0),
+    ) -> None:
+        """Initialise a new GeoLinkStreamingTilesDataModule instance.
+
+        Args:
+            root: folder written by ``torchgeo_geolink.prepare`` (holding ``train/``, ``val/``, ``test/``).
+            batch_size: tiles per batch and process.
+            num_workers: DataLoader worker processes.
+            size: resize every tile to ``size x size`` pixels (None: tiles must share one size).
+            seed: seed of the per-epoch shuffle of the training split.
+            mean: per-channel mean subtracted from the images.
+            std: per-channel divisor of the images (default 255: 8-bit tiles to ``[0, 1]``).
+            augment: jointly augment training images, masks and graphs.
+            color_jitter: also jitter training image colors.
+            crop_scale: range of the random crop's area fraction.
+        """
+        from ..datasets.streaming import GeoLinkStreamingTiles
+
+        super().__init__(
+            root=root,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            size=size,
+            mean=mean,
+            std=std,
+            augment=augment,
+            color_jitter=color_jitter,
+            crop_scale=crop_scale,
+        )
+        self.dataset_class = GeoLinkStreamingTiles
+        self.kwargs = {'root': root, 'size': size, 'seed': seed}
+
+    def _dataloader_factory(self, split: str) -> DataLoader[Sample]:
+        """Build the streaming DataLoader of a split.
+
+        Args:
+            split: ``'train'``, ``'val'``, ``'test'`` or ``'predict'``.
+
+        Returns:
+            A :class:`litdata.StreamingDataLoader` (it sets the epoch of the shuffle on each pass).
+        """
+        from litdata import StreamingDataLoader
+
+        dataset = self._valid_attribute(f'{split}_dataset', 'dataset')
+        batch_size = self._valid_attribute(f'{split}_batch_size', 'batch_size')
+        return StreamingDataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+            drop_last=split == 'train',
+            persistent_workers=self.num_workers > 0,
+        )

@@ -6,7 +6,6 @@
 from collections.abc import Sequence
 from typing import cast
 
-import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, HeteroData
 
@@ -99,17 +98,11 @@ class GeoLinkFusionEncoder(nn.Module):
         model = self.model
         b = images.shape[0]
         rows, cols = model.grid_size
-        x = model.embed_patches(images)
-        cls = (
-            (model.cls_token + model.img_pos_embed[:, :1]).to(x.dtype).expand(b, -1, -1)
-        )
-        x = torch.cat([cls, x], dim=1)
-        encoder = model.img_encoder
-        if hasattr(encoder, 'norm_pre'):
-            x = cast(nn.Module, encoder.norm_pre)(x)
+        # GeoLink.run_blocks, stopping at every requested block
+        x = model.prepend_cls(model.embed_patches(images))
         outputs: list[Tensor] = []
         attention = None
-        for i, block in enumerate(cast(nn.Sequential, encoder.blocks)):
+        for i, block in enumerate(cast(nn.Sequential, model.img_encoder.blocks)):
             x = block(x)
             if i not in self.output_layers:
                 continue

@@ -344,6 +344,27 @@ class GeoLink(nn.Module):
         x = self.patch_embed(images)
         return x + self.img_pos_embed[:, 1:].to(x.dtype)
 
+    def prepend_cls(self, tokens: Tensor) -> Tensor:
+        """Prepend GeoLink's CLS token (with its position encoding) and apply the ViT's pre-block norm.
+
+        Args:
+            tokens: Patch tokens with position encodings ``(B, N, embed_dim)``.
+
+        Returns:
+            The input of the first ViT block, ``(B, 1 + N, embed_dim)``.
+        """
+        cls = (
+            (self.cls_token + self.img_pos_embed[:, :1])
+            .to(tokens.dtype)
+            .expand(tokens.shape[0], -1, -1)
+        )
+        x = torch.cat([cls, tokens], dim=1)
+        return (
+            cast(nn.Module, self.img_encoder.norm_pre)(x)
+            if hasattr(self.img_encoder, 'norm_pre')
+            else x
+        )
+
     def run_blocks(self, tokens: Tensor) -> Tensor:
         """Prepend GeoLink's CLS token and run the ViT blocks (no final norm).
 
@@ -353,18 +374,7 @@ class GeoLink(nn.Module):
         Returns:
             ``(B, 1 + N, embed_dim)``.
         """
-        cls = (
-            (self.cls_token + self.img_pos_embed[:, :1])
-            .to(tokens.dtype)
-            .expand(tokens.shape[0], -1, -1)
-        )
-        x = torch.cat([cls, tokens], dim=1)
-        x = (
-            cast(nn.Module, self.img_encoder.norm_pre)(x)
-            if hasattr(self.img_encoder, 'norm_pre')
-            else x
-        )
-        return cast(nn.Module, self.img_encoder.blocks)(x)
+        return cast(nn.Module, self.img_encoder.blocks)(self.prepend_cls(tokens))
 
     def forward_img_encoder(
         self,
