@@ -85,6 +85,7 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
             )
             self.train_aug = nn.Sequential(augmentation, self.aug)
 
+
 class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
     """LightningDataModule for a corpus prepared by ``python -m torchgeo_geolink.prepare`` (multi-node DDP ready).
 

@@ -31,6 +31,7 @@ __all__ = (
     'DemoImage',
     'DemoLabels',
     'DemoPaths',
+    'GeoLinkStreamingTiles',
     'GeoLinkTiles',
     'LoadReport',
     'OSMDataset',
@@ -44,3 +45,23 @@ __all__ = (
     'ufz_label_lut',
     'unbind_geolink',
 )
+
+
+def __getattr__(name: str) -> object:
+    """Import :class:`GeoLinkStreamingTiles` on first use (it needs the optional ``litdata``, extra ``scale``).
+
+    Args:
+        name: The attribute.
+
+    Returns:
+        The attribute.
+
+    Raises:
+        AttributeError: If the module has no such attribute.
+    """
+    if name == 'GeoLinkStreamingTiles':
+        from .streaming import GeoLinkStreamingTiles
+
+        return GeoLinkStreamingTiles
+    msg = f'module {__name__!r} has no attribute {name!r}'
+    raise AttributeError(msg)
