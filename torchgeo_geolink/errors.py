@@ -12,7 +12,6 @@ __all__ = (
     'GeoLinkError',
     'InvalidFeatureError',
     'OSMFileError',
-    'PreparedDataError',
     'PredictionError',
     'PreparedDataError',
     'TagEncoderMismatchError',
@@ -50,13 +49,6 @@ class CheckpointError(GeoLinkError):
 
 class PredictionError(GeoLinkError):
     """A prediction batch or output lacks what is needed to georeference or write it (bounds, CRS, a key).
-
-    .. versionadded:: 0.1
-    """
-
-
-class PreparedDataError(GeoLinkError):
-    """A prepared tile corpus (``torchgeo_geolink.prepare``) is incomplete, corrupt or was made with other settings.
 
     .. versionadded:: 0.1
     """
