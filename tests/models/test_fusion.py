@@ -7,9 +7,14 @@ from typing import cast
 import pytest
 import torch
 from geolink_testing import batch_of, make_graph, tiny_geolink
+from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
 from torch import nn
 
-from torchgeo_geolink.models import GeoLinkFusionEncoder, GeoLinkSegmentationModel
+from torchgeo_geolink.models import (
+    GeoLinkFusionEncoder,
+    GeoLinkSegmentationModel,
+    UPerNetHead,
+)
 
 UFZ = (
     Path(__file__).resolve().parents[2]
@@ -137,6 +142,22 @@ def test_segmentation_model() -> None:
     )
     trainable(images, graphs).mean().backward()
     assert encoder.model.img_fusion_mlp.weight.grad is not None
+
+
+def test_upernet_head_is_smps_decoder() -> None:
+    head = UPerNetHead([8, 12, 16], num_classes=4, channels=16).eval()
+    assert isinstance(head.decoder, UPerNetDecoder)
+    features = [
+        torch.randn(2, c, 16 // 2**i, 16 // 2**i) for i, c in enumerate((8, 12, 16))
+    ]
+    with torch.no_grad():
+        logits = head(features)
+        assert logits.shape == (2, 4, 16, 16)
+        # the fused map is smp's decoder output, classified by a 1x1 convolution
+        decoded = head.decoder([features[0], features[0], *features])
+        torch.testing.assert_close(logits, head.classifier(decoded))
+    with pytest.raises(ValueError, match='at least two pyramid levels'):
+        UPerNetHead([8], num_classes=4)
 
 
 @pytest.mark.skipif(

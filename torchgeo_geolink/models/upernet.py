@@ -1,40 +1,19 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""UPerNet decoder for single-scale ViT features, and the GeoLink segmentation model (spec 4.3)."""
+"""ViT feature pyramid, UPerNet head (smp's decoder) and the GeoLink segmentation model."""
 
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
 from torch import Tensor, nn
 from torch_geometric.data import Batch, HeteroData
 
 from .fusion import GeoLinkFusionEncoder
 
 __all__ = ('Feature2Pyramid', 'GeoLinkSegmentationModel', 'UPerNetHead')
-
-
-def _conv_bn_relu(
-    in_channels: int, out_channels: int, kernel_size: int
-) -> nn.Sequential:
-    """Build conv, BatchNorm, ReLU.
-
-    Args:
-        in_channels: Input channels.
-        out_channels: Output channels.
-        kernel_size: 1 or 3 (same padding).
-
-    Returns:
-        The block.
-    """
-    return nn.Sequential(
-        nn.Conv2d(
-            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False
-        ),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
 
 
 class Feature2Pyramid(nn.Module):
@@ -93,39 +72,45 @@ class Feature2Pyramid(nn.Module):
 
 
 class UPerNetHead(nn.Module):
-    """UPerNet head: pyramid pooling on the coarsest level, top-down FPN, fused 3x3 conv, classifier."""
+    """UPerNet head: :class:`segmentation_models_pytorch.decoders.upernet.decoder.UPerNetDecoder` and a classifier.
+
+    smp's decoder layer-normalizes every pyramid level, runs pyramid pooling (output sizes 1, 2, 3 and 6) on the
+    coarsest one and a top-down FPN with 3x3 convs, and fuses all levels at the finest resolution with a 3x3 conv
+    (conv, BatchNorm, ReLU throughout). Dropout and a 1x1 convolution then give the class logits. smp provides the
+    decoder but not a ViT's pyramid (see :class:`Feature2Pyramid`), so the levels come from that neck.
+
+    .. versionadded:: 0.1
+    """
 
     def __init__(
         self,
         in_channels: Sequence[int],
         num_classes: int,
         channels: int = 512,
-        pool_scales: Sequence[int] = (1, 2, 3, 6),
         dropout: float = 0.1,
     ) -> None:
-        """Initialise a new UPerNetHead.
+        """Initialize a new UPerNetHead.
 
         Args:
-            in_channels: Channels of the pyramid levels, finest first.
+            in_channels: Channels of the pyramid levels, finest first (at least two levels).
             num_classes: Output classes.
             channels: Width of the head.
-            pool_scales: Output sizes of the pyramid pooling.
             dropout: Dropout2d before the classifier.
+
+        Raises:
+            ValueError: If fewer than two levels are given.
         """
         super().__init__()
-        *lateral_in, top = in_channels
-        self.ppm = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(s), _conv_bn_relu(top, channels, 1))
-            for s in pool_scales
+        if len(in_channels) < 2:
+            raise ValueError(
+                f'UPerNetHead needs at least two pyramid levels, got in_channels={list(in_channels)}'
+            )
+        # smp's decoder expects an encoder's full list [1, 1/2, 1/4, ...] and skips the first two levels.
+        self.decoder = UPerNetDecoder(
+            encoder_channels=[0, 0, *in_channels],
+            encoder_depth=len(in_channels) + 1,
+            decoder_channels=channels,
         )
-        self.bottleneck = _conv_bn_relu(top + len(pool_scales) * channels, channels, 3)
-        self.lateral_convs = nn.ModuleList(
-            _conv_bn_relu(c, channels, 1) for c in lateral_in
-        )
-        self.fpn_convs = nn.ModuleList(
-            _conv_bn_relu(channels, channels, 3) for _ in lateral_in
-        )
-        self.fpn_bottleneck = _conv_bn_relu(len(in_channels) * channels, channels, 3)
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
@@ -138,32 +123,9 @@ class UPerNetHead(nn.Module):
         Returns:
             Logits ``(B, num_classes, h_0, w_0)``.
         """
-        *finer, top = features
-        pooled = [
-            F.interpolate(
-                ppm(top), size=top.shape[-2:], mode='bilinear', align_corners=False
-            )
-            for ppm in self.ppm
-        ]
-        laterals = [conv(f) for conv, f in zip(self.lateral_convs, finer, strict=True)]
-        laterals.append(self.bottleneck(torch.cat([top, *pooled], dim=1)))
-        for i in range(len(laterals) - 1, 0, -1):
-            laterals[i - 1] = laterals[i - 1] + F.interpolate(
-                laterals[i],
-                size=laterals[i - 1].shape[-2:],
-                mode='bilinear',
-                align_corners=False,
-            )
-        outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals[:-1], strict=True)]
-        outs.append(laterals[-1])
-        size = outs[0].shape[-2:]
-        outs = [outs[0]] + [
-            F.interpolate(o, size=size, mode='bilinear', align_corners=False)
-            for o in outs[1:]
-        ]
-        return self.classifier(
-            self.dropout(self.fpn_bottleneck(torch.cat(outs, dim=1)))
-        )
+        skipped = features[0][:, :0]
+        decoded = self.decoder([skipped, skipped, *features])
+        return self.classifier(self.dropout(decoded))
 
 
 class GeoLinkSegmentationModel(nn.Module):
