@@ -149,5 +149,5 @@ def test_init_from_pretraining_checkpoint(tmp_path: Path) -> None:
         pretrain.model.state_dict().items(), geolink.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b), name
-    with pytest.raises(CheckpointError, match='does not exist'):
+    with pytest.raises(CheckpointError, match='not found'):
         GeoLinkSegmentation(weights=str(tmp_path / 'nope.ckpt'), num_classes=3)

@@ -3,38 +3,50 @@
 
 """Semantic segmentation with a GeoLink encoder (image only or fused with OSM) and a UPerNet decoder."""
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Self, cast
 
 import kornia.augmentation as K
 import matplotlib.pyplot as plt
+import numpy as np
+import torch
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.optim import AdamW
-from torchgeo.datamodules import BaseDataModule
-from torchgeo.datasets import RGBBandsMissingError
 from torchgeo.tasks import BaseTask
 from torchgeo.tasks.mixins import ClassificationMixin
 from torchvision.models._api import WeightsEnum
 
-from ..models import GeoLink, GeoLinkFusionEncoder, GeoLinkSegmentationModel
-from .mixins import ResumableRandomnessMixin
+from ..models import GeoLinkFusionEncoder, GeoLinkSegmentationModel
+from ..models.weights import ARCHITECTURE_DEFAULTS, geolink_from_weights
+from ..visualization import plot_graph, plot_image
+from .mixins import ProvenanceMixin, ResumableRandomnessMixin
+from .normalization import sync_normalization
 from .schedules import warmup_cosine_scheduler
-from .utils import build_geolink, param_groups
+from .utils import param_groups
 
 __all__ = ('GeoLinkSegmentation',)
 
 
-class GeoLinkSegmentation(ResumableRandomnessMixin, ClassificationMixin, BaseTask):
+class GeoLinkSegmentation(
+    ResumableRandomnessMixin, ProvenanceMixin, ClassificationMixin, BaseTask
+):
     """Semantic segmentation from GeoLink features, unimodal (image) or multimodal (image fused with OSM).
 
     The encoder is a :class:`~torchgeo_geolink.models.GeoLinkFusionEncoder` over a
     :class:`~torchgeo_geolink.models.GeoLink` model: it returns the token maps of several ViT blocks and, in the
-    multimodal mode, replaces the last one with the hybrid image-OSM map of the two-way block (spec 4.2). A UPerNet
-    decoder turns them into per-pixel class scores. The encoder is initialised from a pretraining checkpoint of
-    :class:`~torchgeo_geolink.tasks.GeoLinkPretrain` (whose architecture it takes), from an official GeoLink
-    checkpoint, or at random; it is fine-tuned or frozen.
+    multimodal mode, replaces the last one with the hybrid image-OSM map of the two-way block. A UPerNet decoder
+    turns them into per-pixel class scores. The encoder is initialized from a checkpoint of a GeoLink task (whose
+    architecture it takes), from either official GeoLink file (the multimodal model, or the image-only ViT for
+    ``multimodal=False``), or at random; it is fine-tuned or frozen.
+
+    What the weights imply is used unless given otherwise (see
+    :func:`~torchgeo_geolink.models.geolink_from_weights`): with an official file ``legacy=True``, the ImageNet
+    normalization (imposed on a datamodule left at its defaults) and CLIP tag embeddings (a datamodule with
+    another tag encoder is refused). Every checkpoint records the architecture actually built, so it reloads with
+    :meth:`load_from_checkpoint` alone.
 
     Metrics follow TorchGeo's :class:`~torchgeo.tasks.SemanticSegmentation` (``val_AverageJaccardIndex``,
     ``val_OverallAccuracy``, ...). Batches are those of :func:`~torchgeo_geolink.datasets.collate_geolink`
@@ -60,23 +72,27 @@ class GeoLinkSegmentation(ResumableRandomnessMixin, ClassificationMixin, BaseTas
         loss: Literal['ce', 'bce', 'jaccard', 'focal', 'dice'] = 'ce',
         class_weights: Sequence[float] | None = None,
         ignore_index: int | None = None,
-        legacy: bool = False,
+        legacy: bool | None = None,
         freeze_backbone: bool = False,
         lr: float = 1e-4,
         weight_decay: float = 0.05,
         warmup_epochs: float = 1,
         min_lr_ratio: float = 0.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        allow_tag_encoder_mismatch: bool = False,
+        architecture: dict[str, Any] | None = None,
     ) -> None:
         """Initialise a new GeoLinkSegmentation task.
 
         Args:
-            model: Name of the timm ViT of the encoder; taken from the checkpoint when *weights* is a pretraining
-                or official checkpoint.
-            weights: Initial encoder weights: the path to a Lightning checkpoint (``.ckpt``) of
-                :class:`~torchgeo_geolink.tasks.GeoLinkPretrain`, the path to an official GeoLink checkpoint
-                (``.pth``), a :class:`~torchvision.models._api.WeightsEnum` member, or ``None`` (random).
-            in_channels: Number of image bands.
-            img_size: Side of the (square) input images in pixels; a multiple of 16.
+            model: Name of the timm ViT of the encoder; taken from the weights when given.
+            weights: Initial encoder weights: the path to a Lightning checkpoint (``.ckpt``) of a GeoLink task,
+                the path to an official GeoLink file (``.pth``, multimodal or image-only), a
+                :class:`~torchgeo_geolink.models.GeoLinkWeightsEnum` member, or ``None`` (random).
+            in_channels: Number of image bands; taken from the weights when given.
+            img_size: Side of the (square) input images in pixels, a multiple of the patch size; taken from the
+                weights when given.
             multimodal: Fuse the last feature map with the OSM graph (True) or use the image alone (False).
             output_layers: 0-based ViT blocks whose token maps feed the decoder; the last ViT block gives the
                 hybrid map. ``None``: the blocks at 1/3, 1/2, 2/3 of the depth and the last (7, 11, 15, 23 for
@@ -90,12 +106,22 @@ class GeoLinkSegmentation(ResumableRandomnessMixin, ClassificationMixin, BaseTas
             loss: One of 'ce', 'bce', 'jaccard', 'focal' or 'dice'.
             class_weights: Rescaling weight of each class in the 'ce' loss.
             ignore_index: Class index ignored in the loss and metrics.
-            legacy: Reproduce the reference code's numerics (for official checkpoints).
+            legacy: Reproduce the reference code's numerics; None takes what the weights were trained with
+                (True for the official files, False without weights).
             freeze_backbone: Freeze the GeoLink encoder (fusion block included) and train the decoder only.
             lr: Peak learning rate of AdamW.
             weight_decay: AdamW weight decay (not applied to biases, norms and tokens).
             warmup_epochs: Epochs of linear warmup before the cosine decay.
             min_lr_ratio: Final learning rate as a fraction of *lr*.
+            mean: Per-band mean the images are normalized with; None takes the weights' (ImageNet for the
+                official files) or, without, the datamodule's.
+            std: Per-band standard deviation, as *mean*.
+            allow_tag_encoder_mismatch: Accept graphs embedded with another tag encoder than the weights' OSM
+                branch was trained with (a warning instead of an error).
+            architecture: GeoLink architecture hyperparameters (keys of
+                :data:`~torchgeo_geolink.models.ARCHITECTURE_DEFAULTS`). Filled in with the architecture
+                built from the weights and saved, so that a checkpoint rebuilds its model without the weights;
+                leave it None.
         """
         self.weights = weights
         super().__init__()
@@ -103,10 +129,32 @@ class GeoLinkSegmentation(ResumableRandomnessMixin, ClassificationMixin, BaseTas
     def configure_models(self) -> None:
         """Build the GeoLink encoder (from the weights when given), the fusion wrapper and the UPerNet."""
         hp = self.hparams
-        architecture = {
-            k: hp[k] for k in ('model', 'in_channels', 'img_size', 'legacy')
-        }
-        geolink: GeoLink = build_geolink(self.weights, architecture)
+        if self.weights is None and hp['architecture'] is not None:
+            # reloading a checkpoint: the recorded architecture, weights from the state dict
+            architecture = dict(hp['architecture'])
+        else:
+            architecture = {k: hp[k] for k in ('model', 'in_channels', 'img_size')}
+        geolink, provenance = geolink_from_weights(
+            self.weights, architecture, legacy=hp['legacy']
+        )
+        if self.weights is None and hp['architecture'] is not None:
+            provenance.source = 'lightning'
+            provenance.osm_trained = True
+        self.provenance = provenance
+        if hp['multimodal'] and self.weights is not None and not provenance.osm_trained:
+            warnings.warn(
+                f'{self.weights}: holds the image branch only; with multimodal=True the OSM branch and the '
+                'fusion block start at random (use multimodal=False for the image-only GeoLink)',
+                UserWarning,
+                stacklevel=2,
+            )
+        arch = provenance.architecture
+        hp['architecture'] = {k: arch[k] for k in ARCHITECTURE_DEFAULTS if k in arch}
+        hp['model'], hp['in_channels'] = arch['model'], arch['in_channels']
+        hp['img_size'] = geolink.img_size[0]
+        hp['legacy'] = geolink.legacy
+        if hp['mean'] is None and hp['std'] is None and provenance.mean is not None:
+            hp['mean'], hp['std'] = list(provenance.mean), list(provenance.std or [])
         depth = len(cast(nn.Sequential, geolink.img_encoder.blocks))
         layers = hp['output_layers']
         if layers is None:
@@ -126,6 +174,36 @@ class GeoLinkSegmentation(ResumableRandomnessMixin, ClassificationMixin, BaseTas
         if hp['freeze_backbone']:
             self.model.encoder.requires_grad_(False)
             self.model.encoder.eval()
+
+    def uses_osm(self) -> bool:
+        """Tell whether the model sees the OSM graphs.
+
+        Returns:
+            The ``multimodal`` hyperparameter.
+        """
+        return bool(self.hparams['multimodal'])
+
+    def trains_osm(self) -> bool:
+        """Tell whether fitting trains the OSM branch.
+
+        Returns:
+            True in the multimodal mode with an encoder that is not frozen.
+        """
+        return self.uses_osm() and not self.hparams['freeze_backbone']
+
+    def setup(self, stage: str) -> None:
+        """Agree with the datamodule on the normalization and check its tag encoder against the weights.
+
+        Args:
+            stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.
+
+        Raises:
+            TagEncoderMismatchError: If the datamodule's tag encoder is not the one of the weights (multimodal
+                mode, unless ``allow_tag_encoder_mismatch``).
+        """
+        super().setup(stage)
+        sync_normalization(self)
+        self.check_provenance(stage)
 
     def train(self, mode: bool = True) -> Self:
         """Set the training mode, keeping a frozen encoder in eval mode.
@@ -245,43 +323,93 @@ class GeoLinkSegmentation(ResumableRandomnessMixin, ClassificationMixin, BaseTas
             self._log_figure(batch, y_hat, batch_idx)
 
     def _log_figure(self, batch: dict[str, Any], y_hat: Tensor, batch_idx: int) -> None:
-        """Log the first sample of a batch with its prediction when the logger can show figures.
+        """Log the first sample of a batch (image, mask, prediction) when the logger can show figures.
 
         Args:
             batch: A collated batch.
             y_hat: Scores of the batch.
             batch_idx: Index of the batch.
         """
-        datamodule = getattr(self.trainer, 'datamodule', None)
         experiment = getattr(self.logger, 'experiment', None) if self.logger else None
-        if not (
-            isinstance(datamodule, BaseDataModule) and hasattr(experiment, 'add_figure')
-        ):
+        if not hasattr(experiment, 'add_figure'):
             return
-        image = batch['image'][:1]
+        image = batch['image'][:1].detach()
+        datamodule = getattr(self.trainer, 'datamodule', None)
         mean, std = getattr(datamodule, 'mean', None), getattr(datamodule, 'std', None)
         if mean is not None and std is not None:
-            image = K.Denormalize(mean, std)(image)
-        prediction = (
-            (y_hat[:1].sigmoid() >= 0.5).long()
-            if self.hparams['task'] != 'multiclass'
-            else y_hat[:1].argmax(1)
-        )
-        sample = {
+            image = K.Denormalize(mean.to(image.device), std.to(image.device))(image)
+        sample: dict[str, Any] = {
             'image': image[0].cpu(),
             'mask': batch['mask'][0].cpu(),
-            'prediction': prediction[0].cpu(),
+            'prediction': self._labels(y_hat[:1])[0].cpu(),
         }
-        fig: Figure | None = None
-        try:
-            fig = datamodule.plot(sample)
-        except (RGBBandsMissingError, KeyError, TypeError, ValueError):
-            fig = None
-        if fig is not None:
-            experiment.add_figure(
-                f'image/{batch_idx}', fig, global_step=self.global_step
+        graph = batch.get('graph')
+        if self.hparams['multimodal'] and graph is not None:
+            sample['graph'] = graph.get_example(0).cpu()
+        fig = self.plot(sample)
+        experiment.add_figure(f'image/{batch_idx}', fig, global_step=self.global_step)
+        plt.close(fig)
+
+    def _labels(self, y_hat: Tensor) -> Tensor:
+        """Hard predictions from scores.
+
+        Args:
+            y_hat: Scores ``(B, K, H, W)`` (``(B, H, W)`` for binary tasks).
+
+        Returns:
+            Class indices ``(B, H, W)`` (0/1 per label ``(B, K, H, W)`` for multilabel tasks).
+        """
+        if self.hparams['task'] == 'multiclass':
+            return y_hat.argmax(1)
+        return (y_hat.sigmoid() >= 0.5).long()
+
+    def plot(self, sample: Mapping[str, Any], suptitle: str | None = None) -> Figure:
+        """Draw a sample as TorchGeo's datasets do: image | mask | prediction.
+
+        Args:
+            sample: ``image`` ``(C, H, W)`` (not normalized), ``mask`` and ``prediction`` ``(H, W)`` class
+                indices (a multilabel sample shows its first label), optionally one OSM ``graph`` drawn over the
+                image.
+            suptitle: Optional figure title.
+
+        Returns:
+            The figure.
+
+        .. versionadded:: 0.1
+        """
+        fig, axes = plt.subplots(1, 3, figsize=(12, 4), layout='constrained')
+        image = sample['image']
+        if sample.get('graph') is not None:
+            plot_graph(image, sample['graph'], ax=axes[0], title='Image and OSM graph')
+        else:
+            plot_image(image, ax=axes[0], title='Image')
+        hp = self.hparams
+        num_classes = int(hp['num_classes'] or hp['num_labels'] or 2)
+        cmap = plt.get_cmap(
+            'tab10' if num_classes <= 10 else 'tab20', max(num_classes, 2)
+        )
+        for ax, key, title in (
+            (axes[1], 'mask', 'Mask'),
+            (axes[2], 'prediction', 'Prediction'),
+        ):
+            labels = torch.as_tensor(sample[key])
+            if labels.dim() == 3:
+                labels = labels[0]
+            values = labels.double().numpy()
+            if hp['ignore_index'] is not None:
+                values[labels.numpy() == hp['ignore_index']] = np.nan
+            ax.imshow(
+                values,
+                cmap=cmap,
+                vmin=-0.5,
+                vmax=max(num_classes, 2) - 0.5,
+                interpolation='none',
             )
-            plt.close(fig)
+            ax.set_title(title)
+            ax.set_axis_off()
+        if suptitle is not None:
+            fig.suptitle(suptitle)
+        return fig
 
     def test_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
