@@ -28,6 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import InvalidFeatureError
+from ..osm.encoders import CachedTagEncoder
 from ..osm.geometry import NODE_KIND_OF_TYPE_ID
 from ..osm.graph import OSMGraphBuilder
 from ..osm.positions import node_sample_points
@@ -282,6 +283,9 @@ class OSMStore:
         dim = self.builder.dim
         table = np.zeros((len(strings), dim), dtype=np.float32)
         encoder = self.builder.embedder.encoder
+        if isinstance(encoder, CachedTagEncoder) and encoder.cache_dir is None:
+            # The table below is the cache: an in-memory cache would hold a second copy.
+            encoder = encoder.encoder
         starts = range(0, len(strings), ENCODE_BATCH)
         for a in self._bar(starts, 'Encoding OSM tags', unit='batch'):
             batch = strings[a : a + ENCODE_BATCH]

@@ -17,6 +17,7 @@ __all__ = (
     'check_split_fractions',
     'collate_geolink',
     'graph_to_sample',
+    'merge_keep_first',
     'sample_to_graph',
     'unbind_geolink',
 )
@@ -199,3 +200,25 @@ def unbind_geolink(batch: Mapping[str, Any]) -> list[Sample]:
         for sample, graph in zip(samples, graphs, strict=True):
             sample.update(graph_to_sample(graph))
     return samples
+
+
+def merge_keep_first(samples: Iterable[Sample]) -> Sample:
+    """Join the samples of intersected datasets: keys are united and the first dataset wins on shared keys.
+
+    Used instead of :func:`~torchgeo.datasets.concat_samples` so that ``image & labels & osm`` keeps the image's
+    9-element ``bounds`` and ``transform`` (rather than concatenating them to 18) while adding ``mask`` and the
+    ``osm_*`` keys.
+
+    Args:
+        samples: one sample per dataset, left to right.
+
+    Returns:
+        The joined sample.
+
+    .. versionadded:: 0.1
+    """
+    out: Sample = {}
+    for sample in samples:
+        for key, value in sample.items():
+            out.setdefault(key, value)
+    return out

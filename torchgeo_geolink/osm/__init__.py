@@ -18,6 +18,7 @@ from .encoders import (
     HashingTagEncoder,
     SentenceTransformerTagEncoder,
     TagEncoder,
+    make_tag_encoder,
 )
 from .geometry import NodeGeometries, split_by_type
 from .graph import OSMGraphBuilder, empty_graph, graph_from_parts
@@ -63,6 +64,7 @@ __all__ = (
     'from_official_graph',
     'graph_from_parts',
     'line_positions',
+    'make_tag_encoder',
     'normalize_key',
     'normalize_xy',
     'parse_hstore',

@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ __all__ = (
     'HashingTagEncoder',
     'SentenceTransformerTagEncoder',
     'TagEncoder',
+    'make_tag_encoder',
 )
 
 _WORD = re.compile(r'[^\W_]+', re.UNICODE)
@@ -474,3 +475,43 @@ class CachedTagEncoder:
             The representation.
         """
         return f'{type(self).__name__}({self.encoder!r}, cache_dir={self.cache_dir}, size={len(self)})'
+
+
+def make_tag_encoder(
+    name: Literal['hashing', 'clip', 'sentence-transformers'],
+    model: str | None = None,
+    dim: int = 512,
+    cache_dir: str | None = None,
+) -> TagEncoder:
+    """Build a tag encoder from plain options (as given on the command line or in YAML).
+
+    Args:
+        name: ``'hashing'`` (offline, default), ``'clip'`` (GeoLink's reference) or ``'sentence-transformers'``.
+        model: model name or folder of the text model (None: the encoder's default).
+        dim: embedding width of the hashing encoder.
+        cache_dir: folder of an on-disk embedding cache (None: in memory only).
+
+    Returns:
+        The encoder (wrapped in a cache for the text models).
+
+    Raises:
+        ValueError: if *name* is unknown.
+
+    .. versionadded:: 0.1
+    """
+    match name:
+        case 'hashing':
+            return HashingTagEncoder(dim=dim)
+        case 'clip':
+            encoder: TagEncoder = CLIPTagEncoder(model) if model else CLIPTagEncoder()
+        case 'sentence-transformers':
+            encoder = (
+                SentenceTransformerTagEncoder(model)
+                if model
+                else SentenceTransformerTagEncoder()
+            )
+        case _:
+            raise ValueError(
+                f"tag_encoder must be 'hashing', 'clip' or 'sentence-transformers', got {name!r}"
+            )
+    return CachedTagEncoder(encoder, cache_dir)
