@@ -81,6 +81,10 @@ _EXTERNAL = (
     'dataclasses',
     'concurrent',
     'affine',
+    'litdata',
+    'ray',
+    'pyarrow',
+    'argparse',
 )
 _BUILTINS = (
     'int',

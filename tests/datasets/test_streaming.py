@@ -18,6 +18,7 @@ from torch_geometric.data import Batch
 
 from tests.conftest import HELSINKI_PBF, write_geotiff
 from torchgeo_geolink.errors import PreparedDataError
+from torchgeo_geolink.osm import HashingTagEncoder
 
 litdata = pytest.importorskip('litdata')
 
@@ -104,7 +105,14 @@ def test_two_ranks_share_each_epoch(corpus: Path, tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    mp.spawn(_rank, args=(port, str(corpus), str(tmp_path)), nprocs=2, join=True)
+    # Forked ranks (a real gloo process group) start without re-importing the test's modules.
+    mp.start_processes(
+        _rank,
+        args=(port, str(corpus), str(tmp_path)),
+        nprocs=2,
+        join=True,
+        start_method='fork',
+    )
     ranks = [json.loads((tmp_path / f'{r}.json').read_text()) for r in range(2)]
     everything = sorted(f'tile_{k}' for k in range(TRAIN))
     for epoch in range(2):
@@ -126,6 +134,7 @@ def test_samples_and_datamodule(corpus: Path) -> None:
     assert sample['osm_bounds'].dtype == torch.float64
     assert 'name' not in sample
     dm = GeoLinkStreamingTilesDataModule(str(corpus), batch_size=4, seed=1)
+    assert dm.tag_encoder_identity == HashingTagEncoder().identity
     dm.setup('fit')
     batch = next(iter(dm.train_dataloader()))
     assert batch['image'].shape == (4, 3, 30, 30)

@@ -3,7 +3,9 @@
 
 """DataModule for GeoLink's tile format (image, label and official graph per tile)."""
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -105,10 +107,11 @@ class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
         num_workers: int = 0,
         size: int | None = None,
         seed: int = 0,
-        mean: float | Sequence[float] = 0.0,
-        std: float | Sequence[float] = 255.0,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
         augment: bool = True,
         color_jitter: bool = True,
+        color_jitter_max: float = 255.0,
         crop_scale: tuple[float, float] = (0.35, 1.0),
     ) -> None:
         """Initialise a new GeoLinkStreamingTilesDataModule instance.
@@ -119,27 +122,40 @@ class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
             num_workers: DataLoader worker processes.
             size: resize every tile to ``size x size`` pixels (None: tiles must share one size).
             seed: seed of the per-epoch shuffle of the training split.
-            mean: per-channel mean subtracted from the images.
-            std: per-channel divisor of the images (default 255: 8-bit tiles to ``[0, 1]``).
+            mean: per-channel mean subtracted from the images (None: the default of
+                :class:`GeoLinkTilesDataModule`).
+            std: per-channel divisor of the images (None: the default of :class:`GeoLinkTilesDataModule`, 8-bit
+                tiles to ``[0, 1]``).
             augment: jointly augment training images, masks and graphs.
             color_jitter: also jitter training image colors.
+            color_jitter_max: intensity of white in the raw tiles (255 for 8-bit tiles).
             crop_scale: range of the random crop's area fraction.
         """
         from ..datasets.streaming import GeoLinkStreamingTiles
 
+        normalization = {
+            k: v for k, v in (('mean', mean), ('std', std)) if v is not None
+        }
         super().__init__(
             root=root,
             batch_size=batch_size,
             num_workers=num_workers,
             size=size,
-            mean=mean,
-            std=std,
             augment=augment,
             color_jitter=color_jitter,
+            color_jitter_max=color_jitter_max,
             crop_scale=crop_scale,
+            **normalization,
         )
         self.dataset_class = GeoLinkStreamingTiles
         self.kwargs = {'root': root, 'size': size, 'seed': seed}
+        # The corpus's graphs come from the tag encoder recorded by the prepare run.
+        manifest = Path(root) / 'manifest.json'
+        self.tag_encoder_identity = (
+            json.loads(manifest.read_text('utf-8')).get('tag_encoder')
+            if manifest.exists()
+            else None
+        )
 
     def _dataloader_factory(self, split: str) -> DataLoader[Sample]:
         """Build the streaming DataLoader of a split.
