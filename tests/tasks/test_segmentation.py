@@ -4,6 +4,7 @@
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
@@ -151,3 +152,25 @@ def test_init_from_pretraining_checkpoint(tmp_path: Path) -> None:
         assert torch.equal(a, b), name
     with pytest.raises(CheckpointError, match='not found'):
         GeoLinkSegmentation(weights=str(tmp_path / 'nope.ckpt'), num_classes=3)
+
+
+def test_plot_draws_image_mask_prediction() -> None:
+    task = GeoLinkSegmentation(**SEG, ignore_index=255)
+    batch = make_batch(1)
+    mask = batch['mask'][0].clone()
+    mask[:4] = 255
+    prediction = (batch['mask'][0] + 1) % 4
+    graph = batch['graph'].get_example(0)
+    sample = {'image': batch['image'][0], 'mask': mask, 'prediction': prediction}
+    fig = task.plot(sample | {'graph': graph}, suptitle='tile')
+    titles = [ax.get_title() for ax in fig.axes[:3]]
+    assert titles == ['Image and OSM graph', 'Mask', 'Prediction']
+    shown_mask = np.ma.filled(fig.axes[1].images[0].get_array(), -1)
+    expected = mask.double().numpy()
+    expected[mask.numpy() == 255] = np.nan
+    assert np.array_equal(
+        np.nan_to_num(shown_mask, nan=-1), np.nan_to_num(expected, nan=-1)
+    )
+    shown = np.ma.filled(fig.axes[2].images[0].get_array(), -1)
+    assert np.array_equal(shown, prediction.double().numpy())
+    assert [ax.get_title() for ax in task.plot(sample).axes[:1]] == ['Image']

@@ -1,0 +1,158 @@
+# Copyright (c) torchgeo-geolink Contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""The two official-weights YAMLs through TorchGeo's CLI, on weights written here in the official layout."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from PIL import Image
+from rasterio.transform import from_origin
+from torch_geometric.data import HeteroData
+from torchgeo.main import main
+
+from torchgeo_geolink.models import GeoLink, save_official_checkpoint
+from torchgeo_geolink.tasks import GeoLinkSegmentation
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = ['geolink_ufz_official.yaml', 'geolink_finetune_official.yaml']
+#: A small ViT in place of ViT-L (the official architecture name is read from the file).
+VIT = 'vit_tiny_patch16_224'
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / 'geolink_mutimodal_vit_tiny.pth'
+    save_official_checkpoint(
+        GeoLink(VIT, img_size=32, legacy=True), path, gat_naming='lin_src'
+    )
+    return path
+
+
+@pytest.fixture
+def tiles(tmp_path: Path) -> Path:
+    """Four 32 x 32 UFZ-style tiles (raw labels 0..9) with official graphs (positions inside x)."""
+    root = tmp_path / 'ufz'
+    for d in ('img', 'label', 'graph'):
+        (root / d).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+            root / 'img' / f't{i}.png'
+        )
+        Image.fromarray(rng.integers(0, 10, (32, 32), dtype=np.uint8)).save(
+            root / 'label' / f't{i}.png'
+        )
+        graph = HeteroData()
+        pos = torch.tensor([[0.4, 0.4, 0.6, 0.4, 0.5, 0.6, 0.5, 0.5]])
+        graph['polygon'].x = torch.cat([torch.randn(1, 512), pos], dim=1)
+        graph['polygon', 'to', 'polygon'].edge_index = torch.tensor([[0], [0]])
+        graph['polygon', 'to', 'polygon'].edge_attr = torch.eye(6)[:1]
+        torch.save(graph, root / 'graph' / f't{i}.pt')
+    return root
+
+
+@pytest.fixture
+def clip_folder(tmp_path: Path) -> Path:
+    """A tiny random CLIP text model of width 512, in a folder named as the official tag encoder's model."""
+    transformers = pytest.importorskip('transformers')
+    chars = [chr(c) for c in range(33, 127)]
+    tokens = [*chars, *(c + '</w>' for c in chars), '<|startoftext|>', '<|endoftext|>']
+    tokenizer = transformers.CLIPTokenizer(
+        vocab={t: i for i, t in enumerate(tokens)}, merges=[]
+    )
+    config = transformers.CLIPTextConfig(
+        vocab_size=len(tokens),
+        hidden_size=512,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=8,
+        max_position_embeddings=40,
+        bos_token_id=len(tokens) - 2,
+        eos_token_id=len(tokens) - 1,
+        pad_token_id=len(tokens) - 1,
+    )
+    torch.manual_seed(0)
+    path = tmp_path / 'clip-vit-base-patch16'
+    transformers.CLIPTextModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def own_data(tmp_path: Path, city_raster: Path, city_gpkg: Path) -> list[str]:
+    with rasterio.open(city_raster) as src:
+        profile = src.profile | {'count': 1, 'dtype': 'uint8'}
+        height, width = src.height, src.width
+        transform = src.transform
+    assert transform == from_origin(transform.c, transform.f, 1.0, 1.0)
+    labels = np.random.default_rng(0).integers(0, 2, (1, height, width), dtype=np.uint8)
+    with rasterio.open(tmp_path / 'labels.tif', 'w', **profile) as dst:
+        dst.write(labels)
+    return [
+        '--data.init_args.image_paths', str(city_raster),
+        '--data.init_args.osm_paths', str(city_gpkg),
+        '--data.init_args.label_paths', str(tmp_path / 'labels.tif'),
+        '--data.init_args.patch_size', '32',
+        '--data.init_args.length', '4',
+        '--data.init_args.tag_cache_dir', str(tmp_path / 'tags'),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_official_config_prints(
+    config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(['fit', '--config', str(REPO / config), '--print_config'])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert 'class_path: torchgeo_geolink.tasks.GeoLinkSegmentation' in printed
+    assert 'geolink_mutimodal_vit_large_patch16_224.pth' in printed
+    assert 'freeze_backbone: true' in printed or 'freeze_backbone: false' in printed
+
+
+def run(
+    config: str, args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    main([
+        'fit', '--config', str(REPO / config), *args,
+        '--trainer.accelerator', 'cpu', '--trainer.fast_dev_run', 'true',
+        '--trainer.enable_progress_bar', 'false', '--trainer.default_root_dir', str(tmp_path),
+        '--data.init_args.batch_size', '2', '--data.init_args.num_workers', '0',
+        '--model.init_args.decoder_channels', '16',
+    ])  # fmt: skip
+
+
+def test_ufz_official_fast_dev_run(
+    weights: Path, tiles: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = [
+        '--model.init_args.weights', str(weights),
+        '--data.init_args.root', str(tiles),
+        '--data.init_args.size', '32',
+    ]  # fmt: skip
+    run('geolink_ufz_official.yaml', args, tmp_path, monkeypatch)
+    # the frozen official encoder runs with the numerics the file implies
+    task = GeoLinkSegmentation(weights=str(weights), num_classes=9, decoder_channels=16)
+    assert task.hparams['legacy']
+
+
+def test_finetune_official_fast_dev_run(
+    weights: Path,
+    own_data: list[str],
+    clip_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = [
+        *own_data,
+        '--model.init_args.weights', str(weights),
+        '--data.init_args.tag_encoder_model', str(clip_folder),
+    ]  # fmt: skip
+    run('geolink_finetune_official.yaml', args, tmp_path, monkeypatch)
