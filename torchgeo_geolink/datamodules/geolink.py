@@ -3,7 +3,7 @@
 
 """GeoLink DataModule: raster imagery joined with OpenStreetMap graphs (``image & osm``), split by region."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,20 +14,13 @@ from pyproj import CRS
 from torch import nn
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import GeoDataset, IntersectionDataset, RasterDataset
-from torchgeo.datasets.utils import Sample
 
 from ..datasets.demo import DemoImage, DemoLabels, build_demo
 from ..datasets.osm import OSMDataset
 from ..datasets.raster import WindowedRasterDataset
-from ..datasets.utils import check_split_fractions, collate_geolink
-from ..osm import (
-    CachedTagEncoder,
-    CLIPTagEncoder,
-    HashingTagEncoder,
-    SentenceTransformerTagEncoder,
-    TagEncoder,
-)
-from ..samplers import OSMGriddedPatchSampler, OSMRandomPatchSampler
+from ..datasets.utils import check_split_fractions, collate_geolink, merge_keep_first
+from ..osm.encoders import make_tag_encoder
+from ..samplers import OSMGriddedPatchSampler, OSMRandomPatchSampler, find_osm_dataset
 from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
 
 __all__ = ('GeoLinkDataModule', 'make_tag_encoder', 'merge_keep_first', 'region_rois')
@@ -41,26 +34,6 @@ class _LabelRaster(WindowedRasterDataset):
     """Any single-band raster of class labels, read as ``'mask'``."""
 
     is_image = False
-
-
-def merge_keep_first(samples: Iterable[Sample]) -> Sample:
-    """Join the samples of intersected datasets: keys are united and the first dataset wins on shared keys.
-
-    Used instead of :func:`~torchgeo.datasets.concat_samples` so that ``image & labels & osm`` keeps the image's
-    9-element ``bounds`` and ``transform`` (rather than concatenating them to 18) while adding ``mask`` and the
-    ``osm_*`` keys.
-
-    Args:
-        samples: one sample per dataset, left to right.
-
-    Returns:
-        The joined sample.
-    """
-    out: Sample = {}
-    for sample in samples:
-        for key, value in sample.items():
-            out.setdefault(key, value)
-    return out
 
 
 def region_rois(
@@ -114,44 +87,6 @@ def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
     if isinstance(paths, str | Path):
         return [str(paths)]
     return [str(p) for p in paths]
-
-
-def make_tag_encoder(
-    name: Literal['hashing', 'clip', 'sentence-transformers'],
-    model: str | None = None,
-    dim: int = 512,
-    cache_dir: str | None = None,
-) -> TagEncoder:
-    """Build a tag encoder from plain options (as given on the command line or in YAML).
-
-    Args:
-        name: ``'hashing'`` (offline, default), ``'clip'`` (GeoLink's reference) or ``'sentence-transformers'``.
-        model: model name or folder of the text model (None: the encoder's default).
-        dim: embedding width of the hashing encoder.
-        cache_dir: folder of an on-disk embedding cache (None: in memory only).
-
-    Returns:
-        The encoder (wrapped in a cache for the text models).
-
-    Raises:
-        ValueError: if *name* is unknown.
-    """
-    match name:
-        case 'hashing':
-            return HashingTagEncoder(dim=dim)
-        case 'clip':
-            encoder: TagEncoder = CLIPTagEncoder(model) if model else CLIPTagEncoder()
-        case 'sentence-transformers':
-            encoder = (
-                SentenceTransformerTagEncoder(model)
-                if model
-                else SentenceTransformerTagEncoder()
-            )
-        case _:
-            raise ValueError(
-                f"tag_encoder must be 'hashing', 'clip' or 'sentence-transformers', got {name!r}"
-            )
-    return CachedTagEncoder(encoder, cache_dir)
 
 
 class GeoLinkDataModule(GeoDataModule):
@@ -428,20 +363,5 @@ class GeoLinkDataModule(GeoDataModule):
         """
         if self.geo_dataset is None:
             return None
-        osm = next(d for d in _leaves(self.geo_dataset) if isinstance(d, OSMDataset))
+        osm = find_osm_dataset(self.geo_dataset)
         return osm.plot(dict(sample), show_titles=show_titles, suptitle=suptitle)
-
-
-def _leaves(dataset: GeoDataset) -> list[GeoDataset]:
-    """The leaf datasets of an intersection/union tree, left to right.
-
-    Args:
-        dataset: a dataset.
-
-    Returns:
-        The leaf datasets.
-    """
-    children = getattr(dataset, 'datasets', None)
-    if not children:
-        return [dataset]
-    return [leaf for child in children for leaf in _leaves(child)]
