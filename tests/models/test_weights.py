@@ -316,8 +316,13 @@ def test_export_vit_round_trip(tmp_path: Path) -> None:
 
 def test_architecture_defaults_one_source() -> None:
     signature = inspect.signature(GeoLinkPretrain.__init__).parameters
-    shared = [k for k in ARCHITECTURE_DEFAULTS if k in signature and k != 'img_size']
-    assert len(shared) == len(ARCHITECTURE_DEFAULTS) - 1
+    shared = [
+        k
+        for k in ARCHITECTURE_DEFAULTS
+        if k in signature and k not in ('img_size', 'legacy')
+    ]
+    assert len(shared) == len(ARCHITECTURE_DEFAULTS) - 2
+    assert signature['legacy'].default is None  # None: the weights' numerics
     for key in shared:
         assert signature[key].default == ARCHITECTURE_DEFAULTS[key], key
 

@@ -172,3 +172,15 @@ def test_every_checkpoint_reloads_alone(
     assert from_pretraining.hparams['architecture']['osm_hidden_channels'] == 16
     assert from_pretraining.provenance is not None
     assert from_pretraining.provenance.tag_encoder == HASHING
+
+
+def test_pretrain_takes_the_official_numerics(multimodal: Path, vit: Path) -> None:
+    task = GeoLinkPretrain(model=VIT, img_size=32, weights=str(multimodal))
+    assert task.hparams['legacy'] and task.model.legacy
+    assert task.provenance is not None and task.provenance.osm_trained
+    with pytest.warns(UserWarning, match='trained with legacy=True'):
+        image_only = GeoLinkPretrain(
+            model=VIT, img_size=32, weights=str(vit), legacy=False
+        )
+    assert not image_only.model.legacy
+    assert image_only.provenance is not None and not image_only.provenance.osm_trained

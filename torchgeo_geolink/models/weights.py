@@ -1069,15 +1069,19 @@ def geolink_from_weights(
 
 
 def load_geolink_weights(
-    model: GeoLink, weights: 'str | os.PathLike[str] | WeightsEnum'
+    model: GeoLink,
+    weights: 'str | os.PathLike[str] | WeightsEnum',
+    follow_legacy: bool = False,
 ) -> WeightsProvenance:
     """Load any GeoLink weights (see :func:`geolink_from_weights`) into an existing model of their architecture.
 
     The image-only file fills the image branch only; every other file must fit the model strictly.
 
     Args:
-        model: The model; its ``legacy`` is kept (a warning says when the weights were trained otherwise).
+        model: The model; its ``legacy`` is kept (a warning says when the weights were trained otherwise)
+            unless *follow_legacy*.
         weights: A file path or a :class:`GeoLinkWeightsEnum` member.
+        follow_legacy: Set the model's ``legacy`` to what the weights were trained with.
 
     Returns:
         The weights' provenance.
@@ -1087,7 +1091,10 @@ def load_geolink_weights(
 
     .. versionadded:: 0.1
     """
-    loaded, provenance = geolink_from_weights(weights, legacy=model.legacy)
+    loaded, provenance = geolink_from_weights(
+        weights, legacy=None if follow_legacy else model.legacy
+    )
+    model.legacy = loaded.legacy
     state = loaded.state_dict()
     source = str(weights)
     if provenance.osm_trained:
