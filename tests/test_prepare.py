@@ -136,7 +136,11 @@ def in_crs(features: gpd.GeoDataFrame, crs: str) -> gpd.GeoDataFrame:
     geoms = out.geometry.to_numpy().copy()
     bad = ~shapely.is_valid(geoms)
     geoms[bad] = shapely.make_valid(geoms[bad])
-    return out.set_geometry(gpd.GeoSeries(geoms, index=out.index, crs=out.crs))
+    return gpd.GeoDataFrame(
+        {'tags': out['tags']},
+        geometry=gpd.GeoSeries(geoms, index=out.index, crs=out.crs),
+        crs=out.crs,
+    )
 
 
 def stored(root: Path) -> dict[str, dict[str, Tensor]]:
@@ -145,7 +149,7 @@ def stored(root: Path) -> dict[str, dict[str, Tensor]]:
         ds = GeoLinkStreamingTiles(root, split, images=False, metadata=True)
         for i in range(len(ds)):
             sample = ds[i]
-            samples[sample.pop('name')] = sample
+            samples[str(sample.pop('name'))] = sample
     return samples
 
 

@@ -61,11 +61,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pyogrio
+import pyogrio.errors
 import shapely
 import torch
 from pyproj import CRS, Transformer
 from torch import Tensor
 
+from .datasets.utils import graph_to_sample
 from .errors import OSMFileError, PreparedDataError, TileError
 from .osm import (
     CachedTagEncoder,
@@ -154,7 +156,7 @@ def _split_of(name: str, val_fraction: float, test_fraction: float) -> str:
 
 def _expand(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-    suffixes: Sequence[str],
+    suffixes: tuple[str, ...],
 ) -> list[Path]:
     """Expand files and folders (searched recursively for ``suffixes``) into a sorted list of files.
 
@@ -232,7 +234,8 @@ def _index_from_frame(
             )
             raise TileError(msg)
     if 'crs' in frame.columns:
-        crss = [str(CRS.from_user_input(c).to_string()) for c in frame['crs']]
+        known = {str(c): CRS.from_user_input(c).to_string() for c in set(frame['crs'])}
+        crss = [known[str(c)] for c in frame['crs']]
     else:
         chosen = frame_crs if frame_crs is not None else crs
         if chosen is None:
@@ -570,7 +573,9 @@ class TagTable:
         cached = (
             encoder
             if isinstance(encoder, CachedTagEncoder)
-            else CachedTagEncoder(encoder, cache_dir)
+            else CachedTagEncoder(
+                encoder, None if cache_dir is None else Path(cache_dir)
+            )
         )
         before = len(cached)
         embeddings = (
@@ -837,7 +842,7 @@ def _tile_boxes_in(plan: pd.DataFrame, crs: str) -> np.ndarray:
     out = np.empty(len(plan), dtype=object)
     for tile_crs, rows in plan.groupby('crs').indices.items():
         sub = plan.iloc[rows][['xmin', 'ymin', 'xmax', 'ymax']].to_numpy()
-        sub = _transform_boxes(sub, tile_crs, crs)
+        sub = _transform_boxes(sub, str(tile_crs), crs)
         out[rows] = shapely.box(*sub.T)
     return out
 
@@ -944,6 +949,44 @@ def _shard_config(output: Path) -> dict[str, Any]:
     return json.loads((output / 'manifest.json').read_text('utf-8'))
 
 
+def _tile_groups(
+    plan: pd.DataFrame, sparsity: float = 16.0
+) -> list[tuple[str, pd.DataFrame]]:
+    """Split a shard's tiles into groups of one CRS whose union box is compact, to read their OSM at once.
+
+    Tiles are taken in plan (Hilbert) order; a tile joins the current group while the group's union box stays
+    within ``sparsity`` times the tiles' summed area (a shard of scattered tiles then reads several small boxes
+    instead of one box spanning them all).
+
+    Args:
+        plan: The shard's rows of the plan.
+        sparsity: Largest ratio of a group's union box area to its tiles' summed area.
+
+    Returns:
+        ``(crs, tiles)`` per group.
+    """
+    groups: list[tuple[str, pd.DataFrame]] = []
+    for crs, rows in plan.groupby('crs', sort=True).indices.items():
+        boxes = plan.iloc[rows][['xmin', 'ymin', 'xmax', 'ymax']].to_numpy()
+        start = 0
+        union = boxes[0].copy()
+        area = 0.0
+        for k, box in enumerate(boxes):
+            grown = np.concatenate(
+                [np.minimum(union[:2], box[:2]), np.maximum(union[2:], box[2:])]
+            )
+            tile_area = (box[2] - box[0]) * (box[3] - box[1])
+            if k > start and (grown[2] - grown[0]) * (
+                grown[3] - grown[1]
+            ) > sparsity * (area + tile_area):
+                groups.append((str(crs), plan.iloc[rows[start:k]]))
+                start, union, area = k, box.copy(), tile_area
+            else:
+                union, area = grown, area + tile_area
+        groups.append((str(crs), plan.iloc[rows[start:]]))
+    return groups
+
+
 def build_shard(
     shard: int, output: str | os.PathLike[str], builder: OSMGraphBuilder | None = None
 ) -> dict[str, Any]:
@@ -955,17 +998,20 @@ def build_shard(
         builder: Graph builder to use (default: one answering from the run's tag table, with the run's settings).
 
     Returns:
-        The shard's marker: ``shard``, tiles per split, ``nodes``, ``edges`` and ``seconds``.
+        The shard's marker: ``shard``, tiles per split, ``nodes``, ``edges`` and ``seconds`` (reading, building
+        and writing the shard).
 
     Raises:
         PreparedDataError: If the folder is not a planned run or a tag string is missing from its table.
     """
-    start = time.perf_counter()
     output = Path(output)
     marker = output / 'shards' / f'{shard:06d}.json'
     config = _shard_config(output)
     if builder is None:
         builder = _run_builder(output)
+    start = (
+        time.perf_counter()
+    )  # the builder is made once per process: not part of the shard's time
     plan = pd.read_parquet(output / 'plan.parquet', filters=[('shard', '==', shard)])
     if plan.empty:
         msg = f'{output}: shard {shard} is not in the plan'
@@ -974,12 +1020,9 @@ def build_shard(
         json.loads((output / 'osm' / f'{i:04d}.json').read_text('utf-8'))
         for i in range(len(config['sources']))
     ]
-    from .datasets.utils import graph_to_sample
-
     samples: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     nodes = edges = 0
-    for tile_crs, rows in plan.groupby('crs', sort=True).indices.items():
-        tiles = plan.iloc[rows]
+    for tile_crs, tiles in _tile_groups(plan):
         xmin, ymin = tiles['xmin'].min(), tiles['ymin'].min()
         xmax, ymax = tiles['xmax'].max(), tiles['ymax'].max()
         parts = []
@@ -989,7 +1032,9 @@ def build_shard(
             box = (xmin, ymin, xmax, ymax)
             same = CRS.from_user_input(source['crs']) == CRS.from_user_input(tile_crs)
             if not same:
-                box = tuple(_transform_boxes(np.array(box), tile_crs, source['crs'])[0])
+                box = tuple(
+                    _transform_boxes(np.array(box), str(tile_crs), source['crs'])[0]
+                )
             frame = gpd.read_parquet(
                 output / 'osm' / f'{source["source"]:04d}.parquet',
                 columns=['row', 'tags', 'geometry'],
@@ -1303,8 +1348,7 @@ def prepare(
     plan = _plan_shards(index, tiles_per_shard)
     num_shards = int(plan['shard'].max()) + 1
     plan_hash = hashlib.blake2b(
-        pd.util.hash_pandas_object(plan, index=False).to_numpy().tobytes(),
-        digest_size=16,
+        plan.to_csv(index=False).encode(), digest_size=16
     ).hexdigest()
     manifest = {
         'format_version': FORMAT_VERSION,
@@ -1337,7 +1381,8 @@ def prepare(
             )
             raise PreparedDataError(msg)
     else:
-        plan.to_parquet(output / 'plan.parquet', index=False)
+        # Small row groups: each shard task reads only its own (the plan is sorted by shard).
+        plan.to_parquet(output / 'plan.parquet', index=False, row_group_size=4096)
         _atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     seconds['plan'] = time.perf_counter() - clock
     say(
@@ -1366,7 +1411,7 @@ def prepare(
         if todo and use_ray:
             rows = [{'source': i, 'path': str(sources[i])} for i in todo]
             ray.data.from_items(rows, override_num_blocks=len(rows)).map(
-                _stage_row, fn_kwargs={'output': str(output)}, num_cpus=1
+                functools.partial(_stage_row, output=str(output)), num_cpus=1
             ).materialize()
         else:
             for i in todo:
@@ -1410,9 +1455,8 @@ def prepare(
             assert num_workers is not None
             items = [{'shard': s} for s in todo]
             ray.data.from_items(items, override_num_blocks=len(items)).map(
-                _shard_row,
-                fn_kwargs={'output': str(output)},
-                concurrency=min(num_workers, len(todo)),
+                functools.partial(_shard_row, output=str(output)),
+                compute=ray.data.TaskPoolStrategy(size=min(num_workers, len(todo))),
                 num_cpus=1,
             ).materialize()
         else:

@@ -6,6 +6,7 @@
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pytest
@@ -13,7 +14,7 @@ import shapely
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from pyproj import Transformer
+from pyproj import CRS, Transformer
 from torch_geometric.data import Batch
 
 from tests.conftest import HELSINKI_PBF, write_geotiff
@@ -40,7 +41,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names, images, splits, boxes = [], [], [], []
     for k in range(TRAIN + 2):
         box = (x0 + k * SIDE, y0, x0 + (k + 1) * SIDE, y0 + SIDE)
-        path = write_geotiff(root / 'img' / f'tile_{k}.tif', box, 'EPSG:32635', res=2.0)
+        path = write_geotiff(
+            root / 'img' / f'tile_{k}.tif', box, CRS.from_epsg(32635), res=2.0
+        )
         names.append(f'tile_{k}')
         images.append(f'img/{path.name}')
         splits.append('train' if k < TRAIN else 'val')
@@ -67,7 +70,7 @@ def names_of(batch: list[dict[str, object]]) -> list[str]:
     return [str(sample['name']) for sample in batch]
 
 
-def epochs(root: Path, count: int, **kwargs: object) -> list[list[str]]:
+def epochs(root: Path, count: int, **kwargs: Any) -> list[list[str]]:
     ds = GeoLinkStreamingTiles(root, 'train', images=False, metadata=True, **kwargs)
     loader = litdata.StreamingDataLoader(ds, batch_size=2, collate_fn=names_of)
     return [[n for batch in loader for n in batch] for _ in range(count)]

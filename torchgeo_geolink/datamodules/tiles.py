@@ -6,7 +6,7 @@
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -133,7 +133,7 @@ class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
         """
         from ..datasets.streaming import GeoLinkStreamingTiles
 
-        normalization = {
+        normalization: dict[str, Any] = {
             k: v for k, v in (('mean', mean), ('std', std)) if v is not None
         }
         super().__init__(

@@ -3,6 +3,8 @@
 
 """Geospatial datasets pairing raster imagery with OpenStreetMap vectors and graphs."""
 
+from typing import TYPE_CHECKING, Any
+
 from .demo import (
     DEMO_CLASSES,
     DEMO_CRS,
@@ -20,6 +22,9 @@ from .osm import LoadReport, OSMDataset
 from .raster import WindowedRasterDataset
 from .tiles import UFZ_CLASSES, GeoLinkTiles, ufz_label_lut
 from .utils import collate_geolink, graph_to_sample, sample_to_graph, unbind_geolink
+
+if TYPE_CHECKING:  # imported lazily at run time, see __getattr__
+    from .streaming import GeoLinkStreamingTiles
 
 __all__ = (
     'DEMO_CLASSES',
@@ -47,7 +52,7 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     """Import :class:`GeoLinkStreamingTiles` on first use (it needs the optional ``litdata``, extra ``scale``).
 
     Args:

@@ -139,7 +139,7 @@ class GeoLinkStreamingTiles(StreamingDataset):
         self.metadata = metadata
         self.transforms = transforms
 
-    def __getitem__(self, index: Any) -> Sample:
+    def __getitem__(self, index: Any) -> dict[str, Any]:
         """Return one tile.
 
         Args:
@@ -153,7 +153,7 @@ class GeoLinkStreamingTiles(StreamingDataset):
         """
         item: dict[str, Any] = super().__getitem__(index)
         name = bytes(item['name']).decode()
-        sample: Sample = {}
+        sample: dict[str, Any] = {}
         if self.images:
             path = bytes(item['image']).decode()
             if not path:
