@@ -9,6 +9,7 @@ Loading and saving weights lives in :mod:`torchgeo_geolink.models.weights`.
 from collections.abc import Mapping
 from typing import Any
 
+from timm.optim import param_groups_weight_decay
 from torch import nn
 
 from ..models.weights import GeoLink, geolink_from_weights, is_lightning_checkpoint
@@ -19,28 +20,38 @@ __all__ = ('build_geolink', 'is_lightning_checkpoint', 'param_groups')
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Split the trainable parameters into a decayed group and a group without weight decay.
 
-    Biases, normalisation weights (every parameter of one dimension) and learnable tokens are not decayed, as in
-    MAE and DINO.
+    :func:`timm.optim.param_groups_weight_decay` leaves biases and normalization weights (every parameter of one
+    dimension) undecayed; learnable tokens and position tables are added to its exclusions, as in MAE and DINO.
 
     Args:
-        model: The model to optimise.
+        model: The model to optimize.
         weight_decay: Weight decay of the decayed group.
 
     Returns:
-        Two parameter groups for a :mod:`torch.optim` optimiser.
+        Two parameter groups for a :mod:`torch.optim` optimizer, the decayed one first.
+
+    .. versionadded:: 0.1
     """
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if param.ndim <= 1 or name.endswith(('token', 'pos_embed')) or 'token.' in name:
-            no_decay.append(param)
-        else:
-            decay.append(param)
+    # Parameters named *token or *pos_embed and the entries of a ParameterDict named *token (one mask token per
+    # node type); not the weights of a module whose name ends in "token" (cross_attn_image_to_token).
+    token_dicts = {
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ParameterDict) and name.endswith('token')
+    }
+    tokens = [
+        name
+        for name, _ in model.named_parameters()
+        if name.endswith(('token', 'pos_embed'))
+        or name.rpartition('.')[0] in token_dicts
+    ]
+    groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=tokens)
+    # timm puts the undecayed group first and leaves out empty groups: always return both, decayed first, so
+    # that the optimizer's group layout does not depend on the model.
+    params = {bool(group['weight_decay']): group['params'] for group in groups}
     return [
-        {'params': decay, 'weight_decay': weight_decay},
-        {'params': no_decay, 'weight_decay': 0.0},
+        {'params': params.get(True, []), 'weight_decay': weight_decay},
+        {'params': params.get(False, []), 'weight_decay': 0.0},
     ]
 
 
