@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Spatial relation edge sets: the predicate table of spec 2.3 and equality with an all-pairs reference."""
+"""Spatial relation edge sets: the reference's predicate table and equality with an all-pairs reference."""
 
 import itertools
 
@@ -45,7 +45,7 @@ def as_dict(edges: dict, edge_type: tuple[str, str, str]) -> Edges:
 def reference_edges(
     polygons: list, lines: list, points: list, equals_first: bool = True
 ) -> dict[tuple, Edges]:
-    """Straightforward all-pairs edges with scalar shapely predicates, following spec 2.3 literally."""
+    """Straightforward all-pairs edges with scalar shapely predicates, following the reference's predicate order literally."""
 
     def same_type(geoms: list) -> Edges:
         out: Edges = {}

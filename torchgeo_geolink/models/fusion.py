@@ -16,7 +16,7 @@ __all__ = ('GeoLinkFusionEncoder',)
 
 
 class GeoLinkFusionEncoder(nn.Module):
-    """Token maps of chosen ViT blocks, the last block replaced by the hybrid RS-OSM map (spec 4.2).
+    """Token maps of chosen ViT blocks, the last block replaced by the hybrid RS-OSM map.
 
     Each listed block gives its raw token map (no final norm, CLS dropped) reshaped to ``(B, D, H/p, W/p)``.
     When the ViT's last block is listed (and ``hybrid``), it instead gives the hybrid map ``(B, 256, H/p, W/p)``:

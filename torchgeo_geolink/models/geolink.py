@@ -88,7 +88,7 @@ class GeoLink(nn.Module):
     readout with type attention and 64-d projections for an image-OSM InfoNCE, and a two-way attention block that
     reconstructs masked OSM nodes from their neighbourhood and the visible patches.
 
-    Submodule and parameter names match the released checkpoints (spec 6), so
+    Submodule and parameter names match the released checkpoints, so
     :func:`~torchgeo_geolink.models.load_official_checkpoint` loads them strictly. ``legacy=True`` reproduces the
     reference numerics where the default fixes them: OSM LayerNorm over all nodes of a type in the whole batch
     (B9), the no-op type attention (B1), the half-patch offset of node positions (B19) and at most the first 50
@@ -161,7 +161,7 @@ class GeoLink(nn.Module):
             loss_weights: Weights of the reconstruction, contrastive and node losses.
             gather_distributed: Contrast against the samples of all processes (all_gather with gradient).
             legacy: Reproduce the reference numerics (B1, B9, B11, B19) for the official weights.
-            osm_node_positions: Add a learnt projection of each node's position encoding (spec 3.6) to its tag
+            osm_node_positions: Add a learnt projection of each node's position encoding (:func:`node_pos_embed`) to its tag
                 embedding before the OSM encoder, so that the graph embedding sees where objects lie in the window.
                 Not in the reference (its graph readout ignores positions); adds the ``osm_pos_embed`` parameters,
                 so it is off for the official checkpoints.

@@ -93,7 +93,7 @@ class BipartiteGATConv(GATConv):
 
 
 class OSMHeteroGAT(nn.Module):
-    """Heterogeneous GAT over the nine OSM relations (spec 3.3).
+    """Heterogeneous GAT over the nine OSM relations.
 
     Each layer is a :class:`~torch_geometric.nn.conv.HeteroConv` of one single-head :class:`BipartiteGATConv`
     (a :class:`~torch_geometric.nn.conv.GATConv`) per relation, with one projection shared by source and

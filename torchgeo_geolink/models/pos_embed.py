@@ -88,7 +88,7 @@ def node_pos_embed(
     legacy: bool = False,
     point_mask: Tensor | None = None,
 ) -> Tensor:
-    """Encode OSM node positions in the frame of the patch position table (spec 3.6).
+    """Encode OSM node positions in the frame of the patch position table.
 
     Each of the node's ``K`` points (polygon 4, line 3, point 1) is scaled from ``[0, 1]`` to patch units and
     encoded with :func:`sincos_2d`; the node's encoding is the mean over its points. With ``legacy=True`` the

@@ -9,7 +9,7 @@ __all__ = ('TwoWayAttentionBlock',)
 
 
 class TwoWayAttentionBlock(nn.Module):
-    """SAM-style two-way attention between image patches ``I`` and OSM tokens ``K`` (spec 3.5 (4)).
+    """SAM-style two-way attention between image patches ``I`` and OSM tokens ``K``.
 
     1. ``K <- norm1(K + SelfAttn(K + P_K, K + P_K, K))`` over the valid OSM tokens;
     2. ``I <- norm2(I + Attn(q=I + P_I, k=K + P_K, v=K))``: patches attend to OSM objects

@@ -23,7 +23,7 @@ EDGE_TYPES: Final[tuple[tuple[str, str, str], ...]] = tuple(
 )
 
 #: Meaning of each one-hot ``edge_attr`` column; an edge ``src -> dst`` carries the relation *of src to dst*
-#: (spec section 2.3). Same-type pairs add a ``self`` loop per node.
+#: (as in the reference graphs). Same-type pairs add a ``self`` loop per node.
 RELATION_COLUMNS: Final[dict[tuple[str, str, str], tuple[str, ...]]] = {
     ('polygon', 'to', 'polygon'): (
         'self',

@@ -16,7 +16,7 @@ __all__ = ('NodeEmbedder',)
 
 
 class NodeEmbedder:
-    """Embed features from their tags as GeoLink does (spec section 2.2).
+    """Embed features from their tags as GeoLink does.
 
     Node embedding = ``sum_i w_i h_i / sum_i w_i`` over the feature's tag strings, with ``h_i`` the tag encoder's
     embedding of ``'key:value'`` and ``w_i = ln(count[key])`` (:class:`KeyWeights`); the plain mean when all

@@ -177,7 +177,7 @@ class CLIPTagEncoder:
     """The reference GeoLink tag encoder: the text tower of CLIP (default ``openai/clip-vit-base-patch16``).
 
     A tag embedding is the mean of CLIP's ``last_hidden_state`` (after the final LayerNorm) over the tokens after
-    BOS, EOS included (spec section 2.2). Strings are encoded in padded batches; CLIP's causal attention makes
+    BOS, EOS included, as the reference does. Strings are encoded in padded batches; CLIP's causal attention makes
     this equal to the reference's one-string-at-a-time forward. Strings longer than the model's context are
     truncated (the reference crashes on them).
     """

@@ -88,11 +88,11 @@ class OSMGraphBuilder:
 
     ``builder(features, bounds)`` returns a :class:`~torch_geometric.data.HeteroData` with node types
     ``polygon``, ``line`` and ``point`` (each always present) holding ``x`` (float32 ``(N, D)`` tag embedding:
-    log-frequency weighted mean of the tag embeddings, spec 2.2), ``pos`` (float32 ``(N, K, 2)``, normalised to
+    log-frequency weighted mean of the tag embeddings, see :class:`~torchgeo_geolink.osm.NodeEmbedder`), ``pos`` (float32 ``(N, K, 2)``, normalised to
     the bounds with x right and y down, not clipped: polygon K=4 = three interior samples at 0/120/240 degrees then
     the centroid, line K=3 = centroid, start, end, point K=1) and ``id`` (long: the row of the node's feature in
     ``features``), and all nine ``(src, 'to', dst)`` edge types with ``edge_index`` and one-hot ``edge_attr``
-    (spec 2.3, see :func:`~torchgeo_geolink.osm.build_edges`).
+    (see :func:`~torchgeo_geolink.osm.build_edges`).
 
     Features are taken as given, clipped or not (like the reference). Their geometries are cleaned first:
     force 2-D, repair invalid ones, explode multi-part geometries and collections (parts share the feature's tags

@@ -92,7 +92,7 @@ def stable_uniforms(geometries: NDArray[np.object_], count: int) -> NDArray[np.f
 def polygon_sample_points(
     polygons: NDArray[np.object_], uniforms: NDArray[np.float64] | None = None
 ) -> NDArray[np.float64]:
-    """Three interior sample points (0, 120, 240 degrees) and the centroid of each polygon (spec section 2.2).
+    """Three interior sample points (0, 120, 240 degrees) and the centroid of each polygon, as the reference samples them.
 
     For each angle a radius ``r ~ U(d_min / 2, d_max / 2)`` is drawn (d: distances from the centroid to the
     exterior vertices); if ``centroid + r (cos, sin)`` is not inside the polygon, ``r`` walks down over 10 evenly

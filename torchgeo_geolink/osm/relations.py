@@ -3,7 +3,7 @@
 
 """The nine spatial relation edge sets of GeoLink graphs (STRtree candidates, vectorised DE-9IM classification).
 
-Semantics follow the reference implementation exactly (spec section 2.3): the DE-9IM matrix of each intersecting
+Semantics follow the reference implementation exactly: the DE-9IM matrix of each intersecting
 pair is classified in the reference's order, an edge ``src -> dst`` carries the relation *of src to dst*, the
 reverse edge the converse relation; same-type edge sets add one self loop per node; point-point edges are the
 Delaunay triangulation of the points when there are more than 3 of them (self loops only otherwise, or when Qhull

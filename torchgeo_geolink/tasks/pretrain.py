@@ -28,7 +28,7 @@ __all__ = ('GeoLinkPretrain',)
 class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
     """Pretrain a GeoLink model on paired images and OpenStreetMap graphs.
 
-    The loss is ``L_rec + w_cont * L_cont + w_node * L_node`` (spec section 3): masked-patch reconstruction of the
+    The loss is ``L_rec + w_cont * L_cont + w_node * L_node``: masked-patch reconstruction of the
     image (MAE), a symmetric InfoNCE between the image and OSM-graph embeddings, and the reconstruction of masked
     OSM node features through the two-way attention block. Windows without OSM still train the image branch and are
     left out of the two OSM terms; their count is logged (``train_windows_without_osm``).
