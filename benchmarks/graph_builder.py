@@ -83,7 +83,7 @@ def synthetic_tile(
 ) -> tuple[gpd.GeoDataFrame, tuple[float, float, float, float]]:
     """A synthetic city tile with N polygons, N/2 lines and N points at constant density."""
     rng = np.random.default_rng(seed)
-    side = 40.0 * math.sqrt(n)  # metres: ~1,600 m2 per polygon, like a dense city block
+    side = 40.0 * math.sqrt(n)  # meters: ~1,600 m2 per polygon, like a dense city block
     geoms, labels = [], []
     for k in range(n):
         cx, cy = rng.uniform(0, side, 2)

@@ -4,7 +4,7 @@
 """Throughput of ``python -m torchgeo_geolink.prepare`` on Ray Data, and reading shards vs building on the fly.
 
 Tiles of 224 x 224 m (3-band GeoTIFFs at 1 m, UTM 35N) on a grid over the shipped Helsinki extract (a dense city
-centre: a few hundred OSM nodes per tile) are prepared twice, on a fresh local Ray runtime with 1 and with 2
+center: a few hundred OSM nodes per tile) are prepared twice, on a fresh local Ray runtime with 1 and with 2
 workers (hashing tag encoder, so the text model is not part of the time). Reported per run: the wall time of the
 shard step and the tiles per second per core from the shard tasks' own times (graph build + tag lookup +
 writing, without Ray's worker start-up), then the projection of that rate to GeoLink's 1.27 M pretraining pairs.

@@ -219,7 +219,7 @@ def _render_tutorial(script: Path) -> str:
         elif cell.cell_type == 'code' and all(
             line.startswith('#') for line in source.splitlines()
         ):
-            continue  # the licence header
+            continue  # the license header
         elif cell.cell_type == 'code':
             parts.append(f'```python\n{source}\n```')
             for _ in re.finditer(r'plt\.show\(\)', source):

@@ -33,7 +33,7 @@ from torchgeo_geolink.visualization import plot_graph
 DOCS = Path(__file__).resolve().parent
 STATIC = DOCS / '_static'
 
-#: A small synthetic scene (metres, EPSG:3067) with every relation of the GeoLink graph.
+#: A small synthetic scene (meters, EPSG:3067) with every relation of the GeoLink graph.
 BOUNDS = (0.0, 0.0, 200.0, 200.0)
 SCENE = [
     (box(20, 20, 120, 120), 'leisure:park'),
@@ -63,7 +63,7 @@ COLOURS = {
 
 
 def scene_image(frame: gpd.GeoDataFrame, size: int = 256) -> torch.Tensor:
-    """Rasterise the scene's polygons and lines into a map-like RGB image.
+    """Rasterize the scene's polygons and lines into a map-like RGB image.
 
     Args:
         frame: the scene, one feature per row with a ``label`` column.
@@ -89,7 +89,7 @@ def scene_image(frame: gpd.GeoDataFrame, size: int = 256) -> torch.Tensor:
 
 
 def graph_figure() -> None:
-    """Draw the synthetic scene's graph, coloured by edge type and by relation."""
+    """Draw the synthetic scene's graph, colored by edge type and by relation."""
     frame = gpd.GeoDataFrame(
         {'label': [label for _, label in SCENE]},
         geometry=[g for g, _ in SCENE],

@@ -182,7 +182,7 @@ def test_prepare_gives_builder_graphs(prepared: Path, tile_index: list[Path]) ->
         )
     assert nodes > 200
     assert edges > 500
-    # The lon/lat tiles are built in degrees, the GeoTIFF tiles in metres.
+    # The lon/lat tiles are built in degrees, the GeoTIFF tiles in meters.
     assert set(plan['crs']) == {'EPSG:4326', 'EPSG:32635'}
 
 

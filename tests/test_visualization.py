@@ -150,7 +150,7 @@ def test_plot_graph_colour_by_relation() -> None:
         np.asarray(crosses.get_colors())[0],
         to_rgba(RELATION_COLORS['crosses'], alpha=0.8),
     )
-    # line->polygon and polygon->line crossing edges share one colour group per edge type.
+    # line->polygon and polygon->line crossing edges share one color group per edge type.
     assert sum(c.get_label() == 'crosses' for c in ax.collections) == 2
 
 
@@ -168,7 +168,7 @@ def test_plot_graph_selected_edge_types_and_positions() -> None:
         c.get_label() for c in ax.collections if isinstance(c, LineCollection)
     ]
     assert edge_labels == ['point → point']
-    # show_positions adds one unlabelled scatter per node type with all K points.
+    # show_positions adds one unlabeled scatter per node type with all K points.
     dots = [
         c for c in ax.collections if isinstance(c, PathCollection) and not c.get_gid()
     ]
@@ -217,7 +217,7 @@ def test_plot_attention_heat_maps() -> None:
     np.testing.assert_allclose(
         np.asarray(heat.get_array()), attention[3].reshape(4, 4).double().numpy()
     )
-    # The heat map covers the image exactly; one colour scale for all panels.
+    # The heat map covers the image exactly; one color scale for all panels.
     assert heat.get_extent() == [0, 64, 64, 0]
     assert heat.get_clim() == (0.0, pytest.approx(float(attention[[1, 3]].max())))
 
@@ -291,7 +291,7 @@ def test_embedding_pca_rgb_recovers_structure() -> None:
     corr_y = torch.corrcoef(torch.stack([rgb[..., 1].flatten(), ys.flatten()]))[0, 1]
     assert abs(corr_x) > 0.99
     assert abs(corr_y) > 0.99
-    # Deterministic colours: invariant to an offset, a positive scale and a permutation of the channels.
+    # Deterministic colors: invariant to an offset, a positive scale and a permutation of the channels.
     torch.testing.assert_close(embedding_pca_rgb(embedding), rgb)
     torch.testing.assert_close(
         embedding_pca_rgb(3 * embedding - 7), rgb, atol=1e-3, rtol=0

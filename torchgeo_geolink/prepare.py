@@ -20,7 +20,7 @@ and :class:`~torchgeo_geolink.datasets.GeoLinkStreamingTiles` streams the result
 The run has four steps, each resumable (a rerun with the same inputs and settings skips what is done):
 
 1. **Plan**: the tile index is read, each tile gets its split, and the tiles are ordered along a Hilbert curve
-   (of their centres in longitude/latitude) and cut into shards of ``tiles_per_shard`` neighbouring tiles, so that
+   (of their centers in longitude/latitude) and cut into shards of ``tiles_per_shard`` neighboring tiles, so that
    a shard needs the OSM features of a small area only. The plan is written to ``plan.parquet``.
 2. **Stage**: each OSM source is read once (one Ray task per file), reduced to the features that meet a tile,
    and written as a GeoParquet file (tags as JSON text, geometries repaired, spatially sorted, with a bounding-box
@@ -396,7 +396,7 @@ def read_tile_index(
 
 
 def _plan_shards(index: pd.DataFrame, tiles_per_shard: int) -> pd.DataFrame:
-    """Order tiles along a Hilbert curve of their centres (longitude/latitude) and cut them into shards.
+    """Order tiles along a Hilbert curve of their centers (longitude/latitude) and cut them into shards.
 
     Args:
         index: Output of :func:`read_tile_index`.
@@ -620,7 +620,7 @@ class TagTableEncoder:
     """
 
     def __init__(self, table: TagTable) -> None:
-        """Initialise the encoder.
+        """Initialize the encoder.
 
         Args:
             table: The table.
@@ -706,7 +706,7 @@ def clip_to_tile(
 
 
 def _read_source(path: Path) -> gpd.GeoDataFrame:
-    """Read every feature layer of an OSM source, with tags normalised into a ``tags`` dict column.
+    """Read every feature layer of an OSM source, with tags normalized into a ``tags`` dict column.
 
     Args:
         path: PBF, GeoParquet or any vector file GDAL reads.
@@ -784,7 +784,7 @@ def _read_source(path: Path) -> gpd.GeoDataFrame:
 def _transform_boxes(
     boxes: np.ndarray, src: str, dst: str, densify: int = 21
 ) -> np.ndarray:
-    """Boxes that cover ``(n, 4)`` boxes after reprojection (their edges densified, vectorised).
+    """Boxes that cover ``(n, 4)`` boxes after reprojection (their edges densified, vectorized).
 
     Args:
         boxes: ``(xmin, ymin, xmax, ymax)`` rows in ``src``.
@@ -1280,7 +1280,7 @@ def prepare(
 
     Steps 2 and 4 (staging, shards) run on Ray Data: on the cluster at ``address`` or ``RAY_ADDRESS`` when given
     (every node must see ``output``, the sources and the images at the same paths), otherwise on a local Ray
-    runtime with ``num_workers`` CPUs (started and stopped here unless Ray is already initialised).
+    runtime with ``num_workers`` CPUs (started and stopped here unless Ray is already initialized).
     ``num_workers=0`` builds everything in this process without Ray (for debugging and small corpora).
 
     A rerun into the same ``output`` with the same inputs and settings skips the finished sources and shards and
@@ -1296,7 +1296,7 @@ def prepare(
             runs in this process, once per distinct tag string.
         tag_cache_dir: :class:`~torchgeo_geolink.osm.CachedTagEncoder` folder kept across corpora.
         key_frequency: ``{key: count}`` JSON of tag-key frequencies (default: the shipped table).
-        tiles_per_shard: Neighbouring tiles per shard (one Ray task and one chunk series each).
+        tiles_per_shard: Neighboring tiles per shard (one Ray task and one chunk series each).
         num_workers: Ray workers (default: the CPUs of the cluster, or of this machine).
         address: Ray cluster address (``'auto'``: the cluster this node belongs to).
         crs: CRS of tile tables that declare none.

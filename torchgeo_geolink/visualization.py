@@ -5,7 +5,7 @@
 
 Every function takes plain tensors and PyG :class:`~torch_geometric.data.HeteroData` graphs that follow the
 package's graph contract (node types ``polygon``, ``line``, ``point`` with ``pos`` of shape ``(N, K, 2)``
-normalised to the window, x right and y down), so it works on the output of any dataset, transform or model of
+normalized to the window, x right and y down), so it works on the output of any dataset, transform or model of
 the package without importing them. Every function returns the :class:`~matplotlib.figure.Figure` it drew.
 """
 
@@ -37,7 +37,7 @@ __all__ = (
     'plot_image',
 )
 
-#: Marker and colour of each node type.
+#: Marker and color of each node type.
 NODE_STYLES: dict[str, dict[str, str]] = {
     'polygon': {'marker': 's', 'color': '#1b9e77'},
     'line': {'marker': '^', 'color': '#d95f02'},
@@ -49,12 +49,12 @@ _ANCHOR = {'polygon': -1, 'line': 0, 'point': 0}
 
 _TAB10 = [to_hex(plt.get_cmap('tab10')(i)) for i in range(10)]
 
-#: Colour of each of the 9 edge types.
+#: Color of each of the 9 edge types.
 EDGE_COLORS: dict[tuple[str, str, str], str] = {
     edge_type: _TAB10[i % 10] for i, edge_type in enumerate(EDGE_TYPES)
 }
 
-#: Colour of each spatial predicate (``edge_attr`` column name), shared by all edge types.
+#: Color of each spatial predicate (``edge_attr`` column name), shared by all edge types.
 RELATION_COLORS: dict[str, str] = {
     name: _TAB10[i % 10]
     for i, name in enumerate(
@@ -71,9 +71,9 @@ RELATION_COLORS: dict[str, str] = {
 def _image_to_rgb(image: Tensor) -> np.ndarray:
     """Turn an image tensor into an array that :meth:`~matplotlib.axes.Axes.imshow` can show.
 
-    The first three channels are shown as RGB (one channel as grey). 8-bit images are divided by 255; other
+    The first three channels are shown as RGB (one channel as gray). 8-bit images are divided by 255; other
     images are stretched from their 2nd to 98th percentile (over all shown channels together, which keeps the
-    colour balance) to [0, 1], so normalised imagery displays as well as raw reflectance.
+    color balance) to [0, 1], so normalized imagery displays as well as raw reflectance.
 
     Args:
         image: ``(C, H, W)`` or ``(H, W)`` image.
@@ -180,7 +180,7 @@ def plot_graph(
     ax: Axes | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Draw an OSM graph over its image: nodes at their positions, edges coloured by relation.
+    """Draw an OSM graph over its image: nodes at their positions, edges colored by relation.
 
     Each node is drawn at its centroid (the last of a polygon's 4 ``pos`` points, the first of a line's 3, the
     point itself), with one marker per node type. Each edge is a straight segment between the centroids of its
@@ -190,9 +190,9 @@ def plot_graph(
         image: ``(C, H, W)`` or ``(H, W)`` image of the window the graph was built for; the first three channels
             are shown (8-bit images as they are, others contrast-stretched).
         graph: one graph (not a batch of several) with node types ``polygon``, ``line`` and ``point`` carrying
-            ``pos`` of shape ``(N, K, 2)`` normalised to the window, x right and y down.
-        color_by: ``'edge_type'`` colours edges by which of the 9 ``(src, 'to', dst)`` types they belong to;
-            ``'relation'`` colours them by their spatial predicate (the ``edge_attr`` one-hot column: touches,
+            ``pos`` of shape ``(N, K, 2)`` normalized to the window, x right and y down.
+        color_by: ``'edge_type'`` colors edges by which of the 9 ``(src, 'to', dst)`` types they belong to;
+            ``'relation'`` colors them by their spatial predicate (the ``edge_attr`` one-hot column: touches,
             overlaps, covers, crosses, within, delaunay, ...).
         edge_types: the edge types to draw (default: all present in *graph*).
         show_positions: also draw every ``pos`` point (a polygon's 3 interior samples, a line's start and end)
@@ -351,10 +351,10 @@ def plot_attention(
         index: which sample to show when *attention* has a batch axis.
         grid: the patch grid ``(h, w)`` when *attention* is ``(num_nodes, h * w)`` and not square.
         labels: one title per node of the node axis (e.g. the objects' OSM tags).
-        positions: ``(num_nodes, 2)`` node positions normalised to the window (x right, y down), marked with a
+        positions: ``(num_nodes, 2)`` node positions normalized to the window (x right, y down), marked with a
             cross.
         alpha: opacity of the heat map.
-        cmap: matplotlib colour map of the heat map.
+        cmap: matplotlib color map of the heat map.
         ncols: panels per row.
 
     Returns:
@@ -454,8 +454,8 @@ def plot_attention(
 def embedding_pca_rgb(embedding: Tensor) -> Tensor:
     """Project ``(C, h, w)`` patch embeddings on their first 3 principal components, as an RGB image.
 
-    The principal components are computed in torch (SVD of the centred ``(h * w, C)`` matrix), each component's
-    sign is fixed so that its largest loading is positive (deterministic colours), and each component is
+    The principal components are computed in torch (SVD of the centered ``(h * w, C)`` matrix), each component's
+    sign is fixed so that its largest loading is positive (deterministic colors), and each component is
     stretched to [0, 1] over the map.
 
     Args:
@@ -497,9 +497,9 @@ def plot_embedding_pca(
 ) -> Figure:
     """Show the image beside PCA maps (3 components as RGB) of its unimodal and fused patch embeddings.
 
-    Similar colours mean similar embeddings. Comparing the unimodal map (the image encoder alone) with the fused
+    Similar colors mean similar embeddings. Comparing the unimodal map (the image encoder alone) with the fused
     map (after the cross-modal block that lets patches attend to OSM objects) shows what OSM adds: e.g. patches
-    of one land-use polygon sharing a colour.
+    of one land-use polygon sharing a color.
 
     Args:
         image: ``(C, H, W)`` or ``(H, W)`` image.

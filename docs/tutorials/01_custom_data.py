@@ -35,8 +35,8 @@ print(demo.image, DEMO_OSM_PATH.name)
 # ## Two datasets, one intersection
 #
 # The image is a plain TorchGeo `RasterDataset`. The OSM file is an `OSMDataset`: read once, reprojected,
-# tags normalised, geometries repaired and indexed. `image & osm` reprojects the OSM features to the image's
-# CRS (here EPSG:3067, metres) and resolution.
+# tags normalized, geometries repaired and indexed. `image & osm` reprojects the OSM features to the image's
+# CRS (here EPSG:3067, meters) and resolution.
 
 # %%
 image = RasterDataset(paths=demo.image)
@@ -61,8 +61,8 @@ print(sample['image'].shape)
 print(graph)
 
 # %% [markdown]
-# Node positions are normalised to the window (x right, y down), so the graph draws directly over the chip:
-# here edges are coloured by their spatial relation, and the small dots are each polygon's interior samples and
+# Node positions are normalized to the window (x right, y down), so the graph draws directly over the chip:
+# here edges are colored by their spatial relation, and the small dots are each polygon's interior samples and
 # each line's ends.
 
 # %%

@@ -51,7 +51,7 @@ trainer.save_checkpoint(checkpoint)
 # ## Unimodal and hybrid embeddings
 #
 # `GeoLinkFusionEncoder` returns the token maps of chosen ViT blocks; when the last block is listed, its map is
-# replaced by the hybrid image + OSM map. The images are normalised by the data module's `aug` as in training.
+# replaced by the hybrid image + OSM map. The images are normalized by the data module's `aug` as in training.
 
 # %%
 model = GeoLinkPretrain.load_from_checkpoint(checkpoint).model.eval()

@@ -4,7 +4,7 @@
 # %% [markdown]
 # # What the model links: attention of OSM objects over image patches
 #
-# In GeoLink's two-way block, every OSM object (a token built from its tags, its graph neighbourhood and its
+# In GeoLink's two-way block, every OSM object (a token built from its tags, its graph neighborhood and its
 # position) attends to the image patches. That attention shows which part of the image the model associates
 # with each object. This tutorial extracts it with `GeoLinkFusionEncoder.forward_with_attention` and draws it
 # with `plot_attention`.
@@ -87,6 +87,6 @@ fig = plot_attention(
 plt.show()
 
 # %% [markdown]
-# Each panel is one object: the heat map is its attention over the patches (one colour scale for all panels),
+# Each panel is one object: the heat map is its attention over the patches (one color scale for all panels),
 # the cross its centroid. A pretrained model concentrates an object's attention on the patches that show it
 # (a building's roof, a road's course); this one-step model has not learnt that yet.

@@ -197,11 +197,11 @@ def test_on_after_batch_transfer_with_trainer(city: dict[str, Path]) -> None:
     trainer.fit(module, datamodule=dm)
     assert len(module.seen['train']) == 2 and len(module.seen['val']) == 1
     val = module.seen['val'][0]
-    # validation: normalised only, identical to the raw batch divided by 255
+    # validation: normalized only, identical to the raw batch divided by 255
     raw = next(iter(dm.val_dataloader()))
     torch.testing.assert_close(val['image'], raw['image'] / 255)
     assert torch.equal(val['graph']['polygon'].pos, raw['graph']['polygon'].pos)
-    # training: normalised and augmented, graphs still consistent
+    # training: normalized and augmented, graphs still consistent
     for batch in module.seen['train']:
         image = batch['image']
         assert image.shape == (4, 3, PATCH, PATCH)

@@ -21,7 +21,7 @@ POS_COLS = {'polygon': 8, 'line': 6, 'point': 2}
 
 
 def write_tiles(root: Path, count: int) -> None:
-    """Tiles whose image is dark with a bright square, labelled 2 (raw, i.e. class 1) under the square."""
+    """Tiles whose image is dark with a bright square, labeled 2 (raw, i.e. class 1) under the square."""
     for d in ('img', 'label', 'graph'):
         (root / d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -86,7 +86,7 @@ def test_tiles_datamodule_with_trainer(tmp_path: Path) -> None:
     assert not set(train_names) & set(val_names)
     assert len(module.train_batches) > 0 and len(module.val_batches) > 0
     for batch in module.val_batches:
-        # validation batches are only normalised to [0, 1]
+        # validation batches are only normalized to [0, 1]
         values = batch['image'].unique()
         expected = torch.tensor([20.0, 230.0]) / 255
         assert torch.isclose(values[:, None], expected[None]).any(dim=1).all()

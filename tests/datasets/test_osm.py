@@ -453,7 +453,7 @@ def test_invalid_graph_mode(city_gpkg: Path) -> None:
 
 
 def test_induced_subgraph_matches_reference() -> None:
-    # The vectorised induced subgraph equals a per-edge-type reference built from the global relations.
+    # The vectorized induced subgraph equals a per-edge-type reference built from the global relations.
     ds = OSMDataset(HELSINKI_PBF, crs=CRS.from_epsg(32635), res=1.0)
     rows_of = {t: np.flatnonzero(ds.kinds == k) for k, t in enumerate(NODE_TYPES)}
     edges = ds.builder.build_edges(*(ds.geometries[rows_of[t]] for t in NODE_TYPES))

@@ -92,7 +92,7 @@ def test_same_as_parent(
 
 def test_fallbacks(tmp_path: Path) -> None:
     root = write(tmp_path / 'img', 'a.tif', 'uint8', None)
-    write(root, 'b.tif', 'uint8', None, x0=X0 + 100)  # east neighbour
+    write(root, 'b.tif', 'uint8', None, x0=X0 + 100)  # east neighbor
     windowed, parent = Windowed(root), Parent(root)
     across = (slice(X0 + 90.3, X0 + 122.3, RES), slice(Y0 + 40.7, Y0 + 64.7, RES))
     coarse = (slice(X0 + 0.3, X0 + 32.3, 4.0), slice(Y0 + 40.7, Y0 + 72.7, 4.0))

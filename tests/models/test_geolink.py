@@ -276,7 +276,7 @@ def test_unpatchify_inverts_patchify_and_reconstruction_keeps_visible_patches() 
     mask = torch.tensor([[1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]])
     pred = torch.zeros(
         2, 6, 16 * 16 * 3
-    )  # standardised prediction 0 -> each masked patch's own mean
+    )  # standardized prediction 0 -> each masked patch's own mean
     recon = patchify(reconstruct_images(pred, images, mask, 16, norm_pix=True), 16)
     assert torch.equal(recon[mask == 0], patches[mask == 0])
     expected = patches[mask == 1].mean(dim=-1, keepdim=True).expand(-1, 768)

@@ -187,7 +187,7 @@ def test_official_ufz_graphs(path: Path) -> None:
         if n:
             assert (
                 ours[t].pos.min() >= -0.5 and ours[t].pos.max() <= 1.5
-            )  # clipped features, normalised
+            )  # clipped features, normalized
             assert torch.isfinite(ours[t].x).all()
     for e in EDGE_TYPES:
         edge_index, edge_attr = ours[e].edge_index, ours[e].edge_attr

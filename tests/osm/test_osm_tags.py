@@ -126,7 +126,7 @@ def test_shipped_key_weights() -> None:
     weights = KeyWeights.from_json()
     assert (
         len(weights) == 2789
-    )  # 2,790 keys, of which 'note' and 'note ' normalise to one
+    )  # 2,790 keys, of which 'note' and 'note ' normalize to one
     assert weights.weight('highway') == pytest.approx(math.log(3_940_545))
     assert weights.weight('highway') == pytest.approx(15.19, abs=0.01)
     assert weights.weight('addr:street') == weights.weight('addr street') > 0

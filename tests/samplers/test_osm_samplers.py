@@ -128,7 +128,7 @@ def test_gridded_skips_cells_without_osm(
     sampler = OSMGriddedPatchSampler(ds, size=100, stride=100, min_features=1)
     grid = windows(sampler)
     assert len(sampler) == len(grid)
-    # The 200 m city covers a 2 x 2 block of 100 m cells (touching neighbours hold boundary streets), the bench one.
+    # The 200 m city covers a 2 x 2 block of 100 m cells (touching neighbors hold boundary streets), the bench one.
     assert 5 <= len(grid) <= 10
     assert (counts(osm, grid) >= 1).all()
     everything = windows(OSMGriddedPatchSampler(ds, size=100, min_features=0))

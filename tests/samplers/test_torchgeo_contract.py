@@ -151,7 +151,7 @@ class TestRandomContract:
         assert_inside(boxes, shapely.box(0, 0, 10, 10))
 
     def test_zero_size(self, square: OSMDataset) -> None:
-        # TorchGeo samples points with size 0; our windows rasterise OSM, so they need an area.
+        # TorchGeo samples points with size 0; our windows rasterize OSM, so they need an area.
         with pytest.raises(ValueError, match='size must be positive'):
             OSMRandomPatchSampler(square, size=0, length=10)
 
@@ -267,7 +267,7 @@ class TestGriddedContract:
         assert list(sampler) == [(slice(0.0, 10.0), slice(0.0, 10.0))]
 
     def test_float_multiple(self, make_osm: MakeOSM) -> None:
-        # TorchGeo's grids leave the region here (0-5 and 5-10, or centred -2-3 and 3-8); ours ends on its edge.
+        # TorchGeo's grids leave the region here (0-5 and 5-10, or centered -2-3 and 3-8); ours ends on its edge.
         ds = make_osm([(0, 0, 6, 5)], step=1.0)
         sampler = OSMGriddedPatchSampler(
             ds, size=5, stride=5, units=Units.CRS, min_features=0

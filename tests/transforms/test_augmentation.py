@@ -96,7 +96,7 @@ def make_batch(squares: list[tuple[float, float, float]]) -> dict[str, Any]:
 
 
 def bright_centroid(image: Tensor) -> Tensor | None:
-    """Pixel centroid (x, y) in normalised units of the bright region, None when it touches the border."""
+    """Pixel centroid (x, y) in normalized units of the bright region, None when it touches the border."""
     bright = image.mean(0) > 0.5
     if not bright.any():
         return None
@@ -110,7 +110,7 @@ def bright_centroid(image: Tensor) -> Tensor | None:
 
 
 def sample_at(image: Tensor, pos: Tensor) -> Tensor:
-    """Bilinear image values (mean over channels) at normalised positions ``(M, 2)``."""
+    """Bilinear image values (mean over channels) at normalized positions ``(M, 2)``."""
     grid = (pos * 2 - 1)[None, None].to(image.dtype)
     return F.grid_sample(image[None], grid, align_corners=False)[0].mean(0)[0]
 
@@ -214,7 +214,7 @@ def test_crop_resize_matches_interpolate() -> None:
     expected = F.interpolate(
         crop, size=(SIZE, SIZE), mode='bilinear', align_corners=False
     )
-    # the outermost output pixels blend with the real neighbours of the crop, which interpolate cannot see
+    # the outermost output pixels blend with the real neighbors of the crop, which interpolate cannot see
     inner = (..., slice(1, -1), slice(1, -1))
     torch.testing.assert_close(out['image'][inner], expected[inner], atol=1e-5, rtol=0)
 

@@ -76,7 +76,7 @@ def region_rois(
 
 
 def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
-    """Normalise one path or several to a list of strings.
+    """Normalize one path or several to a list of strings.
 
     Args:
         paths: one path or a sequence of paths.
@@ -99,7 +99,7 @@ class GeoLinkDataModule(GeoDataModule):
     (:class:`~torchgeo_geolink.samplers.OSMGriddedPatchSampler`), each strictly inside its own region, so no
     evaluation window overlaps a training window. Batches are collated with
     :func:`~torchgeo_geolink.datasets.collate_geolink` (one PyG ``Batch`` under ``'graph'``). On the device,
-    images are normalised (``(image - mean) / std``) and, for training, augmented jointly with their graphs by
+    images are normalized (``(image - mean) / std``) and, for training, augmented jointly with their graphs by
     :class:`~torchgeo_geolink.transforms.GeoLinkAugmentation`.
 
     With ``image_paths=None`` the embedded demo is used: :func:`~torchgeo_geolink.datasets.build_demo` renders
@@ -138,7 +138,7 @@ class GeoLinkDataModule(GeoDataModule):
         crop_scale: tuple[float, float] = (0.35, 1.0),
         seed: int = 0,
     ) -> None:
-        """Initialise a new GeoLinkDataModule instance.
+        """Initialize a new GeoLinkDataModule instance.
 
         Args:
             image_paths: raster files (or directories) of the imagery; None uses the embedded demo.

@@ -26,7 +26,7 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
 
     Batches are collated with :func:`~torchgeo_geolink.datasets.collate_geolink` (images and masks stacked, the
     graphs in one PyG ``Batch`` under ``'graph'``), so tiles must share one size. On the device, images are
-    normalised and, for training, augmented jointly with their masks and graphs
+    normalized and, for training, augmented jointly with their masks and graphs
     (:class:`~torchgeo_geolink.transforms.GeoLinkAugmentation`).
     """
 
@@ -46,7 +46,7 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
         color_jitter_max: float = 255.0,
         crop_scale: tuple[float, float] = (0.35, 1.0),
     ) -> None:
-        """Initialise a new GeoLinkTilesDataModule instance.
+        """Initialize a new GeoLinkTilesDataModule instance.
 
         Args:
             root: folder holding ``img/``, ``graph/`` and optionally ``label/``.
@@ -114,7 +114,7 @@ class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
         color_jitter_max: float = 255.0,
         crop_scale: tuple[float, float] = (0.35, 1.0),
     ) -> None:
-        """Initialise a new GeoLinkStreamingTilesDataModule instance.
+        """Initialize a new GeoLinkStreamingTilesDataModule instance.
 
         Args:
             root: folder written by ``torchgeo_geolink.prepare`` (holding ``train/``, ``val/``, ``test/``).

@@ -45,10 +45,10 @@ DEMO_VERSION = 1
 #: The shipped real OSM extract of central Helsinki ((c) OpenStreetMap contributors, ODbL).
 DEMO_OSM_PATH = Path(str(files('torchgeo_geolink') / 'data' / 'helsinki.osm.pbf'))
 
-#: CRS of the rendered rasters: ETRS89 / TM35FIN (EPSG:3067), Finland's national projected CRS, in metres.
+#: CRS of the rendered rasters: ETRS89 / TM35FIN (EPSG:3067), Finland's national projected CRS, in meters.
 DEMO_CRS = CRS.from_epsg(3067)
 
-#: Ground sampling distance of the rendered rasters, in metres per pixel.
+#: Ground sampling distance of the rendered rasters, in meters per pixel.
 DEMO_RES = 1.0
 
 
@@ -105,7 +105,7 @@ def build_demo(
 
     Args:
         root: directory to write into (created if needed).
-        res: pixel size in metres.
+        res: pixel size in meters.
         seed: seed of the texture and noise.
 
     Returns:

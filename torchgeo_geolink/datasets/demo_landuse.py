@@ -70,7 +70,7 @@ def landuse_class(tags: dict[str, str]) -> int:
     civil/education/institutional/religious/military); anything else is 0 (``other``).
 
     Args:
-        tags: normalised OSM tags of the feature.
+        tags: normalized OSM tags of the feature.
 
     Returns:
         The class index, 0 when the feature is not a land-use area.

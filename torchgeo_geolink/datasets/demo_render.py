@@ -20,12 +20,12 @@ from .demo_landuse import DEMO_CLASSES, landuse_class
 
 __all__ = ('render_demo',)
 
-#: Ground colour (RGB) and texture strength of each class of :data:`DEMO_CLASSES`.
+#: Ground color (RGB) and texture strength of each class of :data:`DEMO_CLASSES`.
 _GROUND = np.array(
     [
         [150, 146, 138],  # other: pavement
         [176, 162, 140],  # residential: yards, light gravel
-        [132, 134, 140],  # commercial: grey concrete
+        [132, 134, 140],  # commercial: gray concrete
         [168, 158, 128],  # civic: sand
         [120, 104, 90],  # railway: ballast
         [92, 138, 70],  # green: grass
@@ -35,7 +35,7 @@ _GROUND = np.array(
 )
 _TEXTURE = np.array([10, 12, 10, 12, 16, 22, 6], dtype=np.float32)
 
-#: Road width (metres) and colour by ``highway`` value; minor ways are painted first, major ones on top.
+#: Road width (meters) and color by ``highway`` value; minor ways are painted first, major ones on top.
 _ROADS: tuple[tuple[frozenset[str], float, tuple[int, int, int]], ...] = (
     (frozenset({'path', 'track', 'trail', 'bridleway'}), 1.5, (170, 150, 120)),
     (
@@ -85,7 +85,7 @@ def _burn(
     out: NDArray[np.int32],
     transform: Affine,
 ) -> None:
-    """Rasterise shapes into *out* in place (later shapes overwrite earlier ones).
+    """Rasterize shapes into *out* in place (later shapes overwrite earlier ones).
 
     Args:
         shapes: geometries in the raster CRS.
@@ -133,7 +133,7 @@ def _smooth_noise(
 
 
 def _feature_hash(geom: shapely.Geometry) -> int:
-    """A stable per-feature integer (for per-building colours) from the geometry's coordinates.
+    """A stable per-feature integer (for per-building colors) from the geometry's coordinates.
 
     Args:
         geom: the geometry.
@@ -153,15 +153,15 @@ def render_demo(
 ) -> tuple[NDArray[np.uint8], NDArray[np.uint8], Affine]:
     """Paint an RGB image and a land-use label raster from OSM features.
 
-    The image is synthetic: ground colour and texture by land-use class (grass with tree clumps in parks and
+    The image is synthetic: ground color and texture by land-use class (grass with tree clumps in parks and
     woods, rippled water, ballast on railway land), paved areas, roads buffered to a width by ``highway`` class,
-    railways with rails and tram tracks, and buildings with per-building roof colours and a cast shadow; then
+    railways with rails and tram tracks, and buildings with per-building roof colors and a cast shadow; then
     low-frequency illumination changes, sensor noise and a slight blur. The label raster holds the
     :func:`landuse_class` of the smallest land-use area covering each pixel (0 where there is none).
 
     Args:
-        geometries: single-part feature geometries in a projected CRS (metres).
-        tags: normalised tags of each feature.
+        geometries: single-part feature geometries in a projected CRS (meters).
+        tags: normalized tags of each feature.
         bounds: ``(xmin, ymin, xmax, ymax)`` of the rasters in the same CRS.
         res: pixel size in CRS units.
         seed: seed of the texture and noise.
@@ -198,7 +198,7 @@ def render_demo(
     wooded = np.zeros(shape, dtype=np.int32)
     _burn(geoms[woods], 1, wooded, transform)
 
-    # Ground: class colour modulated by class-specific texture.
+    # Ground: class color modulated by class-specific texture.
     texture = (
         _smooth_noise(rng, shape, 6.0) * 0.6
         + rng.standard_normal(shape).astype(np.float32) * 0.4
@@ -226,7 +226,7 @@ def render_demo(
     def paint(
         mask: NDArray[np.bool_], colour: Sequence[float], jitter: float = 6.0
     ) -> None:
-        """Overwrite the masked pixels with a colour and some noise."""
+        """Overwrite the masked pixels with a color and some noise."""
         noise = rng.standard_normal((3, int(mask.sum()))).astype(np.float32) * jitter
         image[:, mask] = np.asarray(colour, np.float32)[:, None] + noise
 
@@ -280,7 +280,7 @@ def render_demo(
     )
     paint(track > 0, (46, 42, 40), 4.0)
 
-    # Buildings: shadow cast to the south-east, then roofs with one colour per building.
+    # Buildings: shadow cast to the south-east, then roofs with one color per building.
     building_rows = np.array(
         [r for r in np.flatnonzero(is_area).tolist() if 'building' in tags[r]],
         dtype=np.int64,

@@ -44,7 +44,7 @@ class OSMDataset(GeoDataset):
     """OpenStreetMap features served per window as clipped features and a GeoLink graph.
 
     Each file is read once, when the dataset is created: its features are reprojected to the dataset
-    :term:`coordinate reference system (CRS)`, their tags normalised (whatever the source: a ``tags`` dict column,
+    :term:`coordinate reference system (CRS)`, their tags normalized (whatever the source: a ``tags`` dict column,
     the ``other_tags`` hstore of GDAL's OSM driver, one column per key, or GeoLink's ``label``), multipart
     geometries and collections exploded, invalid geometries repaired with :func:`shapely.make_valid`, empty ones
     dropped and 3-D ones flattened (see ``reports``). ``roi=`` reads only the features that meet a region (GDAL's
@@ -61,7 +61,7 @@ class OSMDataset(GeoDataset):
     Indexing with ``ds[xmin:xmax:xres, ymin:ymax:yres]`` returns the window's features clipped to it, as a
     GeoLink heterogeneous graph flattened into tensor keys that survive ``image & osm``:
 
-    * ``osm_<type>_x`` (float32 ``(N, D)``), ``osm_<type>_pos`` (float32 ``(N, K, 2)``, normalised to the window,
+    * ``osm_<type>_x`` (float32 ``(N, D)``), ``osm_<type>_pos`` (float32 ``(N, K, 2)``, normalized to the window,
       x right, y down) and ``osm_<type>_id`` (long ``(N,)``, the feature's row in the dataset's feature table), for
       ``<type>`` in ``polygon``, ``line``, ``point``;
     * ``osm_<src>_to_<dst>_edge_index`` (long ``(2, E)``) and ``osm_<src>_to_<dst>_edge_attr``
@@ -287,7 +287,7 @@ class OSMDataset(GeoDataset):
 
     @property
     def tags(self) -> TagView:
-        """Normalised tags (key -> value) of each feature row (a sequence of dicts built on access)."""
+        """Normalized tags (key -> value) of each feature row (a sequence of dicts built on access)."""
         return self.store.tags
 
     @property
@@ -500,7 +500,7 @@ class OSMDataset(GeoDataset):
         """Graph of a window as the subgraph induced by its features in the precomputed relations.
 
         Positions of whole features come from the store and are only recomputed for the features cut by the
-        window; the nine edge types are taken in one vectorised pass over the store's edge table.
+        window; the nine edge types are taken in one vectorized pass over the store's edge table.
 
         Args:
             window: ``(xmin, ymin, xmax, ymax)`` in the dataset CRS.

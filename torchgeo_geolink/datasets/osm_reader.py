@@ -220,7 +220,7 @@ class FileFeatures:
         crs: the file's :term:`coordinate reference system (CRS)`.
         geometries: single-part, valid, 2-D geometries.
         kinds: node kind of each (0 polygon, 1 line, 2 point).
-        tags: normalised tags of each, interned.
+        tags: normalized tags of each, interned.
         report: what happened while the file was read.
     """
 
@@ -543,7 +543,7 @@ def read_features(
 ) -> FileFeatures:
     """Read one vector file and clean its features.
 
-    Tags are normalised (whatever the source: a ``tags`` dict column, the ``other_tags`` hstore of GDAL's OSM
+    Tags are normalized (whatever the source: a ``tags`` dict column, the ``other_tags`` hstore of GDAL's OSM
     driver, one column per key, or GeoLink's ``label``) and interned layer by layer, multipart geometries and
     collections exploded, invalid geometries repaired with :func:`shapely.make_valid`, empty ones dropped and 3-D
     ones flattened. One warning per file gives the counts when a geometry was repaired or dropped.
@@ -551,9 +551,9 @@ def read_features(
     Args:
         path: the file.
         layers: layers to read (see :func:`read_vector_file`).
-        drop_keys: features carrying any of these (normalised) tag keys are left out.
+        drop_keys: features carrying any of these (normalized) tag keys are left out.
         assumed_crs: CRS assumed when the file declares none.
-        keys: when given, only features carrying at least one of these (normalised) keys are kept, with all
+        keys: when given, only features carrying at least one of these (normalized) keys are kept, with all
             their tags.
         roi: read only the features that intersect this region.
         roi_crs: CRS of *roi* (default: the file's).

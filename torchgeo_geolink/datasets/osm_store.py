@@ -295,7 +295,7 @@ class OSMStore:
         self.table = table
 
     def _mix_weights(self) -> None:
-        """Normalised key weight of each tag of each feature (GeoLink's weighted mean of tag embeddings)."""
+        """Normalized key weight of each tag of each feature (GeoLink's weighted mean of tag embeddings)."""
         n = len(self.tag_indptr) - 1
         lengths = np.diff(self.tag_indptr)
         segment = np.repeat(np.arange(n), lengths)

@@ -123,7 +123,7 @@ def expand_parts(
 def induced_edges(
     table: EdgeTable, rows: np.ndarray, kinds: np.ndarray, n_rows: int
 ) -> dict[str, Tensor]:
-    """The nine edge sets of the subgraph induced by a window's nodes, in one vectorised pass over the table.
+    """The nine edge sets of the subgraph induced by a window's nodes, in one vectorized pass over the table.
 
     Args:
         table: the global edge table.

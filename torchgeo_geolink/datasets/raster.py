@@ -196,7 +196,7 @@ class WindowedRasterDataset(RasterDataset):
         row = (top - t.f) / t.e
         col0, row0 = round(col), round(row)
         if abs(col - col0) > _ALIGN_TOLERANCE or abs(row - row0) > _ALIGN_TOLERANCE:
-            # Off the grid the mosaic resamples (GDAL's nearest neighbour on a fractional window, whose
+            # Off the grid the mosaic resamples (GDAL's nearest neighbor on a fractional window, whose
             # rounding differs between rows and columns): leave it to the parent.
             return None
         dtype = np.dtype(src.dtypes[0])

@@ -93,7 +93,7 @@ class GeoLinkStreamingTiles(StreamingDataset):
         cache_dir: str | None = None,
         transforms: Callable[[Sample], Sample] | None = None,
     ) -> None:
-        """Initialise a new GeoLinkStreamingTiles instance.
+        """Initialize a new GeoLinkStreamingTiles instance.
 
         Args:
             root: Folder written by ``torchgeo_geolink.prepare`` (a local or shared path).
@@ -101,7 +101,7 @@ class GeoLinkStreamingTiles(StreamingDataset):
             shuffle: Shuffle per epoch (default: for the training split only).
             seed: Seed of the shuffle (the same on every rank).
             size: Resize every image to this ``(H, W)`` (or side), bilinear with antialiasing; node positions are
-                normalised, so they do not change. None keeps the tiles' own size.
+                normalized, so they do not change. None keeps the tiles' own size.
             images: Read the images (False: graphs only).
             metadata: Also return the tile's ``name`` and ``crs`` (strings, which
                 :func:`~torchgeo_geolink.datasets.collate_geolink` does not batch).

@@ -49,7 +49,7 @@ def ufz_label_lut(ignore_index: int = 255) -> np.ndarray:
     every other value (255 included) ``-> ignore``.
 
     Args:
-        ignore_index: label given to unlabelled pixels.
+        ignore_index: label given to unlabeled pixels.
 
     Returns:
         ``(256,)`` int64 table.
@@ -87,7 +87,7 @@ class GeoLinkTiles(NonGeoDataset):
 
     #: Class names (index = label after ``label_lut``).
     classes: ClassVar[tuple[str, ...]] = UFZ_CLASSES
-    #: Label of unlabelled pixels.
+    #: Label of unlabeled pixels.
     ignore_index: ClassVar[int] = 255
 
     def __init__(
@@ -101,7 +101,7 @@ class GeoLinkTiles(NonGeoDataset):
         size: int | tuple[int, int] | None = None,
         transforms: Callable[[Sample], Sample] | None = None,
     ) -> None:
-        """Initialise a new GeoLinkTiles instance.
+        """Initialize a new GeoLinkTiles instance.
 
         Args:
             root: folder holding ``img/``, ``graph/`` and optionally ``label/``.
@@ -111,7 +111,7 @@ class GeoLinkTiles(NonGeoDataset):
             missing_graph: a tile without ``.pt`` graph is an error (``'error'``) or gets an empty graph.
             label_lut: 256-entry table from raw label values to labels (default: :func:`ufz_label_lut`).
             size: resize every tile to this ``(H, W)`` (or side): image bilinear with antialiasing, mask nearest;
-                node positions are normalised, so they do not change. None keeps the tiles' own size (they must
+                node positions are normalized, so they do not change. None keeps the tiles' own size (they must
                 then share one size to be batched).
             transforms: a function/transform that takes a sample and returns a transformed version.
 

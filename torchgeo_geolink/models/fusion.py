@@ -20,7 +20,7 @@ class GeoLinkFusionEncoder(nn.Module):
 
     Each listed block gives its raw token map (no final norm, CLS dropped) reshaped to ``(B, D, H/p, W/p)``.
     When the ViT's last block is listed (and ``hybrid``), it instead gives the hybrid map ``(B, 256, H/p, W/p)``:
-    the normalised last-block tokens projected to the fusion size attend to every OSM node of their graph
+    the normalized last-block tokens projected to the fusion size attend to every OSM node of their graph
     through the pretrained two-way block (image stream after its patch-to-object step). In ``legacy`` mode only
     the first 50 nodes of a graph take part (the reference draws a random 50, B11); otherwise all do. A sample
     without OSM nodes (or ``graphs=None``) gets the image-only hybrid map. No randomness in eval mode.
@@ -33,7 +33,7 @@ class GeoLinkFusionEncoder(nn.Module):
         hybrid: bool = True,
         max_nodes: int | None = None,
     ) -> None:
-        """Initialise a new GeoLinkFusionEncoder.
+        """Initialize a new GeoLinkFusionEncoder.
 
         Args:
             model: A (pretrained) GeoLink model; its modules are shared, not copied.
@@ -74,7 +74,7 @@ class GeoLinkFusionEncoder(nn.Module):
         """Compute the multi-level feature maps.
 
         Args:
-            images: Normalised images ``(B, C, H, W)`` at the model's image size.
+            images: Normalized images ``(B, C, H, W)`` at the model's image size.
             graphs: The batch's OSM graphs (one per image), or None for image-only features.
 
         Returns:
@@ -88,7 +88,7 @@ class GeoLinkFusionEncoder(nn.Module):
         """Compute the feature maps and the object-to-patch attention of the two-way block.
 
         Args:
-            images: Normalised images ``(B, C, H, W)``.
+            images: Normalized images ``(B, C, H, W)``.
             graphs: The batch's OSM graphs, or None.
 
         Returns:

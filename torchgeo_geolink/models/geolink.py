@@ -86,7 +86,7 @@ class GeoLink(nn.Module):
     own CLS token, fixed 2-D sin-cos position table and final norm, trained as an MAE. OSM branch: a
     heterogeneous GAT over the nine relations of the object graph. Heads: the MAE decoder, per-type Set2Set
     readout with type attention and 64-d projections for an image-OSM InfoNCE, and a two-way attention block that
-    reconstructs masked OSM nodes from their neighbourhood and the visible patches.
+    reconstructs masked OSM nodes from their neighborhood and the visible patches.
 
     Submodule and parameter names match the released checkpoints, so
     :func:`~torchgeo_geolink.models.load_official_checkpoint` loads them strictly. ``legacy=True`` reproduces the
@@ -130,7 +130,7 @@ class GeoLink(nn.Module):
         legacy: bool = False,
         osm_node_positions: bool = False,
     ) -> None:
-        """Initialise a new GeoLink model.
+        """Initialize a new GeoLink model.
 
         Args:
             img_encoder: A timm ViT built with ``num_classes=0, global_pool=''``, or the name of one
@@ -150,7 +150,7 @@ class GeoLink(nn.Module):
             osm_cross_modal_encoder_depth: Two-way blocks.
             osm_cross_modal_encoder_num_heads: Two-way block heads.
             mlp_ratio: MLP ratio of the decoder blocks.
-            norm_pix_loss: Standardise every target patch.
+            norm_pix_loss: Standardize every target patch.
             img_mask_ratio: Fraction of masked patches.
             mask_block_size: Side of the masked patch blocks (1: per-patch masking, as the reference trains).
             osm_mask_ratio: Fraction of masked OSM nodes per graph and type.
@@ -290,7 +290,7 @@ class GeoLink(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """Initialise as the reference: xavier Linear outside the ViT, N(0, 0.02) tokens, xavier patch conv."""
+        """Initialize as the reference: xavier Linear outside the ViT, N(0, 0.02) tokens, xavier patch conv."""
         proj = self.patch_embed.proj
         nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
         for token in (
@@ -390,7 +390,7 @@ class GeoLink(nn.Module):
             generator: Random generator on the images' device.
 
         Returns:
-            The normalised tokens ``(B, 1 + L_keep, embed_dim)`` (CLS first), the mask ``(B, L)`` (1 = masked),
+            The normalized tokens ``(B, 1 + L_keep, embed_dim)`` (CLS first), the mask ``(B, L)`` (1 = masked),
             ``ids_restore`` ``(B, L)`` and ``ids_keep`` ``(B, L_keep)``.
         """
         x = self.embed_patches(images)
@@ -406,7 +406,7 @@ class GeoLink(nn.Module):
         """Predict all patches from the visible tokens.
 
         Args:
-            latent: Normalised encoder tokens ``(B, 1 + L_keep, embed_dim)``.
+            latent: Normalized encoder tokens ``(B, 1 + L_keep, embed_dim)``.
             ids_restore: ``(B, L)``.
 
         Returns:
@@ -445,7 +445,7 @@ class GeoLink(nn.Module):
             inputs: The batch's graph tensors.
 
         Returns:
-            Normalised node embeddings ``(N_t, osm_out_embed_dim)`` per type.
+            Normalized node embeddings ``(N_t, osm_out_embed_dim)`` per type.
         """
         if self.osm_pos_embed is not None:
             x = {
@@ -461,7 +461,7 @@ class GeoLink(nn.Module):
         out = {}
         for t in NODE_TYPES:
             norm = cast(LayerNorm, self.osm_norm[t])
-            if h[t].shape[0] == 0:  # nothing to normalise (no 0-element std warning)
+            if h[t].shape[0] == 0:  # nothing to normalize (no 0-element std warning)
                 out[t] = h[t]
             elif self.legacy:  # statistics over all nodes of the type in the batch (B9)
                 out[t] = norm(h[t])
@@ -601,7 +601,7 @@ class GeoLink(nn.Module):
         """Run one pretraining step: MAE, image-OSM contrast and masked OSM node reconstruction.
 
         Args:
-            images: Normalised images ``(B, C, H, W)``.
+            images: Normalized images ``(B, C, H, W)``.
             graphs: The batch of ``B`` OSM graphs (``torch_geometric.data.Batch``), or None for an image-only
                 (plain MAE) step.
             generator: Random generator on the images' device, for reproducible masks.

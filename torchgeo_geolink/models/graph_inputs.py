@@ -21,7 +21,7 @@ class OSMInputs:
 
     #: Node features ``(N_t, D)`` per node type.
     x: dict[str, Tensor]
-    #: Node positions ``(N_t, K_t, 2)`` per node type, normalised to the window, x right, y down.
+    #: Node positions ``(N_t, K_t, 2)`` per node type, normalized to the window, x right, y down.
     pos: dict[str, Tensor]
     #: Graph index ``(N_t,)`` of every node per node type.
     batch: dict[str, Tensor]

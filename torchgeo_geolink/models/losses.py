@@ -55,15 +55,15 @@ def reconstruct_images(
 ) -> Tensor:
     """Compose MAE reconstructions: visible patches from the input, masked ones from the prediction.
 
-    With *norm_pix* the predictions are per-patch standardised targets; they are mapped back with each input
-    patch's mean and standard deviation, as MAE's visualisations do.
+    With *norm_pix* the predictions are per-patch standardized targets; they are mapped back with each input
+    patch's mean and standard deviation, as MAE's visualizations do.
 
     Args:
         pred: Predicted patches ``(B, L, p * p * C)``.
         images: Input images ``(B, C, H, W)`` (as given to the model).
         mask: ``(B, L)``, 1 for masked patches.
         patch_size: Patch side ``p``.
-        norm_pix: Whether the model predicts standardised patches.
+        norm_pix: Whether the model predicts standardized patches.
 
     Returns:
         ``(B, C, H, W)`` images in the input's value range.
@@ -86,10 +86,10 @@ def masked_patch_loss(
 
     Args:
         pred: Predicted patches ``(B, L, p * p * C)``.
-        images: Input images ``(B, C, H, W)`` (already normalised).
+        images: Input images ``(B, C, H, W)`` (already normalized).
         mask: ``(B, L)``, 1 for masked patches.
         patch_size: Patch side ``p``.
-        norm_pix: Standardise every target patch (mean 0, unbiased variance 1, eps 1e-6).
+        norm_pix: Standardize every target patch (mean 0, unbiased variance 1, eps 1e-6).
 
     Returns:
         The scalar loss.
@@ -133,7 +133,7 @@ def info_nce_loss(
 
     A sample without OSM is neither an anchor nor a negative; the loss is the mean over the anchors that have
     OSM (0, with zero gradient, when none has). Nothing is indexed by a data-dependent mask, so the loss causes
-    no host-device synchronisation.
+    no host-device synchronization.
 
     Args:
         img: Image embeddings ``(B, E)``, L2-normalised.

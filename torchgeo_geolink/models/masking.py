@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Vectorised random masking of image patches and OSM nodes, on the device and without host syncs."""
+"""Vectorized random masking of image patches and OSM nodes, on the device and without host syncs."""
 
 import math
 

@@ -111,7 +111,7 @@ class OSMHeteroGAT(nn.Module):
         num_layers: int = 1,
         edge_dims: Mapping[tuple[str, str, str], int] | None = None,
     ) -> None:
-        """Initialise a new OSMHeteroGAT.
+        """Initialize a new OSMHeteroGAT.
 
         Args:
             in_channels: Size of the node features (tag embeddings).

@@ -92,12 +92,12 @@ def node_pos_embed(
 
     Each of the node's ``K`` points (polygon 4, line 3, point 1) is scaled from ``[0, 1]`` to patch units and
     encoded with :func:`sincos_2d`; the node's encoding is the mean over its points. With ``legacy=True`` the
-    reference's half-patch offset is kept (a point at the centre of patch ``k`` is encoded at ``k + 0.5`` while
-    the patch token sits at ``k``, B19); otherwise half a patch is subtracted so that a patch centre and its
+    reference's half-patch offset is kept (a point at the center of patch ``k`` is encoded at ``k + 0.5`` while
+    the patch token sits at ``k``, B19); otherwise half a patch is subtracted so that a patch center and its
     token share one encoding.
 
     Args:
-        pos: Normalised positions ``(N, K, 2)``, x right, y down.
+        pos: Normalized positions ``(N, K, 2)``, x right, y down.
         grid_size: Patch grid ``(rows, cols)``.
         dim: Embedding size, a multiple of 4.
         legacy: Reproduce the reference's half-patch offset.

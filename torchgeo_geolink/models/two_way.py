@@ -26,7 +26,7 @@ class TwoWayAttentionBlock(nn.Module):
     def __init__(
         self, dim: int = 256, num_heads: int = 16, dropout: float = 0.1
     ) -> None:
-        """Initialise a new TwoWayAttentionBlock.
+        """Initialize a new TwoWayAttentionBlock.
 
         Args:
             dim: Token size.

@@ -25,7 +25,7 @@ class Feature2Pyramid(nn.Module):
     def __init__(
         self, in_channels: Sequence[int], rescales: Sequence[float] = (4, 2, 1, 0.5)
     ) -> None:
-        """Initialise a new Feature2Pyramid.
+        """Initialize a new Feature2Pyramid.
 
         Args:
             in_channels: Channels of every input map.
@@ -143,7 +143,7 @@ class GeoLinkSegmentationModel(nn.Module):
         rescales: Sequence[float] = (4, 2, 1, 0.5),
         freeze_encoder: bool = False,
     ) -> None:
-        """Initialise a new GeoLinkSegmentationModel.
+        """Initialize a new GeoLinkSegmentationModel.
 
         Args:
             encoder: The multi-level GeoLink encoder.
@@ -181,7 +181,7 @@ class GeoLinkSegmentationModel(nn.Module):
         """Predict per-pixel class logits.
 
         Args:
-            images: Normalised images ``(B, C, H, W)``.
+            images: Normalized images ``(B, C, H, W)``.
             graphs: The batch's OSM graphs, or None.
 
         Returns:

@@ -6,7 +6,7 @@
 The two released GeoLink files are ``{'model_config': {...}, 'model_state_dict': {...}}`` dicts: the multimodal
 model (``geolink_mutimodal_vit_large_patch16_224.pth``, every GeoLink tensor under its :class:`GeoLink` name) and
 the image-only ViT (``geolink_vit_large_patch16_224.pth``, a plain timm ViT state dict). Both were trained on RGB
-images normalised with the ImageNet statistics, OSM tags embedded with CLIP ViT-B/16's text tower, and the
+images normalized with the ImageNet statistics, OSM tags embedded with CLIP ViT-B/16's text tower, and the
 reference numerics that :class:`GeoLink` reproduces with ``legacy=True``. :func:`geolink_from_weights` loads
 either file (or a Lightning checkpoint of a GeoLink task) into a :class:`GeoLink` and returns what the weights
 imply (:class:`WeightsProvenance`), which the tasks record in every checkpoint they write.

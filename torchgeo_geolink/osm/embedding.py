@@ -22,13 +22,13 @@ class NodeEmbedder:
     embedding of ``'key:value'`` and ``w_i = ln(count[key])`` (:class:`KeyWeights`); the plain mean when all
     weights are 0 (only rare or unknown keys). A feature without tags gets a zero vector.
 
-    Vectorised over a whole frame: one ``encode`` call for its distinct strings, then a segment sum.
+    Vectorized over a whole frame: one ``encode`` call for its distinct strings, then a segment sum.
     """
 
     def __init__(
         self, encoder: TagEncoder, key_weights: KeyWeights | None = None
     ) -> None:
-        """Initialise the embedder.
+        """Initialize the embedder.
 
         Args:
             encoder: The tag encoder (wrap it in a :class:`~torchgeo_geolink.osm.CachedTagEncoder` to encode each
@@ -80,7 +80,7 @@ class NodeEmbedder:
         # Features whose weights are all 0 fall back to the plain mean: give each of their tags weight 1.
         weights = np.where(weight_sum[segment] == 0, 1.0, weights)
         weights /= np.bincount(segment, weights=weights, minlength=n)[segment]
-        # (n, U) sparse matrix of normalised weights times the (U, dim) table of distinct strings.
+        # (n, U) sparse matrix of normalized weights times the (U, dim) table of distinct strings.
         mixing = torch.sparse_coo_tensor(
             torch.from_numpy(np.stack([segment, inverse.astype(np.int64)])),
             torch.from_numpy(weights.astype(np.float32)),

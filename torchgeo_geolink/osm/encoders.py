@@ -65,7 +65,7 @@ class HashingTagEncoder:
     _VERSION = 1
 
     def __init__(self, dim: int = 512, num_hashes: int = 2, scale: float = 1.0) -> None:
-        """Initialise the encoder.
+        """Initialize the encoder.
 
         Args:
             dim: Embedding width.
@@ -96,7 +96,7 @@ class HashingTagEncoder:
             text: A tag string.
 
         Returns:
-            Columns and their signed weights (before normalisation).
+            Columns and their signed weights (before normalization).
         """
         key, _, value = text.partition(':')
         words = _WORD.findall(value.lower())
@@ -321,7 +321,7 @@ class SentenceTransformerTagEncoder:
 
     @property
     def identity(self) -> str:
-        """Identity string (encoder kind, model name, width and normalisation)."""
+        """Identity string (encoder kind, model name, width and normalization)."""
         return f'sentence-transformers:{self.model_name}:dim{self.dim}:norm{int(self.normalize)}'
 
     @torch.inference_mode()
@@ -358,7 +358,7 @@ class CachedTagEncoder:
     def __init__(
         self, encoder: TagEncoder, cache_dir: str | Path | None = None
     ) -> None:
-        """Initialise the cache.
+        """Initialize the cache.
 
         Args:
             encoder: The encoder to wrap.

@@ -55,7 +55,7 @@ def graph_from_parts(
 
     Args:
         x: Node type -> ``(N, D)`` embeddings.
-        pos: Node type -> ``(N, K, 2)`` normalised positions.
+        pos: Node type -> ``(N, K, 2)`` normalized positions.
         edges: Edge type -> ``(edge_index (2, E), edge_attr (E, C))``.
         ids: Optional node type -> ``(N,)`` row of each node's feature in the input table (stored as ``id``).
 
@@ -88,7 +88,7 @@ class OSMGraphBuilder:
 
     ``builder(features, bounds)`` returns a :class:`~torch_geometric.data.HeteroData` with node types
     ``polygon``, ``line`` and ``point`` (each always present) holding ``x`` (float32 ``(N, D)`` tag embedding:
-    log-frequency weighted mean of the tag embeddings, see :class:`~torchgeo_geolink.osm.NodeEmbedder`), ``pos`` (float32 ``(N, K, 2)``, normalised to
+    log-frequency weighted mean of the tag embeddings, see :class:`~torchgeo_geolink.osm.NodeEmbedder`), ``pos`` (float32 ``(N, K, 2)``, normalized to
     the bounds with x right and y down, not clipped: polygon K=4 = three interior samples at 0/120/240 degrees then
     the centroid, line K=3 = centroid, start, end, point K=1) and ``id`` (long: the row of the node's feature in
     ``features``), and all nine ``(src, 'to', dst)`` edge types with ``edge_index`` and one-hot ``edge_attr``
@@ -111,7 +111,7 @@ class OSMGraphBuilder:
         errors: Literal['raise', 'drop'] = 'raise',
         equals_first: bool = True,
     ) -> None:
-        """Initialise the builder.
+        """Initialize the builder.
 
         Args:
             tag_encoder: Embeds tag strings; default :class:`HashingTagEncoder` (512-d, offline). Use
@@ -162,7 +162,7 @@ class OSMGraphBuilder:
         geometries: Sequence[object] | NDArray[np.object_],
         bounds: Sequence[float],
     ) -> NDArray[np.float32]:
-        """Normalised positions of nodes of one type.
+        """Normalized positions of nodes of one type.
 
         Args:
             node_type: ``'polygon'``, ``'line'`` or ``'point'``.

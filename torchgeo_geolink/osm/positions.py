@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Node positions of GeoLink graphs, normalised to the window with x right and y down (vectorised)."""
+"""Node positions of GeoLink graphs, normalized to the window with x right and y down (vectorized)."""
 
 import hashlib
 from collections.abc import Sequence
@@ -52,7 +52,7 @@ def _check_bounds(bounds: Sequence[float]) -> tuple[float, float, float, float]:
 def normalize_xy(
     xy: NDArray[np.floating], bounds: Sequence[float]
 ) -> NDArray[np.float32]:
-    """Normalise coordinates to the window: ``x = (X - xmin) / width``, ``y = 1 - (Y - ymin) / height``.
+    """Normalize coordinates to the window: ``x = (X - xmin) / width``, ``y = 1 - (Y - ymin) / height``.
 
     Positions are not clipped: parts of features outside the window fall outside ``[0, 1]``.
 
@@ -161,7 +161,7 @@ def polygon_positions(
     bounds: Sequence[float],
     uniforms: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float32]:
-    """Normalised polygon node positions ``(n, 4, 2)``: three interior samples, then the centroid.
+    """Normalized polygon node positions ``(n, 4, 2)``: three interior samples, then the centroid.
 
     Args:
         polygons: Shapely polygons.
@@ -197,7 +197,7 @@ def line_sample_points(lines: NDArray[np.object_]) -> NDArray[np.float64]:
 def node_sample_points(
     geometries: NDArray[np.object_], kinds: NDArray[np.integer]
 ) -> NDArray[np.float64]:
-    """Node positions of mixed features in their coordinates (not normalised), padded to four points.
+    """Node positions of mixed features in their coordinates (not normalized), padded to four points.
 
     Args:
         geometries: Single-part geometries.
@@ -227,7 +227,7 @@ def node_sample_points(
 def line_positions(
     lines: NDArray[np.object_], bounds: Sequence[float]
 ) -> NDArray[np.float32]:
-    """Normalised line node positions ``(n, 3, 2)``: centroid (length-weighted), start vertex, end vertex.
+    """Normalized line node positions ``(n, 3, 2)``: centroid (length-weighted), start vertex, end vertex.
 
     Args:
         lines: Shapely line strings.
@@ -242,7 +242,7 @@ def line_positions(
 def point_positions(
     points: NDArray[np.object_], bounds: Sequence[float]
 ) -> NDArray[np.float32]:
-    """Normalised point node positions ``(n, 1, 2)``.
+    """Normalized point node positions ``(n, 1, 2)``.
 
     Args:
         points: Shapely points.

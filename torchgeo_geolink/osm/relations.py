@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The nine spatial relation edge sets of GeoLink graphs (STRtree candidates, vectorised DE-9IM classification).
+"""The nine spatial relation edge sets of GeoLink graphs (STRtree candidates, vectorized DE-9IM classification).
 
 Semantics follow the reference implementation exactly: the DE-9IM matrix of each intersecting
 pair is classified in the reference's order, an edge ``src -> dst`` carries the relation *of src to dst*, the
@@ -15,7 +15,7 @@ fails on duplicate or collinear points). Two documented choices:
   ``crosses`` column.
 
 Candidate pairs come from ``shapely.STRtree.query(..., predicate='intersects')``, each pair's DE-9IM matrix from
-one vectorised ``shapely.relate`` call, and edges are assembled with numpy: no Python loop over pairs or edges.
+one vectorized ``shapely.relate`` call, and edges are assembled with numpy: no Python loop over pairs or edges.
 Edges of each type are sorted by ``(src, dst)``.
 """
 
@@ -235,7 +235,7 @@ def _point_other(
 
 
 def delaunay_edges(xy: NDArray[np.floating]) -> EdgeSet:
-    """Point-point edges: Delaunay neighbours (both directions) when there are more than 3 points, plus self loops.
+    """Point-point edges: Delaunay neighbors (both directions) when there are more than 3 points, plus self loops.
 
     Duplicate points take no part in the triangulation (Qhull skips them); when Qhull fails (e.g. all points
     collinear or identical) only self loops are returned, as in the reference.

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""OSM tag parsing and normalisation, GeoLink tag strings and log-frequency key weights."""
+"""OSM tag parsing and normalization, GeoLink tag strings and log-frequency key weights."""
 
 import functools
 import json
@@ -128,7 +128,7 @@ def parse_hstore(text: str) -> dict[str, str]:
             dropped, backslash escapes are resolved.
 
     Returns:
-        The tags with their original keys (not yet normalised).
+        The tags with their original keys (not yet normalized).
 
     Raises:
         ValueError: If ``text`` holds something that is not a sequence of ``"key"=>"value"`` items.
@@ -378,12 +378,12 @@ def _shipped_counts() -> dict[str, float]:
 
 
 def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
-    """Extract one normalised tag mapping per row of a (Geo)DataFrame, whatever the source format.
+    """Extract one normalized tag mapping per row of a (Geo)DataFrame, whatever the source format.
 
     Understood sources, combined when several are present:
 
     * a ``label`` column of GeoLink labels (``k:v;k:v`` text); when present it is the only source used. A
-      ``label`` column is recognised by its content: class numbers (as TorchGeo's ``OpenStreetMap`` dataset writes
+      ``label`` column is recognized by its content: class numbers (as TorchGeo's ``OpenStreetMap`` dataset writes
       next to one column per tag key) are not tags, other text is the tag ``label``;
     * a ``tags`` column of dicts or JSON text (pyrosm stores its extra tags as JSON text);
     * an ``other_tags`` column of hstore text (GDAL's OSM driver);
@@ -391,7 +391,7 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
       ``BOOKKEEPING_COLUMNS`` and copies of the geometry (WKT text, WKB bytes, GeoParquet's ``bbox``); null cells
       are skipped.
 
-    Keys are normalised with :func:`normalize_key`. Values are stripped text; typed cells are written as OSM
+    Keys are normalized with :func:`normalize_key`. Values are stripped text; typed cells are written as OSM
     writes them: integers as integers (also when a file's nulls turned the column into floats, ``2.0`` -> ``2``),
     booleans as ``yes``/``no``, lists joined with ``;``.
 
@@ -465,7 +465,7 @@ class KeyWeights:
     """
 
     def __init__(self, counts: Mapping[str, float]) -> None:
-        """Initialise from a key -> count mapping.
+        """Initialize from a key -> count mapping.
 
         Args:
             counts: Occurrence count of each key (keys written GeoLink-style, ``:`` as a space).
@@ -482,7 +482,7 @@ class KeyWeights:
                 )
                 raise ValueError(msg)
             key = normalize_key(key)
-            # Keys equal after normalisation (the shipped table has 'note' and 'note '): keep the larger count.
+            # Keys equal after normalization (the shipped table has 'note' and 'note '): keep the larger count.
             weights[key] = max(weights.get(key, 0.0), math.log(count))
         self._weights = weights
 
@@ -529,7 +529,7 @@ class KeyWeights:
         """Return the weight of one key.
 
         Args:
-            key: An OSM key (normalised on the fly).
+            key: An OSM key (normalized on the fly).
 
         Returns:
             ``ln(count)``, or 0 for unknown keys.

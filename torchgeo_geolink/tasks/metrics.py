@@ -28,7 +28,7 @@ class CrossModalRetrieval(Metric):
     osm: list[Tensor]
 
     def __init__(self) -> None:
-        """Initialise a new CrossModalRetrieval metric."""
+        """Initialize a new CrossModalRetrieval metric."""
         super().__init__()
         self.add_state('image', default=[], dist_reduce_fx='cat')
         self.add_state('osm', default=[], dist_reduce_fx='cat')

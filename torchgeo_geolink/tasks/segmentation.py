@@ -83,7 +83,7 @@ class GeoLinkSegmentation(
         allow_tag_encoder_mismatch: bool = False,
         architecture: dict[str, Any] | None = None,
     ) -> None:
-        """Initialise a new GeoLinkSegmentation task.
+        """Initialize a new GeoLinkSegmentation task.
 
         Args:
             model: Name of the timm ViT of the encoder; taken from the weights when given.
@@ -227,7 +227,7 @@ class GeoLinkSegmentation(
         """AdamW with linear warmup then cosine decay per step.
 
         Returns:
-            The optimiser and its per-step scheduler.
+            The optimizer and its per-step scheduler.
         """
         hp = self.hparams
         optimizer = AdamW(param_groups(self, hp['weight_decay']), lr=hp['lr'])

@@ -117,7 +117,7 @@ def rot90_matrix(k: Tensor) -> Tensor:
 
 
 def _sampling_grid(matrices: Tensor, size: tuple[int, int]) -> Tensor:
-    """The :func:`~torch.nn.functional.grid_sample` grid that realises ``matrices`` at the output ``size``.
+    """The :func:`~torch.nn.functional.grid_sample` grid that realizes ``matrices`` at the output ``size``.
 
     Args:
         matrices: ``(B, 3, 3)`` forward matrices (input window -> output window).
@@ -150,7 +150,7 @@ def warp_images(images: Tensor, matrices: Tensor, size: tuple[int, int]) -> Tens
 
 
 def warp_masks(masks: Tensor, matrices: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resample label masks through per-sample affine matrices (nearest neighbour, labels kept exact).
+    """Resample label masks through per-sample affine matrices (nearest neighbor, labels kept exact).
 
     Args:
         masks: ``(B, H, W)`` or ``(B, 1, H, W)`` integer masks.
@@ -228,7 +228,7 @@ def _refresh_batch_slices(batch: Batch) -> None:
 def filter_nodes(graph: HeteroData | Batch, keep: dict[str, Tensor]) -> HeteroData:
     """Keep the nodes selected by boolean masks, and the edges between kept nodes, re-indexed.
 
-    A vectorised equivalent of :meth:`~torch_geometric.data.HeteroData.subgraph` (one mask, one cumulative-sum
+    A vectorized equivalent of :meth:`~torch_geometric.data.HeteroData.subgraph` (one mask, one cumulative-sum
     remap table and one edge mask per type) that also keeps a :class:`~torch_geometric.data.Batch` valid
     (``ptr`` and :meth:`~torch_geometric.data.Batch.to_data_list`). Every node-level tensor (first dimension
     = number of nodes: ``x``, ``pos``, ``id``, ``batch``, ...) and edge-level tensor (``edge_attr``, ...) follows.
