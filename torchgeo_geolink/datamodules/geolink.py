@@ -76,7 +76,7 @@ def region_rois(
 
 
 def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
-    """Normalize one path or several to a list of strings.
+    """Normalise one path or several to a list of strings.
 
     Args:
         paths: one path or a sequence of paths.
@@ -99,7 +99,7 @@ class GeoLinkDataModule(GeoDataModule):
     (:class:`~torchgeo_geolink.samplers.OSMGriddedPatchSampler`), each strictly inside its own region, so no
     evaluation window overlaps a training window. Batches are collated with
     :func:`~torchgeo_geolink.datasets.collate_geolink` (one PyG ``Batch`` under ``'graph'``). On the device,
-    images are normalized (``(image - mean) / std``) and, for training, augmented jointly with their graphs by
+    images are normalised (``(image - mean) / std``) and, for training, augmented jointly with their graphs by
     :class:`~torchgeo_geolink.transforms.GeoLinkAugmentation`.
 
     With ``image_paths=None`` the embedded demo is used: :func:`~torchgeo_geolink.datasets.build_demo` renders
@@ -137,8 +137,10 @@ class GeoLinkDataModule(GeoDataModule):
         color_jitter_max: float = 255.0,
         crop_scale: tuple[float, float] = (0.35, 1.0),
         seed: int = 0,
+        predict_region: Literal['all', 'train', 'val', 'test']
+        | Sequence[float] = 'all',
     ) -> None:
-        """Initialize a new GeoLinkDataModule instance.
+        """Initialise a new GeoLinkDataModule instance.
 
         Args:
             image_paths: raster files (or directories) of the imagery; None uses the embedded demo.
@@ -173,6 +175,9 @@ class GeoLinkDataModule(GeoDataModule):
                 raises a ValueError on values outside ``[0, color_jitter_max]``.
             crop_scale: range of the random crop's area fraction.
             seed: seed of the training window sampler.
+            predict_region: where ``predict`` windows are gridded (every window, with or without OSM, at
+                *eval_stride*): ``'all'`` (the whole footprint), the ``'train'``, ``'val'`` or ``'test'`` region, or
+                a box ``[xmin, ymin, xmax, ymax]`` in the dataset CRS (intersected with the footprint).
 
         Raises:
             ValueError: if *image_paths* is given without *osm_paths*, or the split fractions are invalid.
@@ -210,6 +215,7 @@ class GeoLinkDataModule(GeoDataModule):
         self.tag_dim = tag_dim
         self.tag_cache_dir = tag_cache_dir
         self.seed = seed
+        self.predict_region = predict_region
         self.collate_fn = collate_geolink
 
         if augment:
@@ -322,8 +328,47 @@ class GeoLinkDataModule(GeoDataModule):
             )
         if stage == 'predict':
             self.predict_sampler = OSMGriddedPatchSampler(
-                dataset, size=self.patch_size, stride=stride, min_features=0
+                dataset,
+                size=self.patch_size,
+                stride=stride,
+                roi=self._predict_roi(footprint),
+                min_features=0,
             )
+
+    def _predict_roi(self, footprint: shapely.Geometry) -> shapely.Geometry:
+        """The region gridded for prediction (see *predict_region*).
+
+        Args:
+            footprint: the dataset's footprint.
+
+        Returns:
+            The region.
+
+        Raises:
+            ValueError: if *predict_region* names a region without area (a fraction of 0) or is not a name or a
+                box of four numbers, or if the box misses the footprint.
+        """
+        region = self.predict_region
+        if isinstance(region, str):
+            if region == 'all':
+                return footprint
+            roi = self.rois.get(region)
+            if region not in ('train', 'val', 'test'):
+                msg = f"GeoLinkDataModule: predict_region must be 'all', 'train', 'val', 'test' or a box, got {region!r}"
+                raise ValueError(msg)
+            if roi is None:
+                msg = f'GeoLinkDataModule: predict_region {region!r} has no area ({region}_fraction is 0)'
+                raise ValueError(msg)
+            return roi
+        box = [float(v) for v in region]
+        if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+            msg = f'GeoLinkDataModule: predict_region box must be [xmin, ymin, xmax, ymax], got {box}'
+            raise ValueError(msg)
+        roi = shapely.intersection(footprint, shapely.box(*box))
+        if roi.is_empty:
+            msg = f'GeoLinkDataModule: predict_region box {box} misses the dataset footprint {footprint.bounds}'
+            raise ValueError(msg)
+        return roi
 
     def val_dataloader(self) -> Any:
         """Validation batches: the grid over the validation region (none when ``val_fraction`` is 0).
