@@ -21,15 +21,24 @@ __all__ = (
 
 
 class GeoLinkError(Exception):
-    """Base class of all torchgeo-geolink errors."""
+    """Base class of all torchgeo-geolink errors.
+
+    .. versionadded:: 0.1
+    """
 
 
 class OSMFileError(GeoLinkError):
-    """An OSM vector file is missing, unreadable, corrupt, empty or lacks a CRS."""
+    """An OSM vector file is missing, unreadable, corrupt, empty or lacks a CRS.
+
+    .. versionadded:: 0.1
+    """
 
 
 class InvalidFeatureError(GeoLinkError):
-    """A feature's geometry or tags cannot be used (and could not be repaired)."""
+    """A feature's geometry or tags cannot be used (and could not be repaired).
+
+    .. versionadded:: 0.1
+    """
 
 
 class TagEncoderMismatchError(GeoLinkError):
@@ -40,11 +49,17 @@ class TagEncoderMismatchError(GeoLinkError):
 
 
 class TagEncoderWeightsNotFoundError(GeoLinkError):
-    """The weights of a text model used to embed OSM tags are not available locally."""
+    """The weights of a text model used to embed OSM tags are not available locally.
+
+    .. versionadded:: 0.1
+    """
 
 
 class CheckpointError(GeoLinkError):
-    """A model checkpoint cannot be read or does not match the model it is loaded into."""
+    """A model checkpoint cannot be read or does not match the model it is loaded into.
+
+    .. versionadded:: 0.1
+    """
 
 
 class PredictionError(GeoLinkError):
@@ -62,4 +77,7 @@ class PreparedDataError(GeoLinkError):
 
 
 class TileError(GeoLinkError):
-    """An image, label or graph file of a tile-format dataset is missing, unreadable or malformed."""
+    """An image, label or graph file of a tile-format dataset is missing, unreadable or malformed.
+
+    .. versionadded:: 0.1
+    """

@@ -309,6 +309,8 @@ def read_tile_index(
         TileError: If a file cannot be read, lacks a CRS, holds an invalid box or a split name is unknown, or if
             two tiles share a name or no tile is found.
         ValueError: If the split fractions are invalid.
+
+    .. versionadded:: 0.1
     """
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
         msg = f'invalid split fractions: val {val_fraction}, test {test_fraction}'
@@ -679,6 +681,8 @@ def clip_to_tile(
     Returns:
         One row per kept part, in feature order, with the feature's columns, a fresh ``RangeIndex`` and a
         ``feature`` column holding the feature's row position in ``features``.
+
+    .. versionadded:: 0.1
     """
     xmin, ymin, xmax, ymax = (float(b) for b in bounds)
     geoms = features.geometry.to_numpy()
@@ -1003,6 +1007,8 @@ def build_shard(
 
     Raises:
         PreparedDataError: If the folder is not a planned run or a tag string is missing from its table.
+
+    .. versionadded:: 0.1
     """
     output = Path(output)
     marker = output / 'shards' / f'{shard:06d}.json'
@@ -1317,6 +1323,8 @@ def prepare(
         OSMFileError: If an OSM source cannot be read.
         PreparedDataError: If ``output`` holds a run with other inputs or settings.
         ValueError: If an argument is invalid.
+
+    .. versionadded:: 0.1
     """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -1523,6 +1531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status.
+
+    .. versionadded:: 0.1
     """
     parser = argparse.ArgumentParser(
         prog='geolink-prepare',

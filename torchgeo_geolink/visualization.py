@@ -133,6 +133,8 @@ def plot_image(
 
     Returns:
         The figure drawn on.
+
+    .. versionadded:: 0.1
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5), layout='constrained')
@@ -208,6 +210,8 @@ def plot_graph(
         ValueError: If *graph* is a batch of several graphs, *color_by* is unknown, or a ``pos`` or
             ``edge_attr`` has the wrong shape.
         TypeError: If *graph* is not a heterogeneous graph.
+
+    .. versionadded:: 0.1
     """
     if isinstance(graph, Batch) and graph.num_graphs != 1:
         msg = f'plot_graph draws one graph, got a batch of {graph.num_graphs}: pass batch.get_example(i)'
@@ -364,6 +368,8 @@ def plot_attention(
         ValueError: If *attention* has an unsupported shape or its patch axis cannot be reshaped to *grid*, or
             *labels*/*positions* do not have one entry per node.
         IndexError: If a node id or *index* is out of range.
+
+    .. versionadded:: 0.1
     """
     weights = attention.detach().cpu().to(torch.float64)
     if weights.ndim == 4:
@@ -466,6 +472,8 @@ def embedding_pca_rgb(embedding: Tensor) -> Tensor:
 
     Raises:
         ValueError: If *embedding* is not 3-D.
+
+    .. versionadded:: 0.1
     """
     if embedding.ndim != 3:
         msg = f'embedding must have shape (C, h, w), got {tuple(embedding.shape)}'
@@ -512,6 +520,8 @@ def plot_embedding_pca(
 
     Raises:
         ValueError: If an embedding is not ``(C, h, w)`` or *titles* does not have three entries.
+
+    .. versionadded:: 0.1
     """
     if len(titles) != 3:
         msg = f'titles must have 3 entries (image, unimodal, fused), got {len(titles)}'

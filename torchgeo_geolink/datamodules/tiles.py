@@ -28,6 +28,8 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
     graphs in one PyG ``Batch`` under ``'graph'``), so tiles must share one size. On the device, images are
     normalized and, for training, augmented jointly with their masks and graphs
     (:class:`~torchgeo_geolink.transforms.GeoLinkAugmentation`).
+
+    .. versionadded:: 0.1
     """
 
     def __init__(

@@ -54,7 +54,10 @@ DEMO_RES = 1.0
 
 @dataclass(frozen=True)
 class DemoPaths:
-    """Files of the embedded demo."""
+    """Files of the embedded demo.
+
+    .. versionadded:: 0.1
+    """
 
     #: Rendered RGB GeoTIFF (uint8).
     image: Path
@@ -65,7 +68,10 @@ class DemoPaths:
 
 
 class DemoImage(WindowedRasterDataset):
-    """The rendered RGB image of the embedded demo (rendered from OSM, not a real image)."""
+    """The rendered RGB image of the embedded demo (rendered from OSM, not a real image).
+
+    .. versionadded:: 0.1
+    """
 
     filename_glob = 'helsinki_demo_image.tif'
     all_bands = ('R', 'G', 'B')
@@ -73,7 +79,10 @@ class DemoImage(WindowedRasterDataset):
 
 
 class DemoLabels(WindowedRasterDataset):
-    """The land-use label raster of the embedded demo (classes :data:`DEMO_CLASSES`)."""
+    """The land-use label raster of the embedded demo (classes :data:`DEMO_CLASSES`).
+
+    .. versionadded:: 0.1
+    """
 
     filename_glob = 'helsinki_demo_labels.tif'
     is_image = False
@@ -110,6 +119,8 @@ def build_demo(
 
     Returns:
         The paths of the image, the labels and the OSM extract.
+
+    .. versionadded:: 0.1
     """
     from .osm import OSMDataset
 

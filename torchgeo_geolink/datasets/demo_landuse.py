@@ -74,6 +74,8 @@ def landuse_class(tags: dict[str, str]) -> int:
 
     Returns:
         The class index, 0 when the feature is not a land-use area.
+
+    .. versionadded:: 0.1
     """
     landuse = tags.get('landuse', '')
     natural = tags.get('natural', '')

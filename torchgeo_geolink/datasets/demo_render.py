@@ -168,6 +168,8 @@ def render_demo(
 
     Returns:
         ``(3, H, W)`` uint8 image, ``(H, W)`` uint8 labels and the rasters' affine transform.
+
+    .. versionadded:: 0.1
     """
     xmin, ymin, xmax, ymax = bounds
     width, height = round((xmax - xmin) / res), round((ymax - ymin) / res)

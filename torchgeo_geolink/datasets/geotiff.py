@@ -31,6 +31,8 @@ def write_geotiff(
         transform: affine transform.
         crs: coordinate reference system.
         description: text stored in the ``TIFFTAG_IMAGEDESCRIPTION`` tag (none when None).
+
+    .. versionadded:: 0.1
     """
     profile = {
         'driver': 'GTiff',

@@ -82,6 +82,8 @@ class OSMDataset(GeoDataset):
     Both modes give the same nodes with the same positions; only edges may differ (e.g. two polygons that
     overlap outside the window but only touch inside it, or point Delaunay edges, which are global in induced
     mode).
+
+    .. versionadded:: 0.1
     """
 
     filename_glob = '*'

@@ -36,6 +36,8 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 
     Returns:
         The hex digest.
+
+    .. versionadded:: 0.1
     """
     digest = hashlib.blake2b(digest_size=16)
     path = Path(path)
@@ -64,6 +66,8 @@ def cache_key(files: list[str], options: Mapping[str, Any]) -> str:
 
     Returns:
         A hex key.
+
+    .. versionadded:: 0.1
     """
     payload = {
         'version': STORE_VERSION,
@@ -132,6 +136,8 @@ def open_or_build(
 
     Raises:
         OSMFileError: if the entry cannot be written or another builder does not finish in time.
+
+    .. versionadded:: 0.1
     """
     root = Path(root)
     entry = root / key

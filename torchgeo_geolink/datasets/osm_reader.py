@@ -244,6 +244,8 @@ def resolve_files(paths: Path | Iterable[Path], filename_glob: str) -> list[str]
 
     Raises:
         OSMFileError: if a path does not exist or no vector file is found.
+
+    .. versionadded:: 0.1
     """
     items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     files: set[str] = set()
@@ -383,6 +385,8 @@ def read_vector_file(
 
     Raises:
         OSMFileError: if the file cannot be read or a requested layer is missing.
+
+    .. versionadded:: 0.1
     """
     name = path.lower()
     try:
@@ -456,6 +460,8 @@ def file_crs(path: str, frames: list[GeoDataFrame], assumed: CRS | None) -> CRS:
     Raises:
         OSMFileError: if the file declares no CRS and none is assumed, its layers disagree, or it declares a
             geographic CRS for coordinates that are not longitudes and latitudes.
+
+    .. versionadded:: 0.1
     """
     crss = {CRS.from_user_input(f.crs) for f in frames if f.crs is not None}
     if len(crss) > 1:
@@ -564,6 +570,8 @@ def read_features(
     Raises:
         OSMFileError: if the file cannot be read or lacks a CRS.
         InvalidFeatureError: if the tags of a feature cannot be parsed.
+
+    .. versionadded:: 0.1
     """
     report = LoadReport(path)
     frames = read_vector_file(path, layers, roi, roi_crs)

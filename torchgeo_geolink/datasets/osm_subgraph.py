@@ -52,6 +52,8 @@ def build_edge_table(
 
     Raises:
         ValueError: if an edge attribute is not one-hot.
+
+    .. versionadded:: 0.1
     """
     rows_of = {t: np.flatnonzero(kinds == k) for k, t in enumerate(NODE_TYPES)}
     edges = builder.build_edges(
@@ -109,6 +111,8 @@ def expand_parts(
 
     Returns:
         Source nodes, destination nodes and, for each node-level edge, the feature-level edge it comes from.
+
+    .. versionadded:: 0.1
     """
     pairs = np.where(is_self, src_parts, src_parts * dst_parts)
     take = np.repeat(np.arange(len(pairs)), pairs)
@@ -134,6 +138,8 @@ def induced_edges(
     Returns:
         ``osm_<src>_to_<dst>_edge_index`` (long ``(2, E)``, node indices within their type) and
         ``osm_<src>_to_<dst>_edge_attr`` (float32 ``(E, C)``) for the nine edge types.
+
+    .. versionadded:: 0.1
     """
     offsets = np.zeros(len(NODE_TYPES) + 1, dtype=np.int64)
     np.cumsum(np.bincount(kinds, minlength=len(NODE_TYPES)), out=offsets[1:])

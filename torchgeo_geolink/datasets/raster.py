@@ -32,6 +32,8 @@ class WindowedRasterDataset(RasterDataset):
     files, time series, another resolution) falls back to the parent, so samples are always identical.
 
     Subclass it exactly as :class:`~torchgeo.datasets.RasterDataset` (``filename_glob``, ``is_image``, ...).
+
+    .. versionadded:: 0.1
     """
 
     def __getitem__(self, index: GeoSlice) -> Sample:

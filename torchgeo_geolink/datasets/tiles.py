@@ -53,6 +53,8 @@ def ufz_label_lut(ignore_index: int = 255) -> np.ndarray:
 
     Returns:
         ``(256,)`` int64 table.
+
+    .. versionadded:: 0.1
     """
     lut = np.full(256, ignore_index, dtype=np.int64)
     lut[1:10] = np.arange(9)
@@ -83,6 +85,8 @@ class GeoLinkTiles(NonGeoDataset):
     ``split='all'`` takes every tile.
 
     If you use this format, please cite GeoLink (Bai et al., NeurIPS 2025).
+
+    .. versionadded:: 0.1
     """
 
     #: Class names (index = label after ``label_lut``).

@@ -75,6 +75,8 @@ def sample_to_graph(sample: Mapping[str, Tensor]) -> HeteroData:
 
     Raises:
         ValueError: if node features and positions disagree on the number of nodes.
+
+    .. versionadded:: 0.1
     """
     graph = HeteroData()
     dim = next(
@@ -120,6 +122,8 @@ def graph_to_sample(graph: HeteroData) -> Sample:
     Returns:
         The ``osm_<type>_x``/``_pos``/``_id``, ``osm_<src>_to_<dst>_edge_index``/``_edge_attr`` keys, and
         ``osm_bounds`` when the graph holds ``bounds``.
+
+    .. versionadded:: 0.1
     """
     sample: Sample = {}
     node_types = set(graph.node_types)
@@ -167,6 +171,8 @@ def collate_geolink(samples: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
     Raises:
         ValueError: if the samples do not all hold the same non-graph keys.
+
+    .. versionadded:: 0.1
     """
     samples = list(samples)
     if not samples:
@@ -190,6 +196,8 @@ def unbind_geolink(batch: Mapping[str, Any]) -> list[Sample]:
 
     Returns:
         One sample per batch element, with its graph flattened back into ``osm_*`` keys.
+
+    .. versionadded:: 0.1
     """
     tensors = {k: v for k, v in batch.items() if k != 'graph'}
     samples = unbind_samples(tensors) if tensors else []

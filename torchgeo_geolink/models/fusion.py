@@ -24,6 +24,8 @@ class GeoLinkFusionEncoder(nn.Module):
     through the pretrained two-way block (image stream after its patch-to-object step). In ``legacy`` mode only
     the first 50 nodes of a graph take part (the reference draws a random 50, B11); otherwise all do. A sample
     without OSM nodes (or ``graphs=None``) gets the image-only hybrid map. No randomness in eval mode.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(

@@ -33,7 +33,10 @@ _NODE_POS_DIM = 64
 
 @dataclass
 class GeoLinkOutput:
-    """Everything a pretraining step of :class:`GeoLink` produces."""
+    """Everything a pretraining step of :class:`GeoLink` produces.
+
+    .. versionadded:: 0.1
+    """
 
     #: Weighted total ``w_rec * loss_rec + w_cont * loss_cont + w_node * loss_node``.
     loss: Tensor
@@ -63,7 +66,10 @@ class GeoLinkOutput:
 
 @dataclass
 class DenseOSMTokens:
-    """OSM nodes of a batch as padded per-graph token sequences for the two-way block."""
+    """OSM nodes of a batch as padded per-graph token sequences for the two-way block.
+
+    .. versionadded:: 0.1
+    """
 
     #: Fused node tokens ``(B, M, fusion_dim)``.
     tokens: Tensor
@@ -97,6 +103,8 @@ class GeoLink(nn.Module):
     If you use this model in your research, please cite:
 
     * https://arxiv.org/abs/2509.26016
+
+    .. versionadded:: 0.1
     """
 
     def __init__(

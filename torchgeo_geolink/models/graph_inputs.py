@@ -17,7 +17,10 @@ __all__ = ('OSMInputs', 'osm_inputs')
 
 @dataclass
 class OSMInputs:
-    """Per-type node and edge tensors of a batch of ``num_graphs`` OSM graphs."""
+    """Per-type node and edge tensors of a batch of ``num_graphs`` OSM graphs.
+
+    .. versionadded:: 0.1
+    """
 
     #: Node features ``(N_t, D)`` per node type.
     x: dict[str, Tensor]
@@ -53,6 +56,8 @@ def osm_inputs(
 
     Raises:
         ValueError: If the number of graphs, a feature size or a position shape is wrong.
+
+    .. versionadded:: 0.1
     """
     have = graphs.num_graphs if isinstance(graphs, Batch) else 1
     if have != num_graphs:

@@ -20,6 +20,8 @@ def patchify(images: Tensor, patch_size: int) -> Tensor:
 
     Returns:
         ``(B, H/p * W/p, p * p * C)``.
+
+    .. versionadded:: 0.1
     """
     b, c, h, w = images.shape
     x = images.reshape(b, c, h // patch_size, patch_size, w // patch_size, patch_size)
@@ -93,6 +95,8 @@ def masked_patch_loss(
 
     Returns:
         The scalar loss.
+
+    .. versionadded:: 0.1
     """
     target = patchify(images, patch_size).float()
     if norm_pix:
@@ -144,6 +148,8 @@ def info_nce_loss(
 
     Returns:
         The scalar loss.
+
+    .. versionadded:: 0.1
     """
     b = img.shape[0]
     if gather_distributed:
@@ -178,6 +184,8 @@ def masked_node_loss(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
 
     Returns:
         The scalar loss (0 when no node is valid).
+
+    .. versionadded:: 0.1
     """
     per_node = (pred.float() - target.float()).pow(2).mean(dim=-1)
     weight = valid.to(per_node.dtype)

@@ -43,6 +43,8 @@ def random_patch_mask(
 
     Raises:
         ValueError: If *mask_ratio* is outside ``[0, 1)`` or *block_size* is smaller than 1.
+
+    .. versionadded:: 0.1
     """
     if not 0 <= mask_ratio < 1:
         raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}')
@@ -87,6 +89,8 @@ def rank_within_groups(
     Returns:
         ``rank`` ``(N,)`` (0 for the smallest key of each group) and ``perm`` ``(N,)``, the order that sorts the
         elements by group, then by key.
+
+    .. versionadded:: 0.1
     """
     perm = key.argsort(stable=True)
     perm = perm[group[perm].argsort(stable=True)]
@@ -147,6 +151,8 @@ def random_node_mask(
 
     Returns:
         A boolean mask ``(N,)``, True for masked nodes.
+
+    .. versionadded:: 0.1
     """
     counts = torch.zeros(num_graphs, dtype=torch.long, device=batch.device)
     counts.scatter_add_(0, batch, torch.ones_like(batch))

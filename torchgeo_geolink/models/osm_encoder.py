@@ -27,6 +27,8 @@ class BipartiteGATConv(GATConv):
     :class:`~torch_geometric.nn.conv.GATConv`; every other case (a single node tensor, separate
     ``lin_src``/``lin_dst``, edge features, self loops, residual, sparse adjacency) runs
     :meth:`torch_geometric.nn.conv.GATConv.forward`.
+
+    .. versionadded:: 0.1
     """
 
     def forward(  # ty: ignore[incompatible-method-override]
@@ -102,6 +104,8 @@ class OSMHeteroGAT(nn.Module):
     attention use the relation one-hots (a new architecture, not loadable from the official checkpoint).
 
     The parameter names match the official checkpoint (``convs.0.convs.<src___to___dst>.*``).
+
+    .. versionadded:: 0.1
     """
 
     def __init__(

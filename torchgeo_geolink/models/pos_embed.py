@@ -23,6 +23,8 @@ def sincos_1d(pos: Tensor, dim: int) -> Tensor:
 
     Raises:
         ValueError: If *dim* is odd.
+
+    .. versionadded:: 0.1
     """
     if dim % 2:
         raise ValueError(f'sin-cos embedding size must be even, got {dim}')
@@ -44,6 +46,8 @@ def sincos_2d(xy: Tensor, dim: int) -> Tensor:
 
     Raises:
         ValueError: If *dim* is not a multiple of 4.
+
+    .. versionadded:: 0.1
     """
     if dim % 4:
         raise ValueError(
@@ -68,6 +72,8 @@ def sincos_grid_table(
 
     Returns:
         A float32 tensor of shape ``(1, [1 +] rows * cols, dim)``.
+
+    .. versionadded:: 0.1
     """
     rows, cols = grid_size
     y, x = torch.meshgrid(
@@ -106,6 +112,8 @@ def node_pos_embed(
 
     Returns:
         A float32 tensor ``(N, dim)``.
+
+    .. versionadded:: 0.1
     """
     rows, cols = grid_size
     scale = torch.tensor([cols, rows], dtype=torch.float32, device=pos.device)

@@ -21,6 +21,8 @@ class TwoWayAttentionBlock(nn.Module):
 
     A sample without any valid OSM token keeps its patches unchanged by step 2 (``I <- norm2(I)``) and its
     (ignored) tokens are computed without a padding mask, so no row is fully masked and no NaN appears (B12).
+
+    .. versionadded:: 0.1
     """
 
     def __init__(

@@ -20,6 +20,8 @@ class Feature2Pyramid(nn.Module):
     """Turn same-resolution ViT maps into a pyramid by rescaling each map.
 
     Scale 4: two stride-2 transposed convs (BatchNorm, GELU between); 2: one; 1: identity; 0.5: max-pool.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(
@@ -133,6 +135,8 @@ class GeoLinkSegmentationModel(nn.Module):
 
     BatchNorm (not SyncBatchNorm); convert with :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm` for
     multi-GPU training if wanted.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(

@@ -23,6 +23,8 @@ class NodeEmbedder:
     weights are 0 (only rare or unknown keys). A feature without tags gets a zero vector.
 
     Vectorized over a whole frame: one ``encode`` call for its distinct strings, then a segment sum.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(

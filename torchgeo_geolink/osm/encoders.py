@@ -31,7 +31,10 @@ _WORD = re.compile(r'[^\W_]+', re.UNICODE)
 
 @runtime_checkable
 class TagEncoder(Protocol):
-    """Protocol of tag encoders: embed tag strings such as ``'highway:service'`` into ``dim``-d vectors."""
+    """Protocol of tag encoders: embed tag strings such as ``'highway:service'`` into ``dim``-d vectors.
+
+    .. versionadded:: 0.1
+    """
 
     #: Width of the embeddings.
     dim: int
@@ -60,6 +63,8 @@ class HashingTagEncoder:
     the words of its value (so ``landuse:residential`` and ``building:residential`` share a component). Each
     feature adds ``+-1`` (sign and column from a BLAKE2b digest, stable across processes and platforms) to
     ``num_hashes`` columns; the three groups get equal total weight and the result is scaled to norm ``scale``.
+
+    .. versionadded:: 0.1
     """
 
     _VERSION = 1
@@ -180,6 +185,8 @@ class CLIPTagEncoder:
     BOS, EOS included, as the reference does. Strings are encoded in padded batches; CLIP's causal attention makes
     this equal to the reference's one-string-at-a-time forward. Strings longer than the model's context are
     truncated (the reference crashes on them).
+
+    .. versionadded:: 0.1
     """
 
     def __init__(
@@ -271,7 +278,10 @@ class CLIPTagEncoder:
 
 
 class SentenceTransformerTagEncoder:
-    """Tag encoder backed by a ``sentence-transformers`` model (default ``all-MiniLM-L6-v2``, 384-d)."""
+    """Tag encoder backed by a ``sentence-transformers`` model (default ``all-MiniLM-L6-v2``, 384-d).
+
+    .. versionadded:: 0.1
+    """
 
     def __init__(
         self,
@@ -353,6 +363,8 @@ class CachedTagEncoder:
     also persist on disk, in a folder named after the wrapped encoder's :attr:`identity` (so different encoders
     never mix): every call that encoded new strings writes them as one new shard file (atomic rename, unique
     name, so concurrent processes never clobber each other), and all shards are read when the cache is created.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(

@@ -83,6 +83,8 @@ def split_by_type(
     Raises:
         InvalidFeatureError: If ``errors='raise'`` and a feature cannot be used (names it and the problem).
         ValueError: If ``errors`` is not 'raise' or 'drop'.
+
+    .. versionadded:: 0.1
     """
     if errors not in ('raise', 'drop'):
         msg = f"errors must be 'raise' or 'drop', got {errors!r}"

@@ -33,6 +33,8 @@ def empty_graph(dim: int = 512) -> HeteroData:
 
     Returns:
         The empty graph.
+
+    .. versionadded:: 0.1
     """
     return graph_from_parts(
         {t: torch.zeros(0, dim) for t in NODE_TYPES},
@@ -61,6 +63,8 @@ def graph_from_parts(
 
     Returns:
         The graph, with every node and edge type present and the contract's dtypes.
+
+    .. versionadded:: 0.1
     """
     data = HeteroData()
     for node_type in NODE_TYPES:
@@ -100,6 +104,8 @@ class OSMGraphBuilder:
 
     Built with default arguments it works offline: the tag encoder is a :class:`HashingTagEncoder` and each
     distinct tag string is encoded once for the builder's lifetime.
+
+    .. versionadded:: 0.1
     """
 
     def __init__(

@@ -170,6 +170,8 @@ def from_official_graph(data: HeteroData, dim: int = TAG_EMBEDDING_DIM) -> Heter
         ValueError: If the graph has unknown node or edge types, node features are not finite floats, too
             narrow or disagree on ``D`` between node types, or edges are malformed (an index outside its node
             set, a wrong dtype or width); the message names the node or edge type.
+
+    .. versionadded:: 0.1
     """
     unknown = sorted(set(data.node_types) - set(NODE_TYPES)) + sorted(
         str(e) for e in set(data.edge_types) - set(EDGE_TYPES)
@@ -223,6 +225,8 @@ def to_official_graph(data: HeteroData) -> HeteroData:
 
     Raises:
         ValueError: If a node type lacks ``pos`` or ``pos`` does not have shape ``(N, K, 2)``.
+
+    .. versionadded:: 0.1
     """
     dim = TAG_EMBEDDING_DIM
     for node_type in NODE_TYPES:

@@ -62,6 +62,8 @@ def normalize_xy(
 
     Returns:
         float32 array of the same shape, x to the right and y down.
+
+    .. versionadded:: 0.1
     """
     xmin, ymin, xmax, ymax = _check_bounds(bounds)
     xy = np.asarray(xy, dtype=np.float64)
@@ -82,6 +84,8 @@ def stable_uniforms(geometries: NDArray[np.object_], count: int) -> NDArray[np.f
 
     Returns:
         float64 array ``(n, count)``.
+
+    .. versionadded:: 0.1
     """
     wkbs = shapely.to_wkb(geometries, byte_order=1)
     digests = b''.join(hashlib.blake2b(w, digest_size=8 * count).digest() for w in wkbs)
@@ -105,6 +109,8 @@ def polygon_sample_points(
 
     Returns:
         float64 array ``(n, 4, 2)`` in the polygons' coordinates: three samples, then the centroid.
+
+    .. versionadded:: 0.1
     """
     n = len(polygons)
     out = np.empty((n, 4, 2), dtype=np.float64)
@@ -170,6 +176,8 @@ def polygon_positions(
 
     Returns:
         float32 array ``(n, 4, 2)``.
+
+    .. versionadded:: 0.1
     """
     return normalize_xy(
         polygon_sample_points(np.asarray(polygons, dtype=object), uniforms), bounds
@@ -184,6 +192,8 @@ def line_sample_points(lines: NDArray[np.object_]) -> NDArray[np.float64]:
 
     Returns:
         float64 array ``(n, 3, 2)``.
+
+    .. versionadded:: 0.1
     """
     lines = np.asarray(lines, dtype=object)
     xy = np.empty((len(lines), 3, 2), dtype=np.float64)
@@ -235,6 +245,8 @@ def line_positions(
 
     Returns:
         float32 array ``(n, 3, 2)``.
+
+    .. versionadded:: 0.1
     """
     return normalize_xy(line_sample_points(lines), bounds)
 
@@ -250,6 +262,8 @@ def point_positions(
 
     Returns:
         float32 array ``(n, 1, 2)``.
+
+    .. versionadded:: 0.1
     """
     points = np.asarray(points, dtype=object)
     xy = shapely.get_coordinates(points).reshape(len(points), 1, 2)

@@ -54,6 +54,8 @@ def de9im_matrix(a: NDArray[np.object_], b: NDArray[np.object_]) -> NDArray[np.b
 
     Raises:
         InvalidFeatureError: If GEOS cannot relate a pair (typically an invalid geometry).
+
+    .. versionadded:: 0.1
     """
     if len(a) == 0:
         return np.zeros((0, 9), dtype=bool)
@@ -245,6 +247,8 @@ def delaunay_edges(xy: NDArray[np.floating]) -> EdgeSet:
 
     Returns:
         The edge set (one-hot columns: self, delaunay).
+
+    .. versionadded:: 0.1
     """
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     n = len(xy)
@@ -315,6 +319,8 @@ def build_edges(
 
     Raises:
         InvalidFeatureError: If GEOS cannot relate the geometries (invalid input).
+
+    .. versionadded:: 0.1
     """
     poly = _as_geometry_array(polygons)
     line = _as_geometry_array(lines)

@@ -92,6 +92,8 @@ def normalize_key(key: str) -> str:
 
     Returns:
         The GeoLink key, e.g. ``'addr street'``.
+
+    .. versionadded:: 0.1
     """
     return key.strip().replace(':', ' ')
 
@@ -108,6 +110,8 @@ def parse_label(label: str) -> dict[str, str]:
 
     Returns:
         The tags, e.g. ``{'landuse': 'grass', 'golf': 'tee'}``.
+
+    .. versionadded:: 0.1
     """
     tags: dict[str, str] = {}
     for entry in label.split(';'):
@@ -132,6 +136,8 @@ def parse_hstore(text: str) -> dict[str, str]:
 
     Raises:
         ValueError: If ``text`` holds something that is not a sequence of ``"key"=>"value"`` items.
+
+    .. versionadded:: 0.1
     """
     tags: dict[str, str] = {}
     position = 0
@@ -404,6 +410,8 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
     Raises:
         ValueError: If a ``label``, ``tags`` or ``other_tags`` cell cannot be parsed, or a cell of a tag column
             holds something that is not a tag value (names row and column).
+
+    .. versionadded:: 0.1
     """
     n = len(frame)
     label_kind = (
@@ -448,6 +456,8 @@ def tag_strings(tags: Mapping[str, str]) -> list[str]:
 
     Returns:
         One string per tag, in the mapping's order.
+
+    .. versionadded:: 0.1
     """
     out = []
     for key, value in tags.items():
@@ -462,6 +472,8 @@ class KeyWeights:
     Frequent keys are up-weighted (log frequency, not IDF). A key missing from the table counts as 1, hence weight
     0, like a key seen once: it only contributes when every tag of a feature has weight 0, in which case the node
     embedding falls back to the plain mean (the reference meant this but crashes on unknown keys, bug B13).
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, counts: Mapping[str, float]) -> None:

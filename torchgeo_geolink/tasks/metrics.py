@@ -18,6 +18,8 @@ class CrossModalRetrieval(Metric):
     Embeddings of every update (every validation batch, every process under DDP) are accumulated; at
     :meth:`compute` each image retrieves the most cosine-similar OSM graph of the pool and vice versa. A
     retrieval is correct when it returns the sample's own partner. Chance level is ``1 / pool size``.
+
+    .. versionadded:: 0.1
     """
 
     is_differentiable = False
@@ -106,6 +108,8 @@ def embedding_std(embeddings: Tensor) -> Tensor:
 
     Returns:
         A scalar tensor.
+
+    .. versionadded:: 0.1
     """
     if embeddings.shape[0] < 2:
         return torch.zeros((), device=embeddings.device)

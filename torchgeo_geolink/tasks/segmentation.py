@@ -51,6 +51,8 @@ class GeoLinkSegmentation(
     Metrics follow TorchGeo's :class:`~torchgeo.tasks.SemanticSegmentation` (``val_AverageJaccardIndex``,
     ``val_OverallAccuracy``, ...). Batches are those of :func:`~torchgeo_geolink.datasets.collate_geolink`
     (``image``, ``mask``, ``graph``, and ``bounds``/``transform`` for georeferenced predictions).
+
+    .. versionadded:: 0.1
     """
 
     ignore = ('weights',)

@@ -67,6 +67,8 @@ def build_geolink(weights: Any, architecture: Mapping[str, Any]) -> GeoLink:
 
     Returns:
         The model.
+
+    .. versionadded:: 0.1
     """
     legacy = architecture.get('legacy')
     model, _ = geolink_from_weights(weights, architecture, legacy=legacy)

@@ -55,6 +55,8 @@ def crop_matrix(boxes: Tensor) -> Tensor:
 
     Returns:
         ``(B, 3, 3)`` matrices with ``p_out = ((x - x0) / w, (y - y0) / h)``.
+
+    .. versionadded:: 0.1
     """
     x0, y0, w, h = boxes.unbind(-1)
     mat = _eye(len(boxes), boxes.device)
@@ -73,6 +75,8 @@ def hflip_matrix(flip: Tensor) -> Tensor:
 
     Returns:
         ``(B, 3, 3)`` matrices with ``x -> 1 - x`` where ``flip``.
+
+    .. versionadded:: 0.1
     """
     mat = _eye(len(flip), flip.device)
     mat[flip, 0, 0] = -1.0
@@ -88,6 +92,8 @@ def vflip_matrix(flip: Tensor) -> Tensor:
 
     Returns:
         ``(B, 3, 3)`` matrices with ``y -> 1 - y`` where ``flip``.
+
+    .. versionadded:: 0.1
     """
     mat = _eye(len(flip), flip.device)
     mat[flip, 1, 1] = -1.0
@@ -106,6 +112,8 @@ def rot90_matrix(k: Tensor) -> Tensor:
 
     Returns:
         ``(B, 3, 3)`` matrices.
+
+    .. versionadded:: 0.1
     """
     k = k.remainder(4)
     one = _eye(1, k.device)[0]
@@ -142,6 +150,8 @@ def warp_images(images: Tensor, matrices: Tensor, size: tuple[int, int]) -> Tens
 
     Returns:
         ``(B, C, *size)`` images; points outside the input are filled by border replication.
+
+    .. versionadded:: 0.1
     """
     grid = _sampling_grid(matrices.to(images.dtype), size)
     return F.grid_sample(
@@ -159,6 +169,8 @@ def warp_masks(masks: Tensor, matrices: Tensor, size: tuple[int, int]) -> Tensor
 
     Returns:
         masks of the input's dtype and rank with the new spatial size.
+
+    .. versionadded:: 0.1
     """
     squeeze = masks.ndim == 3
     values = (masks[:, None] if squeeze else masks).to(torch.float64)
@@ -179,6 +191,8 @@ def transform_positions(pos: Tensor, matrices: Tensor) -> Tensor:
 
     Returns:
         ``(N, K, 2)`` transformed positions (not clipped).
+
+    .. versionadded:: 0.1
     """
     linear = matrices[:, None, :2, :2].to(pos.dtype)
     shift = matrices[:, None, :2, 2].to(pos.dtype)
@@ -239,6 +253,8 @@ def filter_nodes(graph: HeteroData | Batch, keep: dict[str, Tensor]) -> HeteroDa
 
     Returns:
         A new graph sharing no modified state with the input.
+
+    .. versionadded:: 0.1
     """
     out = cast(HeteroData, copy.copy(graph))
     remap: dict[str, Tensor] = {}
@@ -301,6 +317,8 @@ def drop_outside_nodes(graph: HeteroData | Batch) -> HeteroData:
 
     Returns:
         the filtered graph (a new object; the input is not modified).
+
+    .. versionadded:: 0.1
     """
     hetero = cast(HeteroData, graph)
     keep: dict[str, Tensor] = {}
