@@ -55,8 +55,6 @@ def region_rois(
 
     Raises:
         ValueError: if a fraction is negative or they leave no training region.
-
-    .. versionadded:: 0.1
     """
     check_split_fractions(val_fraction, test_fraction)
     xmin, ymin, xmax, ymax = footprint.bounds
@@ -78,7 +76,7 @@ def region_rois(
 
 
 def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
-    """Normalise one path or several to a list of strings.
+    """Normalize one path or several to a list of strings.
 
     Args:
         paths: one path or a sequence of paths.
@@ -101,14 +99,12 @@ class GeoLinkDataModule(GeoDataModule):
     (:class:`~torchgeo_geolink.samplers.OSMGriddedPatchSampler`), each strictly inside its own region, so no
     evaluation window overlaps a training window. Batches are collated with
     :func:`~torchgeo_geolink.datasets.collate_geolink` (one PyG ``Batch`` under ``'graph'``). On the device,
-    images are normalised (``(image - mean) / std``) and, for training, augmented jointly with their graphs by
+    images are normalized (``(image - mean) / std``) and, for training, augmented jointly with their graphs by
     :class:`~torchgeo_geolink.transforms.GeoLinkAugmentation`.
 
     With ``image_paths=None`` the embedded demo is used: :func:`~torchgeo_geolink.datasets.build_demo` renders
     (once, under *root*) an image from the shipped real Helsinki OSM extract, which is then the OSM input. **The
     demo imagery is rendered from OSM, not a real image.**
-
-    .. versionadded:: 0.1
     """
 
     def __init__(
@@ -144,7 +140,7 @@ class GeoLinkDataModule(GeoDataModule):
         predict_region: Literal['all', 'train', 'val', 'test']
         | Sequence[float] = 'all',
     ) -> None:
-        """Initialise a new GeoLinkDataModule instance.
+        """Initialize a new GeoLinkDataModule instance.
 
         Args:
             image_paths: raster files (or directories) of the imagery; None uses the embedded demo.

@@ -29,7 +29,7 @@ __all__ = ('GeoLinkPretrain',)
 class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
     """Pretrain a GeoLink model on paired images and OpenStreetMap graphs.
 
-    The loss is ``L_rec + w_cont * L_cont + w_node * L_node`` (spec section 3): masked-patch reconstruction of the
+    The loss is ``L_rec + w_cont * L_cont + w_node * L_node``: masked-patch reconstruction of the
     image (MAE), a symmetric InfoNCE between the image and OSM-graph embeddings, and the reconstruction of masked
     OSM node features through the two-way attention block. Windows without OSM still train the image branch and are
     left out of the two OSM terms; their count is logged (``train_windows_without_osm``).
@@ -42,8 +42,6 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
     monitor of the 64-d image embeddings); ``val_loss`` and its parts, ``val_psnr``; ``val_retrieval_top1``
     (image-to-OSM and OSM-to-image top-1 retrieval, averaged, over the whole validation pool of windows with OSM,
     from unmasked images and graphs: :meth:`retrieval_embeddings`) with ``val_retrieval_chance`` (1 / pool size).
-
-    .. versionadded:: 0.1
     """
 
     ignore = ('weights',)
@@ -79,14 +77,14 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
         min_lr_ratio: float = 0.0,
         gather_distributed: bool = False,
     ) -> None:
-        """Initialise a new GeoLinkPretrain task.
+        """Initialize a new GeoLinkPretrain task.
 
         Args:
             model: Name of the timm ViT image encoder (patch 16), e.g. ``vit_large_patch16_224`` (the paper's) or
                 ``vit_tiny_patch16_224`` (the demo's).
             weights: Initial weights: a :class:`~torchvision.models._api.WeightsEnum` member of
                 :mod:`torchgeo_geolink.models`, the path to an official GeoLink checkpoint (``.pth``) or the path to
-                a Lightning checkpoint (``.ckpt``) of this task. ``None`` for random initialisation.
+                a Lightning checkpoint (``.ckpt``) of this task. ``None`` for random initialization.
             in_channels: Number of image bands.
             img_size: Side of the (square) input images in pixels; a multiple of 16.
             osm_in_channels: Size of the OSM node tag embeddings (512 for the default encoders).
@@ -106,7 +104,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
             cont_weight: Weight of the image-OSM contrastive loss (0.01 in the paper).
             node_weight: Weight of the masked OSM node reconstruction loss (0.01 in the paper).
             temperature: Softmax temperature of the contrastive loss (0.2 in the paper).
-            norm_pix_loss: Standardise every target patch of the reconstruction loss, as MAE.
+            norm_pix_loss: Standardize every target patch of the reconstruction loss, as MAE.
             legacy: Reproduce the reference code's numerics (batch-wide OSM LayerNorm, no-op type attention,
                 half-patch position offset, 50-node cap) for official checkpoints; ``False`` fixes them.
             lr: Peak learning rate of AdamW.
@@ -127,14 +125,14 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
             load_geolink_weights(self.model, self.weights)
 
     def configure_metrics(self) -> None:
-        """Initialise the validation retrieval metric."""
+        """Initialize the validation retrieval metric."""
         self.val_retrieval = CrossModalRetrieval()
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """AdamW (MAE betas, no decay on biases, norms and tokens) with linear warmup then cosine decay per step.
 
         Returns:
-            The optimiser and its per-step scheduler.
+            The optimizer and its per-step scheduler.
         """
         hp = self.hparams
         optimizer = AdamW(
@@ -301,7 +299,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
         readout of the unmasked graph: deterministic, unlike the masked embeddings of a training step.
 
         Args:
-            images: Normalised images ``(B, C, H, W)``.
+            images: Normalized images ``(B, C, H, W)``.
             graphs: The batch of ``B`` OSM graphs.
 
         Returns:
@@ -356,7 +354,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
             ``bounds`` ``(B, 4)`` float64 ``[xmin, ymin, xmax, ymax]`` in the dataset CRS; the pooled embeddings of
             :meth:`~torchgeo_geolink.models.GeoLink.embed`: ``image`` (mean patch token), ``osm`` (OSM region
             readout), ``fused`` (mean hybrid image-OSM token), ``image_projected`` and ``osm_projected``
-            (L2-normalised contrastive embeddings); ``has_osm`` ``(B,)``; and ``patch_features`` ``(B, D, rows,
+            (L2-normalized contrastive embeddings); ``has_osm`` ``(B,)``; and ``patch_features`` ``(B, D, rows,
             cols)``, the patch tokens on the patch grid (row 0 at the top).
 
         .. versionadded:: 0.1
