@@ -55,6 +55,8 @@ def region_rois(
 
     Raises:
         ValueError: if a fraction is negative or they leave no training region.
+
+    .. versionadded:: 0.1
     """
     check_split_fractions(val_fraction, test_fraction)
     xmin, ymin, xmax, ymax = footprint.bounds
@@ -105,6 +107,8 @@ class GeoLinkDataModule(GeoDataModule):
     With ``image_paths=None`` the embedded demo is used: :func:`~torchgeo_geolink.datasets.build_demo` renders
     (once, under *root*) an image from the shipped real Helsinki OSM extract, which is then the OSM input. **The
     demo imagery is rendered from OSM, not a real image.**
+
+    .. versionadded:: 0.1
     """
 
     def __init__(
