@@ -15,7 +15,7 @@ from torch_geometric.data import HeteroData
 from torchgeo.main import main
 
 from torchgeo_geolink.models import GeoLink, save_official_checkpoint
-from torchgeo_geolink.tasks import GeoLinkSegmentation
+from torchgeo_geolink.tasks import GeoLinkPretrain, GeoLinkSegmentation
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = ['geolink_ufz_official.yaml', 'geolink_finetune_official.yaml']
@@ -156,3 +156,77 @@ def test_finetune_official_fast_dev_run(
         '--data.init_args.tag_encoder_model', str(clip_folder),
     ]  # fmt: skip
     run('geolink_finetune_official.yaml', args, tmp_path, monkeypatch)
+
+
+def fit_one_step(
+    config: str, args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One training and one validation batch with the YAML's own callbacks (its checkpoint is written)."""
+    monkeypatch.chdir(tmp_path)
+    main([
+        'fit', '--config', str(REPO / config), *args,
+        '--trainer.accelerator', 'cpu', '--trainer.max_epochs', '1',
+        '--trainer.limit_train_batches', '1', '--trainer.limit_val_batches', '1',
+        '--trainer.enable_progress_bar', 'false',
+        '--data.init_args.batch_size', '2', '--data.init_args.num_workers', '0',
+    ])  # fmt: skip
+
+
+def test_every_shipped_config_checkpoint_reloads_alone(
+    weights: Path,
+    tiles: Path,
+    own_data: list[str],
+    clip_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the demo chain, on the synthetic city: pretraining, then segmentation from its last.ckpt (relative path)
+    city = [
+        *own_data[:6],
+        '--data.init_args.length', '2',
+        '--data.init_args.val_fraction', '0.4',
+        '--data.init_args.test_fraction', '0.0',
+    ]  # fmt: skip
+    fit_one_step('geolink_pretrain.yaml', city, tmp_path, monkeypatch)
+    pretrain_ckpt = tmp_path / 'lightning_logs/pretrain/checkpoints/last.ckpt'
+    pretrain = GeoLinkPretrain.load_from_checkpoint(pretrain_ckpt)
+    assert pretrain.hparams['img_size'] == 64 and pretrain.provenance is not None
+    fit_one_step(
+        'geolink_segmentation.yaml',
+        [*city, '--data.init_args.demo_labels', 'false'],
+        tmp_path,
+        monkeypatch,
+    )
+    cases = {
+        'segmentation': ('geolink_segmentation.yaml', None),
+        'ufz_official': (
+            'geolink_ufz_official.yaml',
+            [
+                '--model.init_args.weights', str(weights),
+                '--data.init_args.root', str(tiles), '--data.init_args.size', '32',
+                '--model.init_args.decoder_channels', '16',
+            ],
+        ),
+        'finetune_official': (
+            'geolink_finetune_official.yaml',
+            [
+                *own_data,
+                '--model.init_args.weights', str(weights),
+                '--data.init_args.tag_encoder_model', str(clip_folder),
+                '--model.init_args.decoder_channels', '16',
+            ],
+        ),
+    }  # fmt: skip
+    for name, (config, args) in cases.items():
+        if args is not None:
+            fit_one_step(config, args, tmp_path, monkeypatch)
+        path = tmp_path / 'lightning_logs' / name / 'checkpoints' / 'last.ckpt'
+        task = GeoLinkSegmentation.load_from_checkpoint(path)
+        saved = torch.load(path, weights_only=False)
+        for key, value in saved['state_dict'].items():
+            assert torch.equal(task.state_dict()[key], value), (name, key)
+        provenance = saved['geolink_provenance']
+        assert provenance['architecture']['model'] == task.hparams['model'], name
+        if name != 'segmentation':
+            assert task.hparams['legacy'] and provenance['legacy'], name
+            assert provenance['mean'] == [123.675, 116.28, 103.53], name
