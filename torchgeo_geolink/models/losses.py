@@ -8,7 +8,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ('info_nce_loss', 'masked_node_loss', 'masked_patch_loss', 'patchify')
+__all__ = (
+    'info_nce_loss',
+    'masked_node_loss',
+    'masked_patch_loss',
+    'patchify',
+    'reconstruct_images',
+    'unpatchify',
+)
 
 
 def patchify(images: Tensor, patch_size: int) -> Tensor:
@@ -44,6 +51,8 @@ def unpatchify(
 
     Returns:
         ``(B, C, rows * p, cols * p)``.
+
+    .. versionadded:: 0.1
     """
     b = patches.shape[0]
     rows, cols = grid
@@ -69,6 +78,8 @@ def reconstruct_images(
 
     Returns:
         ``(B, C, H, W)`` images in the input's value range.
+
+    .. versionadded:: 0.1
     """
     target = patchify(images, patch_size)
     pred = pred.to(target.dtype)
