@@ -42,6 +42,8 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
     monitor of the 64-d image embeddings); ``val_loss`` and its parts, ``val_psnr``; ``val_retrieval_top1``
     (image-to-OSM and OSM-to-image top-1 retrieval, averaged, over the whole validation pool of windows with OSM,
     from unmasked images and graphs: :meth:`retrieval_embeddings`) with ``val_retrieval_chance`` (1 / pool size).
+
+    .. versionadded:: 0.1
     """
 
     ignore = ('weights',)
