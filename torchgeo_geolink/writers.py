@@ -139,7 +139,7 @@ class EmbeddingWriter(BasePredictionWriter):
     * ``has_osm``: whether the window has OSM nodes (without, the OSM embeddings come from an empty graph);
     * one fixed-size list column (``pa.list_(pa.float32(), D)``) per name in *embeddings*: ``image`` (mean
       patch token), ``osm`` (OSM region readout), ``fused`` (mean hybrid image-OSM token), ``image_projected`` and
-      ``osm_projected`` (the L2-normalised contrastive embeddings);
+      ``osm_projected`` (the L2-normalized contrastive embeddings);
     * with *patch_features*, ``patch_features``: the path (relative to the Parquet file) of the window's GeoTIFF.
 
     With *patch_features*, every window's patch tokens are also written as a float32 GeoTIFF
@@ -163,7 +163,7 @@ class EmbeddingWriter(BasePredictionWriter):
         patch_dir: str = 'patch_features',
         crs: str | None = None,
     ) -> None:
-        """Initialise a new EmbeddingWriter.
+        """Initialize a new EmbeddingWriter.
 
         Args:
             output_dir: folder of the output files (created if needed).
