@@ -6,15 +6,12 @@
 Loading and saving weights lives in :mod:`torchgeo_geolink.models.weights`.
 """
 
-from collections.abc import Mapping
 from typing import Any
 
 from timm.optim import param_groups_weight_decay
 from torch import nn
 
-from ..models.weights import GeoLink, geolink_from_weights, is_lightning_checkpoint
-
-__all__ = ('build_geolink', 'is_lightning_checkpoint', 'param_groups')
+__all__ = ('param_groups',)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -54,22 +51,3 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         {'params': params.get(False, []), 'weight_decay': 0.0},
     ]
 
-
-def build_geolink(weights: Any, architecture: Mapping[str, Any]) -> GeoLink:
-    """Build a GeoLink model from weights (or *architecture* without weights).
-
-    Transitional alias of :func:`torchgeo_geolink.models.geolink_from_weights`, which also returns the
-    weights' provenance; use that.
-
-    Args:
-        weights: Any weights accepted by :func:`~torchgeo_geolink.models.geolink_from_weights`, or None.
-        architecture: Architecture hyperparameters (``legacy`` among them, default: the weights').
-
-    Returns:
-        The model.
-
-    .. versionadded:: 0.1
-    """
-    legacy = architecture.get('legacy')
-    model, _ = geolink_from_weights(weights, architecture, legacy=legacy)
-    return model
