@@ -365,6 +365,81 @@ def _checked_frames(
     return frames
 
 
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    """Decode a protobuf varint.
+
+    Args:
+        data: the encoded message.
+        position: where the varint starts.
+
+    Returns:
+        The value and the position after it.
+
+    Raises:
+        ValueError: if the varint runs past the end of *data*.
+    """
+    value = shift = 0
+    while True:
+        if position >= len(data):
+            raise ValueError('varint runs past the end of the block header')
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        position += 1
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+
+
+def _pbf_problem(path: str) -> str | None:
+    """Walk the blocks of an OSM PBF file and tell whether it is truncated or corrupt.
+
+    GDAL's OSM driver stops silently at a truncated block and serves the features read so far; the block
+    structure (a 4-byte length, a ``BlobHeader`` holding the ``datasize`` of the blob that follows) shows it.
+
+    Args:
+        path: the ``.osm.pbf`` file.
+
+    Returns:
+        What is wrong, or None when every block is complete.
+    """
+    size = os.path.getsize(path)
+    position = 0
+    with open(path, 'rb') as file:
+        while position < size:
+            head = file.read(4)
+            length = int.from_bytes(head, 'big')
+            if len(head) < 4:
+                return f'the file ends inside the block header at byte {position}'
+            if length > 64 * 1024:  # the format limits a BlobHeader to 64 KiB
+                return f'invalid block header at byte {position}'
+            header = file.read(length)
+            if len(header) < length:
+                return f'the file ends inside the block header at byte {position}'
+            datasize, cursor = None, 0
+            try:
+                while cursor < len(header):
+                    key, cursor = _varint(header, cursor)
+                    if key & 7 == 2:  # length-delimited: type, indexdata
+                        skip, cursor = _varint(header, cursor)
+                        cursor += skip
+                    elif key & 7 == 0:
+                        value, cursor = _varint(header, cursor)
+                        if key >> 3 == 3:
+                            datasize = value
+                    else:
+                        return f'invalid block header at byte {position}'
+            except ValueError:
+                return f'invalid block header at byte {position}'
+            if datasize is None:
+                return f'block header at byte {position} has no data size'
+            end = position + 4 + length + datasize
+            if end > size:
+                return f'the block at byte {position} needs {end - size} more bytes than the file holds'
+            file.seek(end)
+            position = end
+    return None
+
+
 def read_vector_file(
     path: str,
     layers: Sequence[str] | None,
@@ -396,6 +471,9 @@ def read_vector_file(
                 region = _roi_in(roi, roi_crs or frame.crs, frame.crs)
                 frame = frame[frame.intersects(region)]
             return [frame]
+        if name.endswith('.pbf') and (problem := _pbf_problem(path)) is not None:
+            msg = f'{path}: truncated or corrupt OSM PBF file ({problem})'
+            raise OSMFileError(msg)
         available = [str(layer) for layer in pyogrio.list_layers(path)[:, 0]]
         is_osm = name.endswith(('.pbf', '.osm'))
         if layers is None:
@@ -544,6 +622,7 @@ def read_features(
     assumed_crs: CRS | None = None,
     *,
     keys: Sequence[str] | None = None,
+    tag_keys: Sequence[str] | None = None,
     roi: shapely.Geometry | None = None,
     roi_crs: CRS | None = None,
 ) -> FileFeatures:
@@ -561,6 +640,8 @@ def read_features(
         assumed_crs: CRS assumed when the file declares none.
         keys: when given, only features carrying at least one of these (normalized) keys are kept, with all
             their tags.
+        tag_keys: when given, only the tags with these (normalized) keys are kept; the features themselves are
+            all kept (one without any of them has no tags).
         roi: read only the features that intersect this region.
         roi_crs: CRS of *roi* (default: the file's).
 
@@ -607,6 +688,9 @@ def read_features(
         if not keep.all():
             part_geoms, part_kinds = part_geoms[keep], part_kinds[keep]
             part_tags = [t for t, k in zip(part_tags, keep, strict=True) if k]
+        if tag_keys is not None:
+            wanted = frozenset(tag_keys)
+            part_tags = [{k: v for k, v in t.items() if k in wanted} for t in part_tags]
         geoms.append(part_geoms)
         kinds.append(part_kinds)
         interner.add(part_tags)

@@ -74,7 +74,8 @@ def sample_to_graph(sample: Mapping[str, Tensor]) -> HeteroData:
         sample holds ``osm_bounds``.
 
     Raises:
-        ValueError: if node features and positions disagree on the number of nodes.
+        ValueError: if node features and positions disagree on the number of nodes, or an edge index points
+            outside its node sets.
 
     .. versionadded:: 0.1
     """
@@ -102,9 +103,24 @@ def sample_to_graph(sample: Mapping[str, Tensor]) -> HeteroData:
         graph[node_type].num_nodes = len(x)
     for edge_type in EDGE_TYPES:
         key = _edge_key(edge_type)
-        graph[edge_type].edge_index = sample.get(
+        edge_index = sample.get(
             f'{key}_edge_index', torch.zeros(2, 0, dtype=torch.long)
         )
+        # Batched, an index past its node set would silently point at a node of the next graph.
+        if edge_index.numel():
+            src, _, dst = edge_type
+            n_src, n_dst = graph[src].num_nodes, graph[dst].num_nodes
+            if (
+                int(edge_index.min()) < 0
+                or int(edge_index[0].max()) >= n_src
+                or int(edge_index[1].max()) >= n_dst
+            ):
+                msg = (
+                    f'{key}_edge_index {edge_type} points outside the {n_src} {src!r} and {n_dst} {dst!r} '
+                    'nodes of the sample'
+                )
+                raise ValueError(msg)
+        graph[edge_type].edge_index = edge_index
         graph[edge_type].edge_attr = sample.get(
             f'{key}_edge_attr', torch.zeros(0, EDGE_ATTR_DIMS[edge_type])
         )
