@@ -12,6 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from pyproj import CRS
 from torch import nn
+from torch.utils.data import DataLoader
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import GeoDataset, IntersectionDataset, RasterDataset
 
@@ -19,11 +20,36 @@ from ..datasets.demo import DemoImage, DemoLabels, build_demo
 from ..datasets.osm import OSMDataset
 from ..datasets.raster import WindowedRasterDataset
 from ..datasets.utils import check_split_fractions, collate_geolink, merge_keep_first
+from ..errors import CheckpointError
 from ..osm.encoders import make_tag_encoder
 from ..samplers import OSMGriddedPatchSampler, OSMRandomPatchSampler, find_osm_dataset
 from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
 
 __all__ = ('GeoLinkDataModule', 'make_tag_encoder', 'merge_keep_first', 'region_rois')
+
+
+class _ResumableLoader(DataLoader):
+    """The training DataLoader, which Lightning counts as resumable in the middle of an epoch.
+
+    What it yields is set by its window sampler, whose state :meth:`GeoLinkDataModule.state_dict` saves and
+    :meth:`GeoLinkDataModule.load_state_dict` restores (also at epoch ends, where Lightning restores no loader
+    state); the loader itself has no state to add.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loader's own state: none (the datamodule holds the sampler's).
+
+        Returns:
+            An empty dict.
+        """
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the loader's own state: nothing to restore.
+
+        Args:
+            state_dict: the state saved by :meth:`state_dict`.
+        """
 
 
 class _ImageRaster(WindowedRasterDataset):
@@ -314,6 +340,9 @@ class GeoLinkDataModule(GeoDataModule):
                 min_features=self.min_features,
                 empty_fraction=self.empty_fraction,
             )
+            pending = self.__dict__.pop('_train_sampler_state', None)
+            if pending is not None:
+                self._load_train_sampler_state(pending)
         if stage in ('fit', 'validate') and val is not None:
             self.val_sampler = OSMGriddedPatchSampler(
                 dataset,
@@ -373,6 +402,90 @@ class GeoLinkDataModule(GeoDataModule):
             msg = f'GeoLinkDataModule: predict_region box {box} misses the dataset footprint {footprint.bounds}'
             raise ValueError(msg)
         return roi
+
+    def state_dict(self) -> dict[str, Any]:
+        """State saved in Lightning checkpoints: the random state of the training window sampler.
+
+        Lightning resumes a run interrupted in the middle of an epoch by running that epoch's remaining batches
+        from a new iterator of the training loader (and restores loader states only in the middle of an epoch),
+        so the sampler's state is kept here, with the number of windows of the epoch under way already trained
+        on. A resumed run then draws the interrupted epoch again and skips those windows, or starts the next
+        epoch, exactly as the uninterrupted run on one device does (with several devices, the interrupted
+        epoch is drawn again from its start).
+
+        Returns:
+            ``{'train_sampler': ...}`` (see :meth:`OSMRandomPatchSampler.state_dict
+            <torchgeo_geolink.samplers.OSMRandomPatchSampler.state_dict>`), or an empty dict before
+            :meth:`setup` of ``'fit'``.
+        """
+        sampler = getattr(self, 'train_sampler', None)
+        if not isinstance(sampler, OSMRandomPatchSampler):
+            return {}
+        consumed: int | None = None
+        trainer = self.trainer
+        if trainer is not None:
+            # Batches of the epoch under way whose training step ran (Lightning resumes after these).
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            if done < trainer.num_training_batches:
+                consumed = done * self.batch_size if trainer.world_size == 1 else 0
+        return {'train_sampler': sampler.state_dict(consumed)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict` (before :meth:`setup`, it is applied there).
+
+        Args:
+            state_dict: the datamodule's state from a checkpoint.
+
+        Raises:
+            CheckpointError: if the sampler state is malformed or does not fit this datamodule's training
+                sampler (e.g. another ``length``).
+        """
+        state = state_dict.get('train_sampler')
+        if state is None:
+            return
+        if isinstance(getattr(self, 'train_sampler', None), OSMRandomPatchSampler):
+            self._load_train_sampler_state(state)
+        else:
+            self._train_sampler_state = state
+
+    def _load_train_sampler_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the training sampler's state.
+
+        Args:
+            state: the sampler's state.
+
+        Raises:
+            CheckpointError: if the state does not fit the sampler.
+        """
+        assert isinstance(self.train_sampler, OSMRandomPatchSampler)
+        try:
+            self.train_sampler.load_state_dict(state)
+        except ValueError as error:
+            msg = f'{type(self).__name__}: checkpoint key train_sampler: {error}'
+            raise CheckpointError(msg) from error
+
+    def train_dataloader(self) -> Any:
+        """Training batches: the random windows of the training region.
+
+        The loader draws its base seed from its own generator (seeded with *seed*), not from torch's global
+        one: Lightning creates the loader's iterator at another point of a run resumed in the middle of an
+        epoch than of the uninterrupted run, and a draw from the global generator there would shift the
+        augmentations, masks and dropout of the rest of the resumed run.
+
+        Returns:
+            The data loader.
+        """
+        loader = super().train_dataloader()
+        return _ResumableLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            sampler=loader.sampler,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            drop_last=loader.drop_last,
+            persistent_workers=loader.persistent_workers,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
 
     def val_dataloader(self) -> Any:
         """Validation batches: the grid over the validation region (none when ``val_fraction`` is 0).
