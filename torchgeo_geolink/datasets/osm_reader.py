@@ -467,6 +467,8 @@ def read_vector_file(
     try:
         if name.endswith(('.parquet', '.geoparquet')):
             frame = gpd.read_parquet(path, to_pandas_kwargs=_TO_PANDAS)
+            # The frame holds copies of the Arrow buffers: give their memory back.
+            pa.default_memory_pool().release_unused()
             if roi is not None:
                 region = _roi_in(roi, roi_crs or frame.crs, frame.crs)
                 frame = frame[frame.intersects(region)]

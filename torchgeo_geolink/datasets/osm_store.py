@@ -21,6 +21,7 @@ from typing import Any, overload
 
 import geopandas as gpd
 import numpy as np
+import scipy.sparse
 import shapely
 import torch
 from pyproj import CRS
@@ -279,6 +280,12 @@ class OSMStore:
             string_of_pair[i] = len(strings) - 1
         self.string_of_pair = string_of_pair
         self.strings = strings
+        # Each feature's tags in the order of their strings: the order the embedding sums them in.
+        segment = np.repeat(
+            np.arange(len(self.tag_indptr) - 1), np.diff(self.tag_indptr)
+        )
+        order = np.lexsort((string_of_pair[self.tag_pairs], segment))
+        self.tag_pairs = self.tag_pairs[order]
         self._mix_weights()
         dim = self.builder.dim
         table = np.zeros((len(strings), dim), dtype=np.float32)
@@ -396,11 +403,17 @@ class OSMStore:
         self.geometries = geoms
         #: ``(n, 4)`` bounds of each feature.
         self.bounds = shapely.bounds(geoms)
+        # Rows are grouped by file, in file order: one reduction per file.
+        counts = np.bincount(self.file_ids, minlength=len(self.filepaths))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[counts > 0]
         file_bounds = np.full((len(self.filepaths), 4), np.nan)
-        for i in range(len(self.filepaths)):
-            b = self.bounds[self.file_ids == i]
-            if len(b):
-                file_bounds[i] = [*b[:, :2].min(axis=0), *b[:, 2:].max(axis=0)]
+        if len(starts):
+            file_bounds[counts > 0, :2] = np.minimum.reduceat(
+                self.bounds[:, :2], starts
+            )
+            file_bounds[counts > 0, 2:] = np.maximum.reduceat(
+                self.bounds[:, 2:], starts
+            )
         #: ``(xmin, ymin, xmax, ymax)`` footprint of each file.
         self.file_bounds = file_bounds
         self._tree: shapely.STRtree | None = None
@@ -450,19 +463,16 @@ class OSMStore:
         rows = np.asarray(rows, dtype=np.int64)
         starts = self.tag_indptr[rows]
         lengths = self.tag_indptr[rows + 1] - starts
-        table = torch.from_numpy(np.asarray(self.table))
-        if not lengths.any():
-            return torch.zeros(len(rows), table.shape[1])
         entries = _ragged(starts, lengths)
-        segment = np.repeat(np.arange(len(rows)), lengths)
-        columns = self.string_of_pair[self.tag_pairs[entries]].astype(np.int64)
-        mixing = torch.sparse_coo_tensor(
-            torch.from_numpy(np.stack([segment, columns])),
-            torch.from_numpy(np.asarray(self.tag_weights[entries])),
-            size=(len(rows), table.shape[0]),
-            check_invariants=False,  # built from valid in-range indices just above
+        # Sorted within each feature (see _intern_tags): summed in the order of the distinct strings.
+        columns = self.string_of_pair[self.tag_pairs[entries]]
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        mixing = scipy.sparse.csr_matrix(
+            (self.tag_weights[entries], columns, indptr),
+            shape=(len(rows), self.table.shape[0]),
         )
-        return torch.sparse.mm(mixing, table)
+        return torch.from_numpy(np.ascontiguousarray(mixing @ self.table))
 
     @property
     def tree(self) -> shapely.STRtree:
