@@ -165,3 +165,55 @@ def test_units_roi_pickle_and_dataloader(
     assert batches[0]['image'].shape == (4, 1, 32, 32)
     assert batches[0]['graph'].num_graphs == 4
     assert gpd.GeoSeries([roi]).area[0] > 0
+
+
+def test_random_state_resumes_mid_epoch_and_between_epochs(
+    paired: tuple[RasterDataset, OSMDataset],
+) -> None:
+    image, osm = paired
+    ds = image & osm
+
+    def make() -> OSMRandomPatchSampler:
+        return OSMRandomPatchSampler(
+            ds, size=40, length=12, generator=5, empty_fraction=0.25
+        )
+
+    reference = make()
+    epochs = [windows(reference) for _ in range(3)]
+    assert epochs[0] != epochs[1] != epochs[2]
+
+    # Interrupted after 5 windows of the second epoch.
+    run = make()
+    windows(run)
+    iterator = iter(run)
+    for _ in range(5):
+        next(iterator)
+    state = run.state_dict(consumed=5)
+    resumed = make()
+    resumed.load_state_dict(pickle.loads(pickle.dumps(state)))
+    assert windows(resumed) == epochs[1][5:]
+    assert windows(resumed) == epochs[2]
+
+    # Saved between epochs: the next epoch is the uninterrupted run's.
+    run = make()
+    windows(run)
+    between = make()
+    between.load_state_dict(run.state_dict())
+    assert windows(between) == epochs[1]
+
+
+def test_random_state_errors(paired: tuple[RasterDataset, OSMDataset]) -> None:
+    image, osm = paired
+    sampler = OSMRandomPatchSampler(image & osm, size=40, length=12, generator=0)
+    state = sampler.state_dict()
+    longer = OSMRandomPatchSampler(image & osm, size=40, length=13, generator=0)
+    with pytest.raises(ValueError, match='epochs of 12 windows, this sampler draws 13'):
+        longer.load_state_dict(state)
+    with pytest.raises(ValueError, match='malformed sampler state'):
+        sampler.load_state_dict({'generator': state['generator']})
+    with pytest.raises(ValueError, match=r'consumed must be in \[0, 12\]'):
+        sampler.load_state_dict({**state, 'consumed': 13})
+    with pytest.raises(ValueError, match=r'consumed must be in \[0, 12\]'):
+        sampler.state_dict(consumed=-1)
+    with pytest.raises(ValueError, match='cannot restore the generator state'):
+        sampler.load_state_dict({**state, 'generator': {'bit_generator': 'MT19937'}})
