@@ -9,6 +9,7 @@ import numpy as np
 import rasterio.transform
 import torch
 from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from torchgeo.datasets import RasterDataset
 from torchgeo.datasets.utils import GeoSlice, Sample, array_to_tensor
@@ -130,10 +131,10 @@ class WindowedRasterDataset(RasterDataset):
             handles = self._bounds_cache[4]
             src = handles.get(filepaths[hits[0]])
             if src is None:
-                src = self._cached_load_warp_file(filepaths[hits[0]], self.crs)
+                src = self._open_file(filepaths[hits[0]])
                 handles[filepaths[hits[0]]] = src
         else:
-            src = self._load_warp_file(filepaths[hits[0]], self.crs)
+            src = self._open_file(filepaths[hits[0]])
         try:
             data = self._read_window(src, xmin, ymax, xmax, ymin, xres, yres)
         finally:
@@ -156,6 +157,24 @@ class WindowedRasterDataset(RasterDataset):
         else:
             sample['mask'] = tensor.squeeze(-3)
         return sample
+
+    def _open_file(self, filepath: str) -> DatasetReader | WarpedVRT:
+        """Open one of the dataset's files as the parent's reads open it (warped to the dataset CRS).
+
+        The one use of :class:`~torchgeo.datasets.RasterDataset`'s private loaders (``_cached_load_warp_file``
+        and ``_load_warp_file``, as of TorchGeo 0.10): TorchGeo has no public way to open a file the way its
+        reads do, and opening it with them keeps the direct read identical to the parent's (same warping,
+        same handling of GCP-only files, same handle cache when ``cache`` is set).
+
+        Args:
+            filepath: path of one of the dataset's files.
+
+        Returns:
+            The open file handle.
+        """
+        if self.cache:
+            return self._cached_load_warp_file(filepath, self.crs)
+        return self._load_warp_file(filepath, self.crs)
 
     def _read_window(
         self,
