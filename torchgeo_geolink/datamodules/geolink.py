@@ -476,6 +476,8 @@ class GeoLinkDataModule(GeoDataModule):
             The data loader.
         """
         loader = super().train_dataloader()
+        if not isinstance(loader.sampler, OSMRandomPatchSampler):
+            return loader  # e.g. a subclass's batch sampler: left as TorchGeo builds it
         return _ResumableLoader(
             loader.dataset,
             batch_size=loader.batch_size,
