@@ -185,6 +185,22 @@ class OSMDataset(GeoDataset):
             else (float(res[0]), float(res[1]))
         )
         self._update_index()
+        if target is not None:
+            # The CRS is final (image & osm with the image's CRS keeps it): derive the rest now, once.
+            self.prepare()
+
+    def prepare(self) -> None:
+        """Derive now what windows need: spatial tree, node positions and (induced mode) relations.
+
+        Done when first needed otherwise, in the dataset's CRS at that time, so that ``image & osm`` (which sets
+        :attr:`crs`) computes the relations once, in the image's CRS. It is done at creation when *crs* is given,
+        and before the dataset is pickled for spawned DataLoader workers; call it before forking workers of a
+        dataset created without *crs* (e.g. after ``image & osm``), so that they share the arrays rather than
+        each derive them. A cache-backed dataset saves them in its cache entry.
+
+        .. versionadded:: 0.1
+        """
+        self.store.prepare()
 
     def _build(self, target: CRS | None) -> OSMStore:
         """Read the files and build the store.

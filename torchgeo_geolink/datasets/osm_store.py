@@ -526,6 +526,14 @@ class OSMStore:
                 )
         return self._edges
 
+    def prepare(self) -> None:
+        """Derive now what windows need (spatial tree, node positions, relations in induced mode).
+
+        Call it in the process that creates DataLoader workers once the CRS is final, so that forked workers
+        share the arrays instead of each deriving them; a cache-backed store saves them in its entry.
+        """
+        _ = self.tree, self.positions, self.edges
+
     def project(self, crs: CRS) -> None:
         """Reproject the features to *crs* (no file is re-read); positions and relations follow lazily.
 
@@ -751,6 +759,7 @@ class OSMStore:
         Returns:
             The state.
         """
+        self.prepare()  # derived once here rather than in every worker
         if self.entry is not None:
             return {
                 'entry': self.entry,
