@@ -151,3 +151,35 @@ def test_samples_and_datamodule(corpus: Path) -> None:
 def test_unfinished_corpus_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(PreparedDataError, match=r'no index\.json'):
         GeoLinkStreamingTiles(tmp_path, 'train')
+
+
+@pytest.mark.slow
+def test_pretraining_fits_on_the_streamed_corpus(corpus: Path, tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer, seed_everything
+
+    from torchgeo_geolink.tasks import GeoLinkPretrain
+
+    seed_everything(0)
+    dm = GeoLinkStreamingTilesDataModule(str(corpus), batch_size=4, size=32, seed=0)
+    task = GeoLinkPretrain(
+        model='vit_tiny_patch16_224',
+        img_size=32,
+        warmup_steps=1,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=2,
+    )
+    trainer = Trainer(
+        accelerator='cpu',
+        max_epochs=1,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(task, datamodule=dm)
+    assert trainer.global_step == TRAIN // 4
+    assert torch.isfinite(trainer.callback_metrics['train_loss'])
