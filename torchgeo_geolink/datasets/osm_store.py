@@ -476,7 +476,7 @@ class OSMStore:
 
     @property
     def tree(self) -> shapely.STRtree:
-        """Spatial index of :attr:`geometries` (built when first used)."""
+        """Spatial index of ``geometries`` (built when first used)."""
         if self._tree is None:
             self._tree = shapely.STRtree(self.geometries)
         return self._tree
