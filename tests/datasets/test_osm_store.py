@@ -315,3 +315,21 @@ def test_empty_and_inverted_windows(
     ds = OSMDataset(city_gpkg)
     with pytest.raises(IndexError, match=match):
         ds[X0 + x[0] : X0 + x[1], Y0 + y[0] : Y0 + y[1]]
+
+
+def test_relations_once_in_the_final_crs(tmp_path: Path) -> None:
+    # image & osm sets the CRS after creation: only the geometries are reprojected, the relations are derived
+    # once, in the final CRS, and equal those of a dataset created in that CRS.
+    city_frame().to_crs(4326).to_file(tmp_path / 'city.geojson')
+    lazy = OSMDataset(tmp_path / 'city.geojson')
+    assert lazy.store._edges is None and lazy.store._positions is None
+    lazy.crs = CITY_CRS
+    assert lazy.store._edges is None
+    direct = OSMDataset(tmp_path / 'city.geojson', crs=CITY_CRS)
+    assert direct.store._edges is not None  # crs given: prepared at creation
+    _same_samples(direct, lazy, CITY_WINDOW)
+    assert lazy.store._edges is not None
+    edges = lazy.store.edges
+    assert edges is not None and direct.store.edges is not None
+    np.testing.assert_array_equal(edges.dst, direct.store.edges.dst)
+    np.testing.assert_array_equal(edges.attr, direct.store.edges.attr)
