@@ -20,6 +20,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+import rasterio
 import shapely
 import torch
 from conftest import CITY_CRS, CITY_ORIGIN, HELSINKI_PBF, city_frame, write_geotiff
@@ -32,13 +33,16 @@ from torchgeo.datasets import DatasetNotFoundError, OpenStreetMap, RasterDataset
 from torchgeo_geolink.datasets import (
     GeoLinkTiles,
     OSMDataset,
+    WindowedRasterDataset,
     collate_geolink,
     sample_to_graph,
 )
 from torchgeo_geolink.errors import (
     CheckpointError,
+    GeoLinkError,
     InvalidFeatureError,
     OSMFileError,
+    RasterFileError,
     TileError,
 )
 from torchgeo_geolink.models import GeoLink, load_official_checkpoint
@@ -744,6 +748,65 @@ def _(tmp: Path) -> Any:
         ).parent
     )
     return raster & _city(tmp)
+
+
+class WindowedRaster(WindowedRasterDataset):
+    filename_glob = '*.tif'
+
+
+@case(
+    'geotiff-pixels-truncated',
+    raises=RasterFileError,
+    match='cannot read the window',
+    names='cut.tif',
+)
+def _(tmp: Path) -> Any:
+    # the header (hence the index) is intact, the strips at the end are gone
+    path = write_geotiff(
+        tmp / 'img' / 'cut.tif', (X0, Y0, X0 + 256, Y0 + 256), CITY_CRS
+    )
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    return WindowedRaster(tmp / 'img')[X0 : X0 + 256, Y0 : Y0 + 256]
+
+
+@case('raster-window-inverted', raises=IndexError, match='inverted window')
+def _(tmp: Path) -> Any:
+    write_geotiff(tmp / 'img' / 'a.tif', (X0, Y0, X0 + 64, Y0 + 64), CITY_CRS)
+    return WindowedRaster(tmp / 'img')[X0 + 10 : X0, Y0 : Y0 + 64]
+
+
+@case('raster-window-partly-outside')
+def _(tmp: Path) -> Any:
+    # filled as TorchGeo's mosaic fills it (0 without nodata), the inside part read as is
+    write_geotiff(tmp / 'img' / 'a.tif', (X0, Y0, X0 + 64, Y0 + 64), CITY_CRS)
+    raster = WindowedRaster(tmp / 'img')
+    image = raster[X0 + 32 : X0 + 96, Y0 : Y0 + 64]['image']
+    assert image.shape == (3, 64, 64)
+    assert torch.equal(
+        image[:, :, :32], raster[X0 + 32 : X0 + 64, Y0 : Y0 + 64]['image']
+    )
+    assert not image[:, :, 32:].any()
+
+
+@case(
+    'geotiff-without-crs',
+    raises=GeoLinkError,
+    match='crs',
+    marks=(
+        pytest.mark.xfail(
+            strict=True,
+            reason="open: TorchGeo's RasterDataset lets rasterio's CRSError ('CRS is invalid: None') escape "
+            'without naming the file',
+        ),
+    ),
+)
+def _(tmp: Path) -> Any:
+    (tmp / 'img').mkdir()
+    profile = {'driver': 'GTiff', 'width': 8, 'height': 8, 'count': 1, 'dtype': 'uint8'}
+    with rasterio.open(tmp / 'img' / 'nocrs.tif', 'w', **profile) as dst:
+        dst.write(np.zeros((1, 8, 8), np.uint8))
+    return WindowedRaster(tmp / 'img')
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ __all__ = (
     'OSMFileError',
     'PredictionError',
     'PreparedDataError',
+    'RasterFileError',
     'TagEncoderMismatchError',
     'TagEncoderWeightsNotFoundError',
     'TileError',
@@ -71,6 +72,13 @@ class PredictionError(GeoLinkError):
 
 class PreparedDataError(GeoLinkError):
     """A prepared tile corpus (``torchgeo_geolink.prepare``) is incomplete, corrupt or was made with other settings.
+
+    .. versionadded:: 0.1
+    """
+
+
+class RasterFileError(GeoLinkError):
+    """A raster file cannot be read where a window needs it (e.g. its pixel data is truncated).
 
     .. versionadded:: 0.1
     """

@@ -6,6 +6,7 @@
 import math
 
 import numpy as np
+import rasterio.errors
 import rasterio.transform
 import torch
 from rasterio.io import DatasetReader
@@ -13,6 +14,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from torchgeo.datasets import RasterDataset
 from torchgeo.datasets.utils import GeoSlice, Sample, array_to_tensor
+
+from ..errors import RasterFileError
 
 __all__ = ('WindowedRasterDataset',)
 
@@ -47,14 +50,54 @@ class WindowedRasterDataset(RasterDataset):
             The sample, as :meth:`torchgeo.datasets.RasterDataset.__getitem__` returns it.
 
         Raises:
-            IndexError: if *index* is not found in the dataset.
+            IndexError: if *index* is not found in the dataset or is an inverted window.
+            RasterFileError: if a file of the window cannot be read (names the files and the window).
         """
-        sample = self._direct_read(index)
-        if sample is None:
-            return super().__getitem__(index)
+        if isinstance(index, tuple) and all(isinstance(s, slice) for s in index[:2]):
+            for axis, s in zip('xy', index[:2], strict=False):
+                if s.start is not None and s.stop is not None and s.stop < s.start:
+                    msg = (
+                        f'index: {index} is an inverted window ({axis} from {s.start} down to {s.stop}); '
+                        'slices go from the minimum to the maximum'
+                    )
+                    raise IndexError(msg)
+        try:
+            sample = self._direct_read(index)
+            if sample is None:
+                return super().__getitem__(index)
+        except rasterio.errors.RasterioIOError as err:
+            files = ', '.join(self._files_of(index))
+            msg = f'{files}: cannot read the window {index} ({err} {err.__cause__ or err.__context__})'
+            raise RasterFileError(msg) from err
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample
+
+    def _files_of(self, index: GeoSlice) -> list[str]:
+        """The files whose footprint meets a window (all files when the window is not given by two slices).
+
+        Args:
+            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to index.
+
+        Returns:
+            The file paths.
+        """
+        bounds, filepaths, _ = self._file_bounds()
+        if not (isinstance(index, tuple) and len(index) >= 2):
+            return filepaths
+        x, y = index[0], index[1]  # ty: ignore[index-out-of-bounds]
+        if not isinstance(x, slice) or not isinstance(y, slice):
+            return filepaths
+        meets = np.ones(len(filepaths), dtype=bool)
+        if x.start is not None:
+            meets &= bounds[:, 2] >= x.start
+        if x.stop is not None:
+            meets &= bounds[:, 0] <= x.stop
+        if y.start is not None:
+            meets &= bounds[:, 3] >= y.start
+        if y.stop is not None:
+            meets &= bounds[:, 1] <= y.stop
+        return [f for f, m in zip(filepaths, meets, strict=True) if m]
 
     def __getstate__(self) -> dict[str, object]:
         """State to pickle (for DataLoader workers): everything but the cached file handles.
