@@ -446,8 +446,9 @@ class PrepareReport:
     split_sizes: dict[str, int]
     #: OSM features staged (all sources, only those meeting a tile).
     features: int
-    #: Distinct tag strings in the table, and how many this run encoded.
+    #: Distinct tag strings in the tag table.
     tag_strings: int
+    #: Tag strings this run passed to the tag encoder (the others came from the table or the cache).
     tag_strings_encoded: int
     #: Wall-clock seconds per step (plan, stage, tags, shards, index).
     seconds: dict[str, float]
