@@ -1199,13 +1199,6 @@ def _(tmp: Path) -> Any:
     'sampler-gridded-window-larger-than-data',
     raises=ValueError,
     match='does not fit in the region',
-    marks=(
-        pytest.mark.xfail(
-            strict=True,
-            reason='open (item 14 follow-up): OSMGriddedPatchSampler yields no window at all when the window '
-            'is larger than the region, where the random sampler raises',
-        ),
-    ),
 )
 def _(tmp: Path) -> Any:
     return list(OSMGriddedPatchSampler(_city(tmp), size=1000, min_features=0))

@@ -217,3 +217,18 @@ def test_random_state_errors(paired: tuple[RasterDataset, OSMDataset]) -> None:
         sampler.state_dict(consumed=-1)
     with pytest.raises(ValueError, match='cannot restore the generator state'):
         sampler.load_state_dict({**state, 'generator': {'bit_generator': 'MT19937'}})
+
+
+def test_gridded_errors(paired: tuple[RasterDataset, OSMDataset]) -> None:
+    image, osm = paired
+    with pytest.raises(
+        ValueError, match=r'OSMGriddedPatchSampler: patch size.*does not fit'
+    ):
+        OSMGriddedPatchSampler(image & osm, size=700)
+    with pytest.raises(ValueError, match='stride must be positive'):
+        OSMGriddedPatchSampler(image & osm, size=10, stride=0)
+    far = shapely.box(X0 + 1_000, Y0, X0 + 1_100, Y0 + 100)
+    with pytest.raises(
+        ValueError, match=r'region of interest.*does not meet the dataset'
+    ):
+        OSMGriddedPatchSampler(image & osm, size=10, roi=far)

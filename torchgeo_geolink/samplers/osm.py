@@ -142,7 +142,8 @@ class _OSMSpatialSampler(SpatialSampler):
             min_features: minimum number of OSM features a window with OSM must meet.
 
         Raises:
-            ValueError: if *min_features* is negative or *size* is not positive.
+            ValueError: if *min_features* is negative, *size* is not positive, the ROI misses the dataset or the
+                patch does not fit in the region.
         """
         super().__init__(dataset, roi=roi)
         if min_features < 0:
@@ -154,6 +155,20 @@ class _OSMSpatialSampler(SpatialSampler):
             self.size = (self.size[0] * dataset.res[1], self.size[1] * dataset.res[0])
         if not min(self.size) > 0:
             raise ValueError(f'size must be positive, got {size}')
+        name = type(self).__name__
+        if self.geometry.is_empty:
+            if roi is None:
+                msg = f'{name}: the dataset footprint is empty'
+            else:
+                msg = f'{name}: the region of interest (bounds {roi.bounds}) does not meet the dataset (bounds {self.bounds})'
+            raise ValueError(msg)
+        width, height = (
+            self.geometry.bounds[2] - self.geometry.bounds[0],
+            self.geometry.bounds[3] - self.geometry.bounds[1],
+        )
+        if width < self.size[1] * (1 - 1e-9) or height < self.size[0] * (1 - 1e-9):
+            msg = f'{name}: patch size {self.size} (CRS units) does not fit in the region {self.geometry.bounds}'
+            raise ValueError(msg)
 
     def _snap(self, origins: np.ndarray) -> np.ndarray:
         """Snap window corners to the dataset's pixel grid (anchored at its footprint's lower-left corner).
@@ -249,17 +264,14 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
             empty_fraction: share of windows with fewer than *min_features* features (e.g. without OSM).
 
         Raises:
-            ValueError: if *empty_fraction* is not in [0, 1], the ROI misses the dataset, or no window fits in
-                the region.
+            ValueError: if *empty_fraction* is not in [0, 1], the ROI misses the dataset, or the patch does not
+                fit in the region.
         """
         super().__init__(
             dataset, size=size, roi=roi, units=units, min_features=min_features
         )
         if not 0.0 <= empty_fraction <= 1.0:
             raise ValueError(f'empty_fraction must be in [0, 1], got {empty_fraction}')
-        if self.geometry.is_empty:
-            msg = f'the region of interest {roi} does not meet the dataset (bounds {self.bounds})'
-            raise ValueError(msg)
         self.empty_fraction = empty_fraction
         self.generator = np.random.default_rng(generator)
         self._length = length or convolution_arithmetic(
@@ -267,10 +279,9 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
         )
         xmin, ymin, xmax, ymax = self.geometry.bounds
         self._origin_low = np.array([xmin, ymin])
-        self._origin_high = np.array([xmax - self.size[1], ymax - self.size[0]])
-        if (self._origin_high < self._origin_low).any():
-            msg = f'patch size {self.size} (CRS units) does not fit in the region {self.geometry.bounds}'
-            raise ValueError(msg)
+        self._origin_high = np.maximum(
+            [xmax - self.size[1], ymax - self.size[0]], self._origin_low
+        )
         rows = self.osm.tree.query(self.geometry, predicate='intersects')
         #: Representative points of the OSM features in the region (window anchors).
         self.anchors = shapely.get_coordinates(
@@ -439,7 +450,8 @@ class OSMGriddedPatchSampler(_OSMSpatialSampler):
             min_features: minimum number of OSM features of a window.
 
         Raises:
-            ValueError: if *min_features* is negative, or *size* or *stride* is not positive.
+            ValueError: if *min_features* is negative, *size* or *stride* is not positive, the ROI misses the
+                dataset or the patch does not fit in the region.
         """
         super().__init__(
             dataset, size=size, roi=roi, units=units, min_features=min_features
@@ -461,8 +473,6 @@ class OSMGriddedPatchSampler(_OSMSpatialSampler):
         Returns:
             ``(n, 2)`` lower-left corners, row by row from the bottom.
         """
-        if self.geometry.is_empty:
-            return np.zeros((0, 2))
         xmin, ymin, xmax, ymax = self.geometry.bounds
         h, w = self.size
         xs = _axis_starts(
