@@ -70,9 +70,11 @@ def names_of(batch: list[dict[str, object]]) -> list[str]:
     return [str(sample['name']) for sample in batch]
 
 
-def epochs(root: Path, count: int, **kwargs: Any) -> list[list[str]]:
+def epochs(root: Path, count: int, workers: int = 0, **kwargs: Any) -> list[list[str]]:
     ds = GeoLinkStreamingTiles(root, 'train', images=False, metadata=True, **kwargs)
-    loader = litdata.StreamingDataLoader(ds, batch_size=2, collate_fn=names_of)
+    loader = litdata.StreamingDataLoader(
+        ds, batch_size=2, num_workers=workers, collate_fn=names_of
+    )
     return [[n for batch in loader for n in batch] for _ in range(count)]
 
 
@@ -89,6 +91,9 @@ def test_every_sample_once_per_epoch_deterministic_shuffle(corpus: Path) -> None
     )
     unshuffled = epochs(corpus, 2, shuffle=False)
     assert unshuffled[0] == unshuffled[1] == everything
+    # DataLoader workers share the chunks out too: each sample still comes once per epoch.
+    for order in epochs(corpus, 2, workers=2, seed=7):
+        assert sorted(order) == everything
 
 
 def _rank(rank: int, port: int, root: str, out: str) -> None:
