@@ -11,7 +11,7 @@ import shapely
 import torch
 from matplotlib.figure import Figure
 from pyproj import CRS
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import GeoDataset, IntersectionDataset, RasterDataset
@@ -24,8 +24,15 @@ from ..errors import CheckpointError
 from ..osm.encoders import make_tag_encoder
 from ..samplers import OSMGriddedPatchSampler, OSMRandomPatchSampler, find_osm_dataset
 from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
+from .normalization import NormalizationMixin
 
-__all__ = ('GeoLinkDataModule', 'make_tag_encoder', 'merge_keep_first', 'region_rois')
+__all__ = (
+    'GeoLinkDataModule',
+    'dominant_class',
+    'make_tag_encoder',
+    'merge_keep_first',
+    'region_rois',
+)
 
 
 class _ResumableLoader(DataLoader):
@@ -103,6 +110,39 @@ def region_rois(
     return train, val, test
 
 
+def dominant_class(mask: Tensor, ignore_index: int | None = None) -> Tensor:
+    """The most frequent class of each mask of a batch.
+
+    Args:
+        mask: Integer class masks ``(B, H, W)`` (or ``(B, ...)``), values >= 0.
+        ignore_index: Value not counted; a mask made only of it gets this value.
+
+    Returns:
+        ``(B,)`` long: the class with the most pixels in each mask, the lowest such class on ties.
+
+    Raises:
+        ValueError: if the mask has negative values.
+
+    .. versionadded:: 0.1
+    """
+    flat = mask.reshape(mask.shape[0], -1).long()
+    if flat.numel() and int(flat.min()) < 0:
+        raise ValueError(
+            f'dominant_class: mask values must be >= 0, got {int(flat.min())}'
+        )
+    num_classes = int(flat.max()) + 1 if flat.numel() else 1
+    counts = torch.zeros(
+        flat.shape[0], num_classes, dtype=torch.long, device=flat.device
+    )
+    counts.scatter_add_(1, flat, torch.ones_like(flat))
+    if ignore_index is not None and 0 <= ignore_index < num_classes:
+        counts[:, ignore_index] = 0
+    label = counts.argmax(dim=1)
+    if ignore_index is not None:
+        label[counts.sum(dim=1) == 0] = ignore_index
+    return label
+
+
 def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
     """Normalize one path or several to a list of strings.
 
@@ -117,7 +157,7 @@ def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
-class GeoLinkDataModule(GeoDataModule):
+class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
     """LightningDataModule pairing raster imagery with OpenStreetMap graphs for GeoLink.
 
     The dataset is ``image & osm`` (the image on the left, so the OSM features follow its CRS and resolution),
@@ -155,13 +195,14 @@ class GeoLinkDataModule(GeoDataModule):
         min_features: int = 1,
         empty_fraction: float = 0.0,
         drop_osm_keys: Sequence[str] = (),
+        osm_tag_keys: Sequence[str] | None = None,
         graph_mode: Literal['induced', 'exact'] = 'induced',
         tag_encoder: Literal['hashing', 'clip', 'sentence-transformers'] = 'hashing',
         tag_encoder_model: str | None = None,
         tag_dim: int = 512,
         tag_cache_dir: str | None = None,
-        mean: float | Sequence[float] = 0.0,
-        std: float | Sequence[float] = 255.0,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
         augment: bool = True,
         color_jitter: bool = True,
         color_jitter_max: float = 255.0,
@@ -169,6 +210,8 @@ class GeoLinkDataModule(GeoDataModule):
         seed: int = 0,
         predict_region: Literal['all', 'train', 'val', 'test']
         | Sequence[float] = 'all',
+        target: Literal['mask', 'dominant_class'] = 'mask',
+        target_ignore_index: int | None = None,
     ) -> None:
         """Initialize a new GeoLinkDataModule instance.
 
@@ -192,13 +235,16 @@ class GeoLinkDataModule(GeoDataModule):
             empty_fraction: share of training windows drawn with fewer than *min_features* features.
             drop_osm_keys: OSM features with any of these tag keys are withheld from the graphs (e.g. the keys that
                 define the labels of a downstream task).
+            osm_tag_keys: when given, only the OSM tags with these keys are embedded (every feature is kept; see
+                :class:`~torchgeo_geolink.datasets.OSMDataset`'s *tag_keys*).
             graph_mode: ``'induced'`` (relations computed once, fast) or ``'exact'`` (per window).
             tag_encoder: text encoder of the OSM tags.
             tag_encoder_model: model name or folder of the text encoder (``clip``/``sentence-transformers``).
             tag_dim: embedding width of the ``hashing`` encoder.
             tag_cache_dir: folder of an on-disk tag-embedding cache.
-            mean: per-channel mean subtracted from the images (default 0).
-            std: per-channel divisor of the images (default 255: 8-bit imagery to ``[0, 1]``).
+            mean: per-channel mean subtracted from the images; None (with *std* None) uses 0, or the statistics
+                recorded with the task's pretrained weights when it has them.
+            std: per-channel divisor of the images; None uses 255 (8-bit imagery to ``[0, 1]``) or the weights'.
             augment: jointly augment training images and graphs (crop, flips, 90-degree rotations).
             color_jitter: also jitter training image colors (on the raw images, before normalizing).
             color_jitter_max: intensity of white in the raw images (255 for 8-bit imagery); color jitter
@@ -208,18 +254,32 @@ class GeoLinkDataModule(GeoDataModule):
             predict_region: where ``predict`` windows are gridded (every window, with or without OSM, at
                 *eval_stride*): ``'all'`` (the whole footprint), the ``'train'``, ``'val'`` or ``'test'`` region, or
                 a box ``[xmin, ymin, xmax, ymax]`` in the dataset CRS (intersected with the footprint).
+            target: ``'mask'`` (per-pixel labels only) or ``'dominant_class'``: batches also carry ``label``
+                ``(B,)`` long, the most frequent class of each window's ``mask`` after augmentation (ties go to
+                the lowest class), for scene classification and kNN probes. Needs labels (*demo_labels* or
+                *label_paths*).
+            target_ignore_index: label value not counted for ``'dominant_class'`` (e.g. the nodata value of a
+                label raster); a window made only of it gets this value as its ``label``.
 
         Raises:
-            ValueError: if *image_paths* is given without *osm_paths*, or the split fractions are invalid.
+            ValueError: if *image_paths* is given without *osm_paths*, the split fractions are invalid, or
+                ``target='dominant_class'`` is asked for without labels.
         """
         if image_paths is not None and osm_paths is None:
             raise ValueError(
                 'GeoLinkDataModule: osm_paths is required when image_paths is given'
             )
         check_split_fractions(val_fraction, test_fraction)
+        if target not in ('mask', 'dominant_class'):
+            msg = f"GeoLinkDataModule: target must be 'mask' or 'dominant_class', got {target!r}"
+            raise ValueError(msg)
+        if target == 'dominant_class' and label_paths is None and not demo_labels:
+            msg = "GeoLinkDataModule: target='dominant_class' needs labels: set demo_labels=True or label_paths"
+            raise ValueError(msg)
         # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass through) from these.
-        self.mean = torch.as_tensor(mean, dtype=torch.float32)
-        self.std = torch.as_tensor(std, dtype=torch.float32)
+        self.normalization_is_default = mean is None and std is None
+        self.mean = torch.as_tensor(0.0 if mean is None else mean, dtype=torch.float32)
+        self.std = torch.as_tensor(255.0 if std is None else std, dtype=torch.float32)
         super().__init__(
             OSMDataset,
             batch_size=batch_size,
@@ -239,13 +299,19 @@ class GeoLinkDataModule(GeoDataModule):
         self.min_features = min_features
         self.empty_fraction = empty_fraction
         self.drop_osm_keys = tuple(drop_osm_keys)
+        self.osm_tag_keys = None if osm_tag_keys is None else tuple(osm_tag_keys)
         self.graph_mode = graph_mode
         self.tag_encoder = tag_encoder
         self.tag_encoder_model = tag_encoder_model
         self.tag_dim = tag_dim
         self.tag_cache_dir = tag_cache_dir
+        #: Identity of the tag encoder that embeds the graphs' tags (set by :meth:`setup`); tasks check it
+        #: against the tag encoder their weights were trained with.
+        self.tag_encoder_identity: str | None = None
         self.seed = seed
         self.predict_region = predict_region
+        self.target = target
+        self.target_ignore_index = target_ignore_index
         self.collate_fn = collate_geolink
 
         if augment:
@@ -304,6 +370,7 @@ class GeoLinkDataModule(GeoDataModule):
         encoder = make_tag_encoder(
             self.tag_encoder, self.tag_encoder_model, self.tag_dim, self.tag_cache_dir
         )
+        self.tag_encoder_identity = encoder.identity
         osm = OSMDataset(
             _as_paths(osm_paths),
             crs=CRS.from_user_input(image.crs),
@@ -311,6 +378,7 @@ class GeoLinkDataModule(GeoDataModule):
             tag_encoder=encoder,
             graph_mode=self.graph_mode,
             drop_keys=self.drop_osm_keys,
+            tag_keys=self.osm_tag_keys,
         )
         left: GeoDataset = image
         if label is not None:
@@ -403,6 +471,36 @@ class GeoLinkDataModule(GeoDataModule):
             raise ValueError(msg)
         return roi
 
+    def add_target(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Add the ``label`` of each window to a batch when ``target='dominant_class'``.
+
+        Applied by :meth:`on_after_batch_transfer` after the augmentation, so a cropped window is labeled by
+        what it shows; call it on batches transformed outside Lightning's loop (e.g. a kNN probe's).
+
+        Args:
+            batch: A collated, transferred batch with ``mask`` ``(B, H, W)``.
+
+        Returns:
+            The batch, with ``label`` ``(B,)`` long (batches without ``mask`` are returned unchanged).
+        """
+        if self.target == 'dominant_class' and 'mask' in batch:
+            batch['label'] = dominant_class(batch['mask'], self.target_ignore_index)
+        return batch
+
+    def on_after_batch_transfer(
+        self, batch: dict[str, Any], dataloader_idx: int
+    ) -> dict[str, Any]:
+        """Normalize and augment a batch on the device (TorchGeo's), then add its target (:meth:`add_target`).
+
+        Args:
+            batch: A collated batch on the device.
+            dataloader_idx: Index of the dataloader.
+
+        Returns:
+            The transformed batch.
+        """
+        return self.add_target(super().on_after_batch_transfer(batch, dataloader_idx))
+
     def state_dict(self) -> dict[str, Any]:
         """State saved in Lightning checkpoints: the random state of the training window sampler.
 
@@ -414,7 +512,7 @@ class GeoLinkDataModule(GeoDataModule):
         epoch is drawn again from its start).
 
         Returns:
-            ``{'train_sampler': ...}`` (see :meth:`OSMRandomPatchSampler.state_dict
+            ``{'train_sampler': ..., 'batch_size': ...}`` (see :meth:`OSMRandomPatchSampler.state_dict
             <torchgeo_geolink.samplers.OSMRandomPatchSampler.state_dict>`), or an empty dict before
             :meth:`setup` of ``'fit'``.
         """
@@ -428,7 +526,10 @@ class GeoLinkDataModule(GeoDataModule):
             done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
             if done < trainer.num_training_batches:
                 consumed = done * self.batch_size if trainer.world_size == 1 else 0
-        return {'train_sampler': sampler.state_dict(consumed)}
+        return {
+            'train_sampler': sampler.state_dict(consumed),
+            'batch_size': self.batch_size,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the state saved by :meth:`state_dict` (before :meth:`setup`, it is applied there).
@@ -438,11 +539,24 @@ class GeoLinkDataModule(GeoDataModule):
 
         Raises:
             CheckpointError: if the sampler state is malformed or does not fit this datamodule's training
-                sampler (e.g. another ``length``).
+                sampler (e.g. another ``length``), or if it was saved in the middle of an epoch with another
+                ``batch_size``.
         """
         state = state_dict.get('train_sampler')
         if state is None:
             return
+        saved = state_dict.get('batch_size', self.batch_size)
+        if (
+            isinstance(state, Mapping)
+            and state.get('consumed')
+            and saved != self.batch_size
+        ):
+            msg = (
+                f'{type(self).__name__}: the checkpoint was written in the middle of an epoch with batch_size '
+                f'{saved}, this datamodule has batch_size {self.batch_size}: the rest of that epoch cannot be '
+                'resumed (resume from an end-of-epoch checkpoint, or keep the batch size)'
+            )
+            raise CheckpointError(msg)
         if isinstance(getattr(self, 'train_sampler', None), OSMRandomPatchSampler):
             self._load_train_sampler_state(state)
         else:

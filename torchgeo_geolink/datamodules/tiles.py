@@ -16,12 +16,14 @@ from torchgeo.datasets.utils import Sample
 
 from ..datasets.tiles import GeoLinkTiles
 from ..datasets.utils import collate_geolink
+from ..models.weights import OFFICIAL_TAG_ENCODER
 from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
+from .normalization import NormalizationMixin
 
 __all__ = ('GeoLinkStreamingTilesDataModule', 'GeoLinkTilesDataModule')
 
 
-class GeoLinkTilesDataModule(NonGeoDataModule):
+class GeoLinkTilesDataModule(NormalizationMixin, NonGeoDataModule):
     """LightningDataModule for :class:`~torchgeo_geolink.datasets.GeoLinkTiles` (e.g. GeoLink's UFZ tiles).
 
     Batches are collated with :func:`~torchgeo_geolink.datasets.collate_geolink` (images and masks stacked, the
@@ -32,6 +34,10 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
     .. versionadded:: 0.1
     """
 
+    #: The tag encoder of GeoLink's pre-built graphs: CLIP ViT-B/16's text tower (checked by the tasks against
+    #: the tag encoder of their weights).
+    tag_encoder_identity: str | None = OFFICIAL_TAG_ENCODER
+
     def __init__(
         self,
         root: str = 'data',
@@ -41,8 +47,8 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
         test_fraction: float = 0.0,
         missing_graph: Literal['error', 'empty'] = 'error',
         size: int | None = None,
-        mean: float | Sequence[float] = 0.0,
-        std: float | Sequence[float] = 255.0,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
         augment: bool = True,
         color_jitter: bool = True,
         color_jitter_max: float = 255.0,
@@ -58,8 +64,9 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
             test_fraction: share of tiles in the test split (without split files).
             missing_graph: a tile without graph is an error (``'error'``) or gets an empty graph.
             size: resize every tile to ``size x size`` pixels (None: tiles must share one size).
-            mean: per-channel mean subtracted from the images.
-            std: per-channel divisor of the images (default 255: 8-bit tiles to ``[0, 1]``).
+            mean: per-channel mean subtracted from the images; None (with *std* None) uses 0, or the statistics
+                recorded with the task's pretrained weights when it has them.
+            std: per-channel divisor of the images; None uses 255 (8-bit imagery to ``[0, 1]``) or the weights'.
             augment: jointly augment training images, masks and graphs.
             color_jitter: also jitter training image colors (on the raw images, before normalizing).
             color_jitter_max: intensity of white in the raw tiles (255 for 8-bit tiles); color jitter raises a
@@ -67,8 +74,9 @@ class GeoLinkTilesDataModule(NonGeoDataModule):
             crop_scale: range of the random crop's area fraction.
         """
         # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass through) from these.
-        self.mean = torch.as_tensor(mean, dtype=torch.float32)
-        self.std = torch.as_tensor(std, dtype=torch.float32)
+        self.normalization_is_default = mean is None and std is None
+        self.mean = torch.as_tensor(0.0 if mean is None else mean, dtype=torch.float32)
+        self.std = torch.as_tensor(255.0 if std is None else std, dtype=torch.float32)
         super().__init__(
             GeoLinkTiles,
             batch_size=batch_size,

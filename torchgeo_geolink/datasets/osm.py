@@ -99,6 +99,7 @@ class OSMDataset(GeoDataset):
         graph_mode: Literal['induced', 'exact'] = 'induced',
         drop_keys: Sequence[str] = (),
         keys: Sequence[str] | None = None,
+        tag_keys: Sequence[str] | None = None,
         roi: shapely.Geometry | Sequence[float] | None = None,
         source_crs: CRS | str | int | None = None,
         strict: bool = False,
@@ -124,6 +125,9 @@ class OSMDataset(GeoDataset):
                 the label of a downstream task).
             keys: when given, only features carrying at least one of these tag keys are read (with all their
                 tags).
+            tag_keys: when given, only the tags with these keys are read and embedded, the features are all kept
+                (e.g. keys that describe what a feature is, leaving out names, addresses and references, whose
+                values identify places rather than describe them).
             roi: read only the features that intersect this region (a shapely geometry or ``(xmin, ymin, xmax,
                 ymax)``), in *crs* (in each file's CRS when *crs* is None).
             source_crs: CRS assumed for files that declare none (default: such files are an error).
@@ -152,6 +156,9 @@ class OSMDataset(GeoDataset):
         self.builder = OSMGraphBuilder(tag_encoder=tag_encoder)
         self.reports: list[LoadReport] = []
         self.keys = None if keys is None else tuple(normalize_key(k) for k in keys)
+        self.tag_keys = (
+            None if tag_keys is None else tuple(normalize_key(k) for k in tag_keys)
+        )
         if roi is not None and not isinstance(roi, shapely.Geometry):
             roi = shapely.box(*roi)
         self.roi = roi
@@ -230,6 +237,7 @@ class OSMDataset(GeoDataset):
                 self.drop_keys,
                 self._assumed,
                 keys=self.keys,
+                tag_keys=self.tag_keys,
                 roi=self.roi,
                 roi_crs=target,
             )
@@ -279,6 +287,7 @@ class OSMDataset(GeoDataset):
             'layers': self._layers,
             'drop_keys': self.drop_keys,
             'keys': self.keys,
+            'tag_keys': self.tag_keys,
             'roi': None if self.roi is None else shapely.to_wkt(self.roi),
             'source_crs': None if self._assumed is None else self._assumed.to_wkt(),
             'crs': None if crs is None else crs.to_wkt(),

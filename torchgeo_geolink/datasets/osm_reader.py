@@ -331,6 +331,24 @@ def _read_options(name: str) -> dict[str, object]:
     return options
 
 
+#: Fields GDAL's KML and LIBKML drivers give every placemark (styling and timing of the placemark itself).
+_KML_FIELDS = frozenset(
+    {
+        'description',
+        'timestamp',
+        'begin',
+        'end',
+        'altitudeMode',
+        'tessellate',
+        'extrude',
+        'visibility',
+        'drawOrder',
+        'icon',
+        'snippet',
+    }
+)
+
+
 def _checked_frames(
     path: str, layers: Sequence[str], frames: list[pd.DataFrame]
 ) -> list[GeoDataFrame]:
@@ -354,6 +372,16 @@ def _checked_frames(
                 'geometry as WKT text in a column named WKT or geometry'
             )
             raise OSMFileError(msg)
+    if path.lower().endswith(('.kml', '.kmz')):
+        # KML's own placemark fields are no tags; its <name> element holds the feature's name
+        frames = [
+            frame.drop(columns=[c for c in frame.columns if c in _KML_FIELDS]).rename(
+                columns={} if 'name' in frame.columns else {'Name': 'name'}
+            )
+            if isinstance(frame, GeoDataFrame)
+            else frame
+            for frame in frames
+        ]
     if path.lower().endswith('.shp') and not any(
         pathlib.Path(path).with_suffix(suffix).exists() for suffix in ('.dbf', '.DBF')
     ):
@@ -363,6 +391,22 @@ def _checked_frames(
         )
         warnings.warn(msg, UserWarning, stacklevel=4)
     return frames
+
+
+def _xml_complete(path: str, root: str) -> bool:
+    """Tell whether an XML file ends with the closing tag of its root element.
+
+    Args:
+        path: the file.
+        root: the root element's name.
+
+    Returns:
+        True when the last non-blank bytes of the file are ``</root>``.
+    """
+    with open(path, 'rb') as file:
+        file.seek(max(os.path.getsize(path) - 1024, 0))
+        tail = file.read()
+    return tail.rstrip().endswith(f'</{root}>'.encode())
 
 
 def _varint(data: bytes, position: int) -> tuple[int, int]:
@@ -475,6 +519,10 @@ def read_vector_file(
             return [frame]
         if name.endswith('.pbf') and (problem := _pbf_problem(path)) is not None:
             msg = f'{path}: truncated or corrupt OSM PBF file ({problem})'
+            raise OSMFileError(msg)
+        if name.endswith('.osm') and not _xml_complete(path, 'osm'):
+            # GDAL's OSM driver stops silently where an XML file is cut off, as for a PBF file
+            msg = f'{path}: truncated OSM XML file (it does not end with </osm>)'
             raise OSMFileError(msg)
         available = [str(layer) for layer in pyogrio.list_layers(path)[:, 0]]
         is_osm = name.endswith(('.pbf', '.osm'))

@@ -10,7 +10,6 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, HeteroData
 
 from .geolink import GeoLink
-from .two_way import TwoWayAttentionBlock
 
 __all__ = ('GeoLinkFusionEncoder',)
 
@@ -21,9 +20,10 @@ class GeoLinkFusionEncoder(nn.Module):
     Each listed block gives its raw token map (no final norm, CLS dropped) reshaped to ``(B, D, H/p, W/p)``.
     When the ViT's last block is listed (and ``hybrid``), it instead gives the hybrid map ``(B, 256, H/p, W/p)``:
     the normalized last-block tokens projected to the fusion size attend to every OSM node of their graph
-    through the pretrained two-way block (image stream after its patch-to-object step). In ``legacy`` mode only
-    the first 50 nodes of a graph take part (the reference draws a random 50, B11); otherwise all do. A sample
-    without OSM nodes (or ``graphs=None``) gets the image-only hybrid map. No randomness in eval mode.
+    through the pretrained two-way block (image stream after its patch-to-object step). In ``legacy`` mode a
+    random 50 nodes of a graph take part, as in the reference (fixed by the model's ``node_cap_seed`` in eval
+    mode); otherwise all do. A sample without OSM nodes (or ``graphs=None``) gets the image-only hybrid map. No
+    randomness in eval mode.
 
     .. versionadded:: 0.1
     """
@@ -41,7 +41,8 @@ class GeoLinkFusionEncoder(nn.Module):
             model: A (pretrained) GeoLink model; its modules are shared, not copied.
             output_layers: 0-based ViT block indices whose outputs are returned, increasing.
             hybrid: Replace the last block's map by the hybrid RS-OSM map.
-            max_nodes: OSM nodes per graph in the fusion (first ones); default 50 in legacy mode, else no cap.
+            max_nodes: OSM nodes per graph in the fusion (first ones); default: a random 50 in legacy mode, else
+                no cap (see :meth:`GeoLink.fuse`).
 
         Raises:
             ValueError: If a layer index is out of range or the indices are not increasing.
@@ -130,30 +131,4 @@ class GeoLinkFusionEncoder(nn.Module):
             Hybrid tokens ``(B, L, fusion_dim)`` and the object-to-patch attention (None without graphs).
         """
         model = self.model
-        b = x.shape[0]
-        image = model.img_fusion_mlp(model.img_norm(x[:, 1:]))
-        image_pe = model.fusion_img_pos_embed[:, 1:].to(image.dtype).expand(b, -1, -1)
-        if graphs is None:
-            for block in model.osm_cross_modal_encoder:
-                image = cast(TwoWayAttentionBlock, block).norm2(image)
-            return image, None
-        inputs = model.osm_inputs(graphs, b)
-        h = model.encode_osm(inputs.x, inputs)
-        max_nodes = (
-            self.max_nodes
-            if self.max_nodes is not None
-            else (50 if model.legacy else None)
-        )
-        dense = model.dense_osm_tokens(h, inputs, None, max_nodes)
-        if (
-            dense.tokens.shape[1] == 0
-        ):  # no OSM node in the whole batch: the image-only path
-            return self._hybrid(x, None)
-        tokens = dense.tokens.to(image.dtype)
-        token_pe = dense.pos_embed.to(image.dtype)
-        attention = None
-        for block in model.osm_cross_modal_encoder:
-            image, tokens, attention = block(
-                image, image_pe, tokens, token_pe, ~dense.valid, return_attention=True
-            )
-        return image, attention
+        return model.fuse(model.img_norm(x[:, 1:]), graphs, self.max_nodes)

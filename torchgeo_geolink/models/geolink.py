@@ -20,13 +20,20 @@ from torch_geometric.utils import to_dense_batch
 from ..osm.constants import NODE_TYPES
 from .graph_inputs import OSMInputs, osm_inputs
 from .losses import info_nce_loss, masked_node_loss, masked_patch_loss
-from .masking import random_node_mask, random_patch_mask, rank_within_groups
+from .masking import (
+    random_node_mask,
+    random_patch_mask,
+    random_subset_keys,
+    rank_within_groups,
+)
 from .osm_encoder import OSMHeteroGAT
 from .pos_embed import node_pos_embed, sincos_grid_table
 from .two_way import TwoWayAttentionBlock
 
-__all__ = ('DenseOSMTokens', 'GeoLink', 'GeoLinkOutput')
+__all__ = ('DenseOSMTokens', 'GeoLink', 'GeoLinkEmbeddings', 'GeoLinkOutput')
 
+#: OSM nodes per graph in the fusion block under ``legacy`` (a random subset, as the reference).
+LEGACY_FUSION_NODES = 50
 #: Size of the node position encoding fed to ``osm_pos_embed`` (``osm_node_positions=True``).
 _NODE_POS_DIM = 64
 
@@ -65,6 +72,29 @@ class GeoLinkOutput:
 
 
 @dataclass
+class GeoLinkEmbeddings:
+    """The deterministic embeddings of a batch (:meth:`GeoLink.embed`); nothing is masked.
+
+    .. versionadded:: 0.1
+    """
+
+    #: Final-norm patch tokens ``(B, L, embed_dim)`` in row-major spatial order, CLS dropped.
+    patch_tokens: Tensor
+    #: Mean patch token ``(B, embed_dim)``.
+    image: Tensor
+    #: OSM region readout ``(B, graph_aggr_embed_dim)``; zero without OSM.
+    osm: Tensor
+    #: Mean hybrid RS-OSM token ``(B, fusion_embed_dim)``.
+    fused: Tensor
+    #: L2-normalized contrastive image embedding ``(B, consistency_embed_dim)``.
+    image_projected: Tensor
+    #: L2-normalized contrastive OSM embedding ``(B, consistency_embed_dim)``.
+    osm_projected: Tensor
+    #: ``(B,)`` bool, True where the window has OSM nodes.
+    has_osm: Tensor
+
+
+@dataclass
 class DenseOSMTokens:
     """OSM nodes of a batch as padded per-graph token sequences for the two-way block.
 
@@ -97,8 +127,9 @@ class GeoLink(nn.Module):
     Submodule and parameter names match the released checkpoints, so
     :func:`~torchgeo_geolink.models.load_official_checkpoint` loads them strictly. ``legacy=True`` reproduces the
     reference numerics where the default fixes them: OSM LayerNorm over all nodes of a type in the whole batch
-    (B9), the no-op type attention (B1), the half-patch offset of node positions (B19) and at most the first 50
-    OSM nodes per graph in the fusion encoder (B11).
+    (B9), the no-op type attention (B1), the half-patch offset of node positions (B19) and a random subset of
+    at most 50 OSM nodes per graph in the fusion block (B11; fresh draws in training, the subset fixed by
+    :attr:`node_cap_seed` in eval mode).
 
     If you use this model in your research, please cite:
 
@@ -206,6 +237,10 @@ class GeoLink(nn.Module):
             )
         self.grid_size = (int(grid[0]), int(grid[1]))
         self.img_size = (int(size[0]), int(size[1]))
+        if any(side % self.patch_size for side in self.img_size):
+            raise ValueError(
+                f'img_size {self.img_size} is not a multiple of the patch size {self.patch_size}'
+            )
         self.in_chans = int(patch_embed.proj.in_channels)
         embed_dim = int(cast(int, img_encoder.embed_dim))
         self.embed_dim = embed_dim
@@ -281,6 +316,7 @@ class GeoLink(nn.Module):
 
         self.osm_in_chans = osm_in_chans
         self.fusion_embed_dim = fusion_embed_dim
+        self.graph_aggr_embed_dim = graph_aggr_embed_dim
         self.norm_pix_loss = norm_pix_loss
         self.img_mask_ratio = img_mask_ratio
         self.mask_block_size = mask_block_size
@@ -291,6 +327,8 @@ class GeoLink(nn.Module):
         self.gather_distributed = gather_distributed
         self.legacy = legacy
         self.num_patches = num_patches
+        #: Seed of the legacy node cap in eval mode: the same graph always keeps the same random nodes.
+        self.node_cap_seed = 0
         #: Projection of the node position encodings added to the OSM encoder's input (``osm_node_positions``).
         self.osm_pos_embed = (
             nn.Linear(_NODE_POS_DIM, osm_in_chans) if osm_node_positions else None
@@ -334,9 +372,14 @@ class GeoLink(nn.Module):
             or images.shape[1] != self.in_chans
             or tuple(images.shape[-2:]) != self.img_size
         ):
+            hint = ''
+            if images.dim() == 4 and any(
+                side % self.patch_size for side in images.shape[-2:]
+            ):
+                hint = f' (the image size must be a multiple of the patch size {self.patch_size})'
             raise ValueError(
                 f'GeoLink expects images (B, {self.in_chans}, {self.img_size[0]}, {self.img_size[1]}), '
-                f'got {tuple(images.shape)}'
+                f'got {tuple(images.shape)}{hint}'
             )
 
     def embed_patches(self, images: Tensor) -> Tensor:
@@ -596,6 +639,171 @@ class GeoLink(nn.Module):
             features = torch.where(sel.unsqueeze(-1), inputs.x[t][rows], features)
         return DenseOSMTokens(
             tokens, pos_embed, features, valid, dense_type, dense_index
+        )
+
+    # ------------------------------------------------------------------ embeddings (deterministic)
+
+    def patch_tokens(self, images: Tensor) -> Tensor:
+        """Encode whole images: every patch token, in spatial order, nothing masked.
+
+        Unlike :meth:`forward_img_encoder` with ``mask_ratio=0`` this neither shuffles the tokens nor draws
+        random numbers, so the same images always give the same tokens.
+
+        Args:
+            images: Normalized images ``(B, C, H, W)``.
+
+        Returns:
+            The final-norm patch tokens ``(B, L, embed_dim)``, CLS dropped, row-major over the patch grid
+            (``L = rows * cols``, token ``r * cols + c`` is patch ``(r, c)``, row 0 at the top).
+        """
+        return self.img_norm(self.run_blocks(self.embed_patches(images)))[:, 1:]
+
+    def image_embedding(self, images: Tensor, project: bool = False) -> Tensor:
+        """Pool whole images into one embedding each: the mean of :meth:`patch_tokens`.
+
+        Args:
+            images: Normalized images ``(B, C, H, W)``.
+            project: Return the L2-normalized contrastive embedding (``consistency_embed_dim`` wide) instead of
+                the ``embed_dim`` mean token.
+
+        Returns:
+            ``(B, embed_dim)``, or ``(B, consistency_embed_dim)`` with *project*.
+        """
+        pooled = self.patch_tokens(images).mean(dim=1)
+        if not project:
+            return pooled
+        return F.normalize(self.img_consistency_prj(pooled).float(), dim=-1)
+
+    def osm_embedding(
+        self, graphs: HeteroData | Batch, num_graphs: int, project: bool = False
+    ) -> Tensor:
+        """Read out whole OSM graphs (nothing masked) into one region embedding each.
+
+        Args:
+            graphs: The batch of OSM graphs.
+            num_graphs: Number of graphs (images) in the batch.
+            project: Return the L2-normalized contrastive embedding instead of the region readout.
+
+        Returns:
+            ``(B, graph_aggr_embed_dim)`` (zero for a graph without nodes), or ``(B, consistency_embed_dim)``
+            with *project*.
+        """
+        inputs = self.osm_inputs(graphs, num_graphs)
+        h = self.encode_osm(inputs.x, inputs)
+        region = self.graph_embedding(h, inputs, self.node_counts(inputs) > 0)
+        if not project:
+            return region
+        return F.normalize(self.osm_graph_consistency_prj(region).float(), dim=-1)
+
+    def fuse(
+        self,
+        patch_tokens: Tensor,
+        graphs: HeteroData | Batch | None,
+        max_nodes: int | None = None,
+        encoded: tuple[OSMInputs, dict[str, Tensor]] | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Fuse final image tokens with the OSM nodes of their graph through the two-way block.
+
+        Every image token attends to all nodes of its own graph (the image stream after the patch-to-object
+        step). A sample without OSM nodes, or ``graphs=None``, gets the image-only path.
+
+        Args:
+            patch_tokens: Final-norm patch tokens ``(B, L, embed_dim)`` in spatial order (:meth:`patch_tokens`).
+            graphs: The batch's OSM graphs, or None.
+            max_nodes: OSM nodes per graph taking part (the first ones); default: in legacy mode a random 50
+                (fixed by :attr:`node_cap_seed` in eval mode), else all.
+            encoded: The graphs' inputs and their :meth:`encode_osm` node embeddings, when already computed.
+
+        Returns:
+            Hybrid tokens ``(B, L, fusion_embed_dim)`` and the object-to-patch attention ``(B, M, L)`` (None
+            without OSM nodes).
+        """
+        b = patch_tokens.shape[0]
+        image = self.img_fusion_mlp(patch_tokens)
+        image_pe = self.fusion_img_pos_embed[:, 1:].to(image.dtype).expand(b, -1, -1)
+        if graphs is not None:
+            if encoded is None:
+                inputs = self.osm_inputs(graphs, b)
+                encoded = inputs, self.encode_osm(inputs.x, inputs)
+            inputs, h = encoded
+            order = None
+            if max_nodes is None and self.legacy:
+                max_nodes = LEGACY_FUSION_NODES
+                order = random_subset_keys(
+                    torch.cat([inputs.batch[t] for t in NODE_TYPES]),
+                    b,
+                    seed=None if self.training else self.node_cap_seed,
+                )
+            dense = self.dense_osm_tokens(h, inputs, order, max_nodes)
+            if dense.tokens.shape[1] > 0:
+                tokens = dense.tokens.to(image.dtype)
+                token_pe = dense.pos_embed.to(image.dtype)
+                attention = None
+                for block in self.osm_cross_modal_encoder:
+                    image, tokens, attention = block(
+                        image,
+                        image_pe,
+                        tokens,
+                        token_pe,
+                        ~dense.valid,
+                        return_attention=True,
+                    )
+                return image, attention
+        for block in self.osm_cross_modal_encoder:
+            image = cast(TwoWayAttentionBlock, block).norm2(image)
+        return image, None
+
+    def fused_embedding(
+        self, images: Tensor, graphs: HeteroData | Batch | None
+    ) -> Tensor:
+        """Pool the hybrid RS-OSM tokens of whole images into one embedding each.
+
+        Args:
+            images: Normalized images ``(B, C, H, W)``.
+            graphs: The batch's OSM graphs, or None for the image-only hybrid path.
+
+        Returns:
+            ``(B, fusion_embed_dim)``: the mean of the hybrid tokens of :meth:`fuse`.
+        """
+        return self.fuse(self.patch_tokens(images), graphs)[0].mean(dim=1)
+
+    def embed(
+        self, images: Tensor, graphs: HeteroData | Batch | None = None
+    ) -> 'GeoLinkEmbeddings':
+        """Compute every deterministic embedding of a batch in one pass of the ViT.
+
+        Args:
+            images: Normalized images ``(B, C, H, W)``.
+            graphs: The batch's OSM graphs, or None (OSM and fused embeddings then come from the image-only
+                path: zeros for ``osm``).
+
+        Returns:
+            The patch tokens, pooled image, OSM, fused and contrastive embeddings.
+        """
+        b = images.shape[0]
+        tokens = self.patch_tokens(images)
+        pooled = tokens.mean(dim=1)
+        image_proj = F.normalize(self.img_consistency_prj(pooled).float(), dim=-1)
+        encoded = None
+        if graphs is None:
+            region = pooled.new_zeros(b, self.graph_aggr_embed_dim)
+            has_osm = torch.zeros(b, dtype=torch.bool, device=images.device)
+        else:
+            inputs = self.osm_inputs(graphs, b)
+            encoded = inputs, self.encode_osm(inputs.x, inputs)
+            counts = self.node_counts(inputs)
+            region = self.graph_embedding(encoded[1], inputs, counts > 0)
+            has_osm = (counts > 0).any(dim=1)
+        osm_proj = F.normalize(self.osm_graph_consistency_prj(region).float(), dim=-1)
+        fused = self.fuse(tokens, graphs, encoded=encoded)[0].mean(dim=1)
+        return GeoLinkEmbeddings(
+            patch_tokens=tokens,
+            image=pooled,
+            osm=region,
+            fused=fused,
+            image_projected=image_proj,
+            osm_projected=osm_proj,
+            has_osm=has_osm,
         )
 
     # ------------------------------------------------------------------ pretraining step

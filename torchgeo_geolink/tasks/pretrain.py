@@ -3,12 +3,12 @@
 
 """GeoLink pretraining task: MAE reconstruction, image-OSM contrast and masked OSM node reconstruction."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import kornia.augmentation as K
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
 from torch.optim import AdamW
@@ -16,17 +16,25 @@ from torchgeo.tasks import BaseTask
 from torchvision.models._api import WeightsEnum
 
 from ..models import reconstruct_images
+from ..models.weights import (
+    ARCHITECTURE_DEFAULTS,
+    WeightsProvenance,
+    geolink_from_architecture,
+    load_geolink_weights,
+)
 from ..visualization import plot_graph, plot_image
 from ..writers import window_bounds
 from .metrics import CrossModalRetrieval, embedding_std
-from .mixins import ResumableRandomnessMixin
+from .mixins import ProvenanceMixin, ResumableRandomnessMixin
+from .normalization import sync_normalization
 from .schedules import warmup_cosine_scheduler
-from .utils import geolink_from_hparams, load_geolink_weights, param_groups
+from .utils import param_groups
+from .validation import run_baseline_validation
 
 __all__ = ('GeoLinkPretrain',)
 
 
-class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
+class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
     """Pretrain a GeoLink model on paired images and OpenStreetMap graphs.
 
     The loss is ``L_rec + w_cont * L_cont + w_node * L_node``: masked-patch reconstruction of the
@@ -70,7 +78,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
         node_weight: float = 0.01,
         temperature: float = 0.2,
         norm_pix_loss: bool = True,
-        legacy: bool = False,
+        legacy: bool | None = None,
         lr: float = 1.5e-4,
         weight_decay: float = 0.05,
         betas: tuple[float, float] = (0.9, 0.95),
@@ -78,6 +86,9 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
         warmup_steps: int | None = None,
         min_lr_ratio: float = 0.0,
         gather_distributed: bool = False,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        baseline_validation: bool = True,
     ) -> None:
         """Initialize a new GeoLinkPretrain task.
 
@@ -108,7 +119,8 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
             temperature: Softmax temperature of the contrastive loss (0.2 in the paper).
             norm_pix_loss: Standardize every target patch of the reconstruction loss, as MAE.
             legacy: Reproduce the reference code's numerics (batch-wide OSM LayerNorm, no-op type attention,
-                half-patch position offset, 50-node cap) for official checkpoints; ``False`` fixes them.
+                half-patch position offset, random 50-node cap), as the official weights were trained; None
+                takes what *weights* were trained with (True for the official files), False without weights.
             lr: Peak learning rate of AdamW.
             weight_decay: AdamW weight decay (not applied to biases, norms and tokens).
             betas: AdamW betas (MAE's 0.9, 0.95).
@@ -116,15 +128,53 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
             warmup_steps: Steps of linear warmup; overrides *warmup_epochs* when given.
             min_lr_ratio: Final learning rate as a fraction of *lr*.
             gather_distributed: Gather the contrastive negatives from all processes under DDP.
+            mean: Per-band mean the images were normalized with; None takes the datamodule's at the start of
+                fitting. Saved with the checkpoint so that every task loading it normalizes the same way.
+            std: Per-band standard deviation, as *mean*.
+            baseline_validation: Validate the untrained model once before the first training step, so that
+                every run logs its own starting point (the first ``val_*`` row, at step 0).
         """
         self.weights = weights
         super().__init__()
 
     def configure_models(self) -> None:
-        """Build the GeoLink model and load the initial weights."""
-        self.model = geolink_from_hparams(self.hparams)
+        """Build the GeoLink model, load the initial weights and note their provenance."""
+        hp = self.hparams
+        legacy = hp['legacy']
+        self.model = geolink_from_architecture({**hp, 'legacy': bool(legacy)})
+        loaded = None
         if self.weights is not None:
-            load_geolink_weights(self.model, self.weights)
+            loaded = load_geolink_weights(
+                self.model, self.weights, follow_legacy=legacy is None
+            )
+        hp['legacy'] = self.model.legacy
+        architecture = {k: hp[k] for k in ARCHITECTURE_DEFAULTS}
+        provenance = WeightsProvenance(architecture, self.model.legacy)
+        if loaded is not None:
+            provenance.tag_encoder, provenance.bands = loaded.tag_encoder, loaded.bands
+            provenance.osm_trained = loaded.osm_trained
+        self.provenance = provenance
+
+    def setup(self, stage: str) -> None:
+        """Agree on the image normalization with the datamodule (see :func:`sync_normalization`).
+
+        Args:
+            stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.
+        """
+        super().setup(stage)
+        sync_normalization(self)
+        self.check_provenance(stage)
+
+    def on_train_start(self) -> None:
+        """Validate the untrained model once (``baseline_validation``), before the first step of a new run."""
+        super().on_train_start()
+        trainer = self.trainer
+        if (
+            self.hparams['baseline_validation']
+            and trainer.global_step == 0
+            and trainer.ckpt_path is None
+        ):
+            run_baseline_validation(trainer)
 
     def configure_metrics(self) -> None:
         """Initialize the validation retrieval metric."""
@@ -307,15 +357,8 @@ class GeoLinkPretrain(ResumableRandomnessMixin, BaseTask):
         Returns:
             L2-normalised image and OSM embeddings, ``(B, 64)`` each.
         """
-        model = self.model
-        latent, _, _, _ = model.forward_img_encoder(images, mask_ratio=0.0)
-        image = F.normalize(
-            model.img_consistency_prj(latent[:, 1:].mean(dim=1)).float(), dim=-1
-        )
-        inputs = model.osm_inputs(graphs, images.shape[0])
-        h = model.encode_osm(inputs.x, inputs)
-        region = model.graph_embedding(h, inputs, model.node_counts(inputs) > 0)
-        osm = F.normalize(model.osm_graph_consistency_prj(region).float(), dim=-1)
+        image = self.model.image_embedding(images, project=True)
+        osm = self.model.osm_embedding(graphs, images.shape[0], project=True)
         return image, osm
 
     def on_validation_epoch_end(self) -> None:
