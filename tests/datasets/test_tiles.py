@@ -23,7 +23,13 @@ from torchgeo_geolink.datasets import (
 )
 from torchgeo_geolink.errors import TileError
 
+#: Tiles in the official UFZ layout committed with the tests (see tests/data/official): 3 tiles of 32 px.
+FIXTURES = Path(__file__).resolve().parents[1] / 'data' / 'official' / 'ufz'
+#: The official release's own six 224 px UFZ tiles, when its example data sits next to the repository.
 UFZ = Path(__file__).parents[2] / '..' / 'shared' / 'data' / 'geolink_examples' / 'ufz'
+OFFICIAL_TILES = [pytest.param(FIXTURES, 3, 32, id='fixtures')] + (
+    [pytest.param(UFZ, 6, 224, id='ufz')] if UFZ.exists() else []
+)
 DIM = 512
 EDGE_DIMS = {
     ('polygon', 'polygon'): 6,
@@ -233,16 +239,14 @@ def test_transforms_and_plot(tmp_path: Path) -> None:
     plt.close(fig)
 
 
-@pytest.mark.skipif(
-    not UFZ.exists(), reason='shared GeoLink example data not available'
-)
-def test_official_ufz_tiles() -> None:
-    ds = GeoLinkTiles(UFZ, split='all')
-    assert len(ds) == 6
+@pytest.mark.parametrize(('root', 'count', 'size'), OFFICIAL_TILES)
+def test_official_ufz_tiles(root: Path, count: int, size: int) -> None:
+    ds = GeoLinkTiles(root, split='all')
+    assert len(ds) == count
     samples = [ds[i] for i in range(len(ds))]
     for name, sample in zip(ds.names, samples, strict=True):
-        official = torch.load(UFZ / 'graph' / f'{name}.pt', weights_only=False)
-        assert sample['image'].shape == (3, 224, 224)
+        official = torch.load(root / 'graph' / f'{name}.pt', weights_only=False)
+        assert sample['image'].shape == (3, size, size)
         assert set(sample['mask'].unique().tolist()) <= {*range(9), 255}
         for node_type, k in (('polygon', 4), ('line', 3), ('point', 1)):
             if node_type not in official.node_types:
@@ -253,8 +257,8 @@ def test_official_ufz_tiles() -> None:
                 sample[f'osm_{node_type}_pos'], x[:, 512:].float().reshape(-1, k, 2)
             )
     batch = collate_geolink(samples)
-    assert batch['graph'].num_graphs == 6
-    assert batch['image'].shape == (6, 3, 224, 224)
+    assert batch['graph'].num_graphs == count
+    assert batch['image'].shape == (count, 3, size, size)
 
 
 def test_resize_tiles_of_different_sizes(tmp_path: Path) -> None:

@@ -38,7 +38,10 @@ from torchgeo_geolink.models import (
 )
 from torchgeo_geolink.tasks import GeoLinkPretrain
 
-REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
+#: Parameter names and shapes of the official ViT-B/16 checkpoint (see tests/data/official).
+REFERENCE = (
+    Path(__file__).resolve().parents[1] / 'data' / 'official' / 'state_dict_vitb16.json'
+)
 VIT = 'vit_tiny_patch16_224'  #: a real timm ViT, built at 32 px (2 x 2 patches) to stay small
 SIZE = 32
 
@@ -382,10 +385,7 @@ def test_weights_enum_manual_download(
 def test_official_vitb_layout(
     tmp_path: Path, naming: Literal['lin', 'lin_src']
 ) -> None:
-    ref = REFERENCE / 'official_state_dict_vitb16.json'
-    if not ref.is_file():
-        pytest.skip('shared reference key lists absent')
-    info = json.loads(ref.read_text())
+    info = json.loads(REFERENCE.read_text())
     shapes = dict(info['state_dict'])
     if naming == 'lin_src':
         shapes = {

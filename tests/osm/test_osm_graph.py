@@ -37,14 +37,8 @@ from torchgeo_geolink.osm import (
     empty_graph,
 )
 
-EXAMPLES = (
-    Path(__file__).resolve().parents[2]
-    / '..'
-    / 'shared'
-    / 'data'
-    / 'geolink_examples'
-    / 'osm2graph'
-)
+#: The OSM layers and bounding boxes of the official example tiles (see tests/data/official).
+EXAMPLES = Path(__file__).resolve().parents[1] / 'data' / 'official' / 'osm2graph'
 BOUNDS = (0.0, 0.0, 10.0, 10.0)
 
 
@@ -264,12 +258,6 @@ def test_builder_encodes_each_string_once() -> None:
     assert builder(gdf, BOUNDS)['point'].x.shape == (2, 8)
 
 
-def example_tiles() -> list[Path]:
-    return (
-        sorted(p for p in EXAMPLES.iterdir() if p.is_dir()) if EXAMPLES.is_dir() else []
-    )
-
-
 EXPECTED_COUNTS = {
     'a1085095888_S2_20': (10, 0, 0),
     'a472140250_FI_21': (8, 9, 1),
@@ -279,9 +267,6 @@ EXPECTED_COUNTS = {
 }
 
 
-@pytest.mark.skipif(
-    not EXAMPLES.is_dir(), reason='shared GeoLink example data not available'
-)
 @pytest.mark.parametrize('name', sorted(EXPECTED_COUNTS))
 def test_official_example_tiles(builder: OSMGraphBuilder, name: str) -> None:
     tile = EXAMPLES / name

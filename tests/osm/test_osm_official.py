@@ -18,6 +18,9 @@ from torchgeo_geolink.osm import (
     to_official_graph,
 )
 
+#: Official-format graphs committed with the tests (built from the shipped Helsinki OSM, see tests/data/official).
+FIXTURES = Path(__file__).resolve().parents[1] / 'data' / 'official' / 'ufz' / 'graph'
+#: The official release's own UFZ graphs, when a checkout of its example data sits next to the repository.
 UFZ = (
     Path(__file__).resolve().parents[2]
     / '..'
@@ -26,6 +29,9 @@ UFZ = (
     / 'geolink_examples'
     / 'ufz'
     / 'graph'
+)
+OFFICIAL_GRAPHS = sorted(FIXTURES.glob('*.pt')) + (
+    sorted(UFZ.glob('*.pt')) if UFZ.is_dir() else []
 )
 
 
@@ -168,12 +174,7 @@ def test_edge_index_dtype_values_and_types_are_checked() -> None:
         from_official_graph(data)
 
 
-@pytest.mark.skipif(
-    not UFZ.is_dir(), reason='shared GeoLink example data not available'
-)
-@pytest.mark.parametrize(
-    'path', sorted(UFZ.glob('*.pt')) if UFZ.is_dir() else [], ids=lambda p: p.stem
-)
+@pytest.mark.parametrize('path', OFFICIAL_GRAPHS, ids=lambda p: p.stem)
 def test_official_ufz_graphs(path: Path) -> None:
     data = torch.load(path, weights_only=False)
     ours = from_official_graph(data)
