@@ -396,6 +396,67 @@ def _(tmp: Path) -> Any:
     return load(path, source_crs=CITY_CRS)
 
 
+OSM_XML = """<?xml version='1.0' encoding='UTF-8'?>
+<osm version="0.6" generator="test">
+ <node id="1" lat="60.1" lon="24.9" version="1"><tag k="amenity" v="bench"/></node>
+ <node id="2" lat="60.11" lon="24.91" version="1"/>
+ <node id="3" lat="60.12" lon="24.92" version="1"/>
+ <way id="10" version="1"><nd ref="2"/><nd ref="3"/><tag k="highway" v="primary"/><tag k="lanes" v="2"/></way>
+</osm>
+"""
+
+
+@case('osm-xml')
+def _(tmp: Path) -> Any:
+    path = tmp / 'small.osm'
+    path.write_text(OSM_XML)
+    ds = load(path)
+    assert tags(ds) == [{'amenity': 'bench'}, {'highway': 'primary', 'lanes': '2'}]
+    check_dataset(ds, 2)
+
+
+@case(
+    'osm-xml-truncated', raises=OSMFileError, match='truncated OSM XML', names='cut.osm'
+)
+def _(tmp: Path) -> Any:
+    # GDAL's OSM driver stops silently at the cut (here: before the way)
+    path = tmp / 'cut.osm'
+    path.write_text(OSM_XML[: len(OSM_XML) // 2])
+    return load(path)
+
+
+@pytest.mark.parametrize(
+    ('driver', 'suffix'),
+    [
+        ('KML', 'kml'),
+        ('GML', 'gml'),
+        ('GeoJSONSeq', 'geojsons'),
+        ('SQLite', 'sqlite'),
+        ('MapInfo File', 'tab'),
+    ],
+)
+def test_gdal_formats_give_only_the_tags(
+    tmp_path: Path, driver: str, suffix: str
+) -> None:
+    """Formats with bookkeeping fields of their own (KML's placemark styling, GML ids): only the tags come back."""
+    frame = gpd.GeoDataFrame(
+        {'name': ['A', 'B'], 'highway': ['primary', None]},
+        geometry=[
+            shapely.Point(24.90, 60.10),
+            shapely.LineString([(24.90, 60.10), (24.91, 60.11)]),
+        ],
+        crs=4326,
+    )
+    path = tmp_path / f'features.{suffix}'
+    frame.to_file(path, driver=driver)
+    ds = load(path)
+    assert sorted(tags(ds), key=lambda t: t['name']) == [
+        {'name': 'A', 'highway': 'primary'},
+        {'name': 'B'},
+    ]
+    check_dataset(ds, 2)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Vector files: odd geometries (repaired, flattened, exploded or dropped; nothing valid lost)
 
