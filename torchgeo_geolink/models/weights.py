@@ -1097,7 +1097,7 @@ def load_geolink_weights(
     model.legacy = loaded.legacy
     state = loaded.state_dict()
     source = str(weights)
-    if provenance.osm_trained:
+    if provenance.source != 'official-vit':
         _load_strict(model, state, source)
     else:
         prefixes = (

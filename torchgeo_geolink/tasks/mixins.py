@@ -116,11 +116,16 @@ class ProvenanceMixin(LightningModule):
         datamodule = (
             getattr(trainer, 'datamodule', None) if trainer is not None else None
         )
-        if provenance is None or datamodule is None or not self.uses_osm():
+        if provenance is None or not self.uses_osm():
+            return
+        trained_before = provenance.osm_trained
+        if stage == 'fit' and self.trains_osm():
+            provenance.osm_trained = True
+        if datamodule is None:
             return
         actual = getattr(datamodule, 'tag_encoder_identity', None)
         expected = provenance.tag_encoder
-        if provenance.osm_trained and not tag_encoders_compatible(expected, actual):
+        if trained_before and not tag_encoders_compatible(expected, actual):
             msg = (
                 f'{type(self).__name__}: the weights were trained on OSM tags embedded by {expected!r}, but the '
                 f'datamodule embeds them with {actual!r}; the OSM inputs would be meaningless. Use the same '
@@ -130,9 +135,7 @@ class ProvenanceMixin(LightningModule):
             if not self.hparams.get('allow_tag_encoder_mismatch', False):
                 raise TagEncoderMismatchError(msg)
             warnings.warn(msg, UserWarning, stacklevel=2)
-        if stage == 'fit' and self.trains_osm():
-            provenance.osm_trained = True
-        if actual is not None and (stage == 'fit' or not provenance.osm_trained):
+        if actual is not None and (stage == 'fit' or not trained_before):
             provenance.tag_encoder = actual
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
