@@ -166,6 +166,10 @@ def test_helsinki_pbf() -> None:
     report = ds.reports[0]
     assert report.repaired > 0  # the extract's multipolygons hold broken rings
     assert report.kept == len(ds.geometries)
+    # GDAL types every area as a MultiPolygon: only those with several parts count as exploded.
+    assert report.exploded == 3
+    assert report.dropped_nonfinite == 0
+    assert report.dropped_empty + report.dropped_degenerate == 28
     assert all(np.bincount(ds.kinds, minlength=3) > 100)
     xmin, ymin, xmax, ymax = ds.index.total_bounds
     cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
