@@ -21,6 +21,7 @@ from torchgeo.datasets import GeoDataset
 
 from torchgeo_geolink.datamodules import GeoLinkDataModule
 from torchgeo_geolink.errors import CheckpointError
+from torchgeo_geolink.samplers import OSMRandomPatchSampler
 from torchgeo_geolink.tasks.mixins import ResumableRandomnessMixin
 
 #: Training batches per epoch (length / batch size).
@@ -194,3 +195,22 @@ def test_sampler_state_must_fit(demo: tuple[str, GeoDataset]) -> None:
     later.load_state_dict({'train_sampler': {'generator': {}, 'length': 8}})
     with pytest.raises(CheckpointError, match='malformed sampler state'):
         later.setup('fit')
+
+
+def test_mid_epoch_state_needs_the_same_batch_size(
+    demo: tuple[str, GeoDataset],
+) -> None:
+    dm = datamodule(demo)
+    dm.setup('fit')
+    sampler = dm.train_sampler
+    assert isinstance(sampler, OSMRandomPatchSampler)
+    list(sampler)
+    state = {'train_sampler': sampler.state_dict(consumed=2), 'batch_size': 2}
+    other = datamodule(demo, batch_size=4)
+    other.setup('fit')
+    with pytest.raises(
+        CheckpointError, match='batch_size 2, this datamodule has batch_size 4'
+    ):
+        other.load_state_dict(state)
+    # At an epoch end, another batch size is fine.
+    other.load_state_dict({'train_sampler': sampler.state_dict(), 'batch_size': 2})
