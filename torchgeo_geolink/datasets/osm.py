@@ -177,7 +177,7 @@ class OSMDataset(GeoDataset):
             store, built = open_or_build(
                 cache_dir,
                 self._cache_key(target),
-                lambda: self._build(target),
+                lambda: self._build(target, prepare=target is not None),
                 self._load,
             )
             if not built:
@@ -209,11 +209,12 @@ class OSMDataset(GeoDataset):
         """
         self.store.prepare()
 
-    def _build(self, target: CRS | None) -> OSMStore:
+    def _build(self, target: CRS | None, prepare: bool = False) -> OSMStore:
         """Read the files and build the store.
 
         Args:
             target: the dataset CRS (None: the first file's).
+            prepare: also derive the tree, positions and relations (see :meth:`prepare`).
 
         Returns:
             The store.
@@ -251,7 +252,7 @@ class OSMDataset(GeoDataset):
             files.append(features)
         if not files:
             raise OSMFileError(f'no file in {self.paths!r} holds a usable feature')
-        return OSMStore(
+        store = OSMStore(
             files,
             self.builder,
             target if target is not None else files[0].crs,
@@ -259,6 +260,9 @@ class OSMDataset(GeoDataset):
             strict=self.strict,
             progress=self.progress,
         )
+        if prepare:
+            store.prepare()
+        return store
 
     def _load(self, entry: pathlib.Path) -> OSMStore:
         """Open a cache entry.
@@ -380,6 +384,7 @@ class OSMDataset(GeoDataset):
 
             def reproject() -> OSMStore:
                 store.project(new_crs)
+                store.prepare()  # saved with the entry: the ranks waiting for it map it all
                 return store
 
             def reopen(entry: pathlib.Path) -> OSMStore:

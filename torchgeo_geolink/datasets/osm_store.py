@@ -648,14 +648,17 @@ class OSMStore:
         }
 
     def save(self, entry: Path) -> None:
-        """Write the store's base columns into a cache entry folder (which must not exist yet).
+        """Write the store's columns into a cache entry folder (which must not exist yet).
+
+        The derived arrays (positions, relations) are written too when they were already computed, so that
+        the processes waiting for the entry map them rather than derive them.
 
         Args:
             entry: the folder, written atomically (a temporary sibling renamed into place).
         """
         tmp = entry.with_name(f'.{entry.name}.{os.getpid()}.tmp')
         tmp.mkdir(parents=True)
-        for name, array in self.arrays().items():
+        for name, array in {**self.arrays(), **self._derived()}.items():
             np.save(tmp / f'{name}.npy', np.ascontiguousarray(array))
         (tmp / 'meta.json').write_text(json.dumps(self.meta()))
         try:
@@ -740,6 +743,22 @@ class OSMStore:
             return None
         return np.load(self.entry / f'{name}.npy', mmap_mode='c')
 
+    def _derived(self) -> dict[str, np.ndarray]:
+        """The derived arrays computed so far.
+
+        Returns:
+            Name -> array.
+        """
+        out: dict[str, np.ndarray] = {}
+        if self._positions is not None:
+            out['positions'] = self._positions
+        if self._edges is not None:
+            out['edges_indptr'] = self._edges.indptr
+            out['edges_dst'] = self._edges.dst
+            out['edges_type'] = self._edges.edge_type
+            out['edges_attr'] = self._edges.attr
+        return out
+
     def _save_derived(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Add derived arrays to the current cache entry (atomic per file; no-op without an entry).
 
@@ -750,8 +769,12 @@ class OSMStore:
             return
         for name, array in arrays.items():
             tmp = self.entry / f'.{name}.{os.getpid()}.tmp.npy'
-            np.save(tmp, np.ascontiguousarray(array))
-            os.replace(tmp, self.entry / f'{name}.npy')
+            try:
+                np.save(tmp, np.ascontiguousarray(array))
+                os.replace(tmp, self.entry / f'{name}.npy')
+            except OSError:  # a read-only cache: the arrays stay in memory only
+                tmp.unlink(missing_ok=True)
+                return
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle a cache-backed store as its entry only (workers map the same files, nothing is copied).
