@@ -222,6 +222,31 @@ def test_resume_builds_only_missing_shards(
         assert_same(after[name], sample, [k for k in sample if k.startswith('osm_')])
 
 
+def test_table_embeddings_read_back_exactly(
+    prepared: Path, tile_index: list[Path], tmp_path: Path
+) -> None:
+    report = prepare(
+        tile_index,
+        HELSINKI_PBF,
+        tmp_path / 'run',
+        tiles_per_shard=3,
+        num_workers=2,
+        val_fraction=0.0,
+        embeddings='table',
+        progress=False,
+    )
+    assert report.shards_built == 3
+    full, compact = stored(prepared), stored(tmp_path / 'run')
+    assert sorted(full) == sorted(compact)
+    for name, sample in full.items():
+        assert_same(compact[name], sample, [k for k in sample if k.startswith('osm_')])
+    size = {
+        root: sum(p.stat().st_size for p in (root / 'train').glob('chunk-*'))
+        for root in (prepared, tmp_path / 'run')
+    }
+    assert size[tmp_path / 'run'] * 5 < size[prepared]  # the edge tables remain
+
+
 def test_changed_settings_are_refused(prepared: Path, tile_index: list[Path]) -> None:
     with pytest.raises(PreparedDataError, match='tiles_per_shard'):
         prepare(

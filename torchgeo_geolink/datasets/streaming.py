@@ -3,6 +3,8 @@
 
 """Stream a prepared tile corpus (``python -m torchgeo_geolink.prepare``) to training, across workers and DDP ranks."""
 
+import itertools
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from torchgeo.datasets.utils import Sample
 
 from ..errors import PreparedDataError, TileError
+from ..osm import NodeEmbedder
 
 __all__ = ('GeoLinkStreamingTiles', 'load_tile_image')
 
@@ -74,7 +77,9 @@ class GeoLinkStreamingTiles(StreamingDataset):
     Samples hold ``image`` (float32 ``(C, H, W)`` raw values read from the tile's image; absent with
     ``images=False``), the ``osm_*`` keys of :func:`~torchgeo_geolink.datasets.graph_to_sample` (float32
     embeddings, ``osm_<type>_id`` the node's row in its tile's clipped feature table), ``osm_bounds`` (float64
-    tile box in its CRS) and, with ``metadata=True``, ``name`` and ``crs``;
+    tile box in its CRS) and, with ``metadata=True``, ``name`` and ``crs``. A corpus prepared with
+    ``embeddings='table'`` stores each node's rows of the tag table; the embeddings are then recomputed from the
+    memory-mapped ``root/tags`` table (exactly as the graph builder computed them);
     :func:`~torchgeo_geolink.datasets.collate_geolink` batches them.
 
     .. versionadded:: 0.1
@@ -137,6 +142,20 @@ class GeoLinkStreamingTiles(StreamingDataset):
         self.size = (size, size) if isinstance(size, int) else size
         self.images = images
         self.metadata = metadata
+        manifest = Path(root) / 'manifest.json'
+        #: How the corpus stores node embeddings (``'table'``: recomputed from the tag table on reading).
+        self.embeddings = (
+            json.loads(manifest.read_text('utf-8')).get('embeddings', 'float32')
+            if manifest.exists()
+            else 'float32'
+        )
+        self._key_frequency = (
+            json.loads(manifest.read_text('utf-8')).get('key_frequency')
+            if manifest.exists()
+            else None
+        )
+        self._embedder: NodeEmbedder | None = None  # opened lazily, in each worker
+        self._strings: list[str] = []
         self.transforms = transforms
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
@@ -169,6 +188,8 @@ class GeoLinkStreamingTiles(StreamingDataset):
                     align_corners=False,
                 )[0]
             sample['image'] = image
+        if self.embeddings == 'table':
+            item.update(self._embed(item))
         for key, value in item.items():
             if key.startswith('osm_'):
                 if key.endswith('_x') and value.dtype != torch.float32:
@@ -180,3 +201,35 @@ class GeoLinkStreamingTiles(StreamingDataset):
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample
+
+    def _embed(self, item: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Node embeddings of a sample stored as tag-table rows, computed as the graph builder computes them.
+
+        Args:
+            item: The stored sample, with ``tags_<type>_rows`` and ``tags_<type>_ptr``.
+
+        Returns:
+            ``osm_<type>_x`` per node type.
+        """
+        from ..osm import NODE_TYPES, KeyWeights
+        from ..prepare import TagTable
+
+        if self._embedder is None:
+            weights = (
+                KeyWeights.from_json(self._key_frequency)
+                if self._key_frequency
+                else None
+            )
+            table = TagTable(Path(self.root) / 'tags')
+            self._embedder = NodeEmbedder(table.encoder(), weights)
+            self._strings = table.strings
+        out = {}
+        for node_type in NODE_TYPES:
+            rows = item.pop(f'tags_{node_type}_rows').tolist()
+            ptr = item.pop(f'tags_{node_type}_ptr').tolist()
+            strings = [
+                [self._strings[r] for r in rows[a:b]]
+                for a, b in itertools.pairwise(ptr)
+            ]
+            out[f'osm_{node_type}_x'] = self._embedder.embed_strings(strings)
+        return out
