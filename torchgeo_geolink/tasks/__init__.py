@@ -1,8 +1,9 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Lightning tasks (TorchGeo BaseTask) for GeoLink pretraining and segmentation."""
+"""Lightning tasks (TorchGeo BaseTask) for GeoLink pretraining, segmentation and classification."""
 
+from .classification import GeoLinkClassification, weighted_knn
 from .metrics import CrossModalRetrieval
 from .pretrain import GeoLinkPretrain
 from .schedules import WarmupCosine, warmup_cosine_scheduler
@@ -10,8 +11,10 @@ from .segmentation import GeoLinkSegmentation
 
 __all__ = (
     'CrossModalRetrieval',
+    'GeoLinkClassification',
     'GeoLinkPretrain',
     'GeoLinkSegmentation',
     'WarmupCosine',
     'warmup_cosine_scheduler',
+    'weighted_knn',
 )
