@@ -106,8 +106,8 @@ class GeoLinkClassification(
       exactly as the datamodule delivers them: turn the datamodule's training augmentation off (e.g.
       ``augment: false``) for a bank of plain windows, as DINO's, and use one epoch (every epoch rebuilds the
       same bank). Building the bank in the training loop keeps Lightning in charge of the data (device transfer,
-      the datamodule's transforms, distributed sampling; the per-process banks are gathered) instead of
-      iterating a dataloader by hand. The sanity-check validation before the first epoch has no bank yet and
+      the datamodule's transforms; under DDP the per-process banks are gathered) instead of iterating a
+      dataloader by hand. The sanity-check validation before the first epoch has no bank yet and
       logs nothing. The bank is saved in the checkpoint, so ``torchgeo test`` / ``validate`` from a fitted
       kNN checkpoint work. ``val_loss`` is the cross-entropy of the kNN probabilities; no ``train_*`` metric
       is logged.
