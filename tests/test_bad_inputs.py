@@ -1313,13 +1313,7 @@ def _(tmp: Path) -> Any:
 @case(
     'collate-images-of-different-sizes',
     raises=ValueError,
-    match='size',
-    marks=(
-        pytest.mark.xfail(
-            strict=True,
-            reason="open: collate_geolink lets torch.stack's RuntimeError escape",
-        ),
-    ),
+    match=r"key 'image' has different shapes in the batch \(\(3, 8, 8\), \(3, 9, 9\)\)",
 )
 def _(tmp: Path) -> Any:
     return collate_geolink(

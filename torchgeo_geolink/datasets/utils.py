@@ -186,7 +186,7 @@ def collate_geolink(samples: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         The batch.
 
     Raises:
-        ValueError: if the samples do not all hold the same non-graph keys.
+        ValueError: if the samples do not all hold the same non-graph keys, or a key's tensors differ in shape.
 
     .. versionadded:: 0.1
     """
@@ -199,7 +199,15 @@ def collate_geolink(samples: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         if any(key not in s for s in samples):
             msg = f'key {key!r} is missing from some samples of the batch'
             raise ValueError(msg)
-        batch[key] = torch.stack([s[key] for s in samples])
+        values = [s[key] for s in samples]
+        shapes = sorted({tuple(v.shape) for v in values if isinstance(v, Tensor)})
+        if len(shapes) > 1:
+            msg = (
+                f'key {key!r} has different shapes in the batch ({", ".join(map(str, shapes))}); '
+                'give the samples one size (e.g. GeoLinkTiles(size=...)) to batch them'
+            )
+            raise ValueError(msg)
+        batch[key] = torch.stack(values)
     batch['graph'] = Batch.from_data_list([sample_to_graph(s) for s in samples])
     return batch
 
