@@ -10,7 +10,8 @@ shard step and the tiles per second per core from the shard tasks' own times (gr
 writing, without Ray's worker start-up), then the projection of that rate to GeoLink's 1.27 M pretraining pairs.
 Last, one process reads the prepared training split (graphs only, and with images) with litdata and, for
 comparison, builds the same tiles' graphs on the fly (clip + :class:`~torchgeo_geolink.osm.OSMGraphBuilder` per
-tile, as a data loader without a prepared corpus would).
+tile, as a data loader without a prepared corpus would); the corpus is also prepared with ``embeddings='table'``
+(node embeddings recomputed from the tag table on reading) to compare its size and reading rate.
 
 Usage: ``python benchmarks/prepare.py [--tiles 90] [--tiles-per-shard 8] [--quick]``
 """
@@ -187,6 +188,22 @@ def main() -> None:
             outputs[workers] = out
         graphs_count, graphs_rate = read_rate(outputs[2], images=False)
         _, images_rate = read_rate(outputs[2], images=True)
+        # The same corpus with node embeddings stored as tag-table rows (built in process, no Ray).
+        compact = root / 'corpus-table'
+        prepare(
+            tiles,
+            PBF,
+            compact,
+            tiles_per_shard=args.tiles_per_shard,
+            num_workers=0,
+            val_fraction=0.0,
+            embeddings='table',
+            progress=False,
+        )
+        _, table_rate = read_rate(compact, images=False)
+        compact_size = sum(
+            p.stat().st_size for p in (compact / 'train').glob('chunk-*')
+        )
         built = build_rate(tiles, min(args.tiles, 32))
         nodes = []
         from torchgeo_geolink.datasets import GeoLinkStreamingTiles
@@ -199,7 +216,8 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
     print(
         f'{rows[0][1]} tiles of {SIDE} x {SIDE} m, {args.tiles_per_shard} per shard; mean OSM nodes per tile: '
-        f'{np.mean(nodes):.0f}; shards: {size / len(nodes) / 1e3:.0f} kB per tile (float32 embeddings); '
+        f'{np.mean(nodes):.0f}; shards: {size / len(nodes) / 1e3:.0f} kB per tile (float32 embeddings), '
+        f'{compact_size / len(nodes) / 1e3:.0f} kB with embeddings=table; '
         f'1-min load average at the end: {load:.2f}'
     )
     print()
@@ -220,6 +238,11 @@ def main() -> None:
     print_table(
         [
             ('stream prepared shards, graphs only', graphs_rate, graphs_rate / built),
+            (
+                'stream shards with embeddings=table, graphs only',
+                table_rate,
+                table_rate / built,
+            ),
             (
                 'stream prepared shards, graphs + GeoTIFF',
                 images_rate,

@@ -30,7 +30,8 @@ The run has four steps, each resumable (a rerun with the same inputs and setting
    encoder (on a GPU when given one) and stored as one float32 table (``tags/``); a
    :class:`~torchgeo_geolink.osm.CachedTagEncoder` folder (``tag_cache_dir``) keeps the embeddings for later
    corpora. Workers only look strings up in the memory-mapped table.
-4. **Shards**: a Ray Data actor pool builds the shards. Per tile, the features meeting its box are clipped to it
+4. **Shards**: Ray Data tasks build the shards (``num_workers`` at a time; each worker process opens the tag
+   table once and keeps it for the following shards). Per tile, the features meeting its box are clipped to it
    (:func:`clip_to_tile`) and :class:`~torchgeo_geolink.osm.OSMGraphBuilder` builds the graph exactly as GeoLink
    does per tile. Samples are written with litdata's writer into ``<split>/`` (one chunk series and one index
    per shard) and a marker file per finished shard; the split indexes are merged at the end.
