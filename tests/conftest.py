@@ -1,7 +1,8 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Shared fixtures: small real GeoTIFFs and OSM-like vector files written in a temporary directory."""
+"""Shared fixtures and helpers: small real GeoTIFFs, OSM-like vector files and GeoLink tiles written in a temporary
+directory."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,11 @@ import pytest
 import rasterio
 import rasterio.features
 import shapely
+import torch
+from PIL import Image
 from pyproj import CRS
 from rasterio.transform import from_origin
+from torch_geometric.data import HeteroData
 
 #: Projected CRS of the synthetic city (UTM 35N, as Helsinki).
 CITY_CRS = CRS.from_epsg(32635)
@@ -111,6 +115,74 @@ def city_frame(
             }
         )
     return gpd.GeoDataFrame(rows, geometry='geometry', crs=crs)
+
+
+#: Width of the semantic part of the official graphs' node features.
+TILE_TAG_DIM = 512
+#: ``edge_attr`` width of the edge types that do not have 2 columns.
+TILE_EDGE_DIMS = {
+    ('polygon', 'polygon'): 6,
+    ('line', 'line'): 6,
+    ('line', 'polygon'): 3,
+    ('polygon', 'line'): 3,
+}
+#: Position columns appended to ``x`` in the official graphs.
+TILE_POS_COLS = {'polygon': 8, 'line': 6, 'point': 2}
+
+
+def official_graph(counts: dict[str, int], seed: int) -> HeteroData:
+    """A graph in the official layout: 512 semantic columns followed by the position columns."""
+    gen = torch.Generator().manual_seed(seed)
+    graph = HeteroData()
+    for node_type, n in counts.items():
+        semantic = torch.randn(n, TILE_TAG_DIM, generator=gen)
+        pos = torch.rand(n, TILE_POS_COLS[node_type], generator=gen)
+        graph[node_type].x = torch.cat([semantic, pos], dim=1)
+    for src, n_src in counts.items():
+        for dst, n_dst in counts.items():
+            width = TILE_EDGE_DIMS.get((src, dst), 2)
+            if n_src and n_dst:
+                edge_index = torch.stack(
+                    [torch.arange(n_src), torch.arange(n_src) % n_dst]
+                )
+            else:
+                edge_index = torch.zeros(2, 0, dtype=torch.long)
+            graph[src, 'to', dst].edge_index = edge_index
+            graph[src, 'to', dst].edge_attr = torch.eye(width)[
+                torch.zeros(edge_index.shape[1], dtype=torch.long)
+            ]
+    return graph
+
+
+def write_tiles(
+    root: Path,
+    names: list[str],
+    size: int = 16,
+    labels: bool = True,
+    label_values: tuple[int, ...] = (0, 1, 5, 9, 255),
+) -> dict[str, HeteroData]:
+    """Write tiny tiles in GeoLink's tile format and return their graphs.
+
+    Each tile is a noise PNG image, a PNG of raw labels drawn from *label_values* (UFZ values by default) and an
+    official ``.pt`` graph (:func:`official_graph`).
+    """
+    graphs = {}
+    rng = np.random.default_rng(0)
+    for d in ('img', 'label', 'graph'):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / 'img' / f'{name}.png')
+        if labels:
+            raw = np.array(label_values, dtype=np.uint8)[
+                rng.integers(0, len(label_values), (size, size))
+            ]
+            Image.fromarray(raw).save(root / 'label' / f'{name}.png')
+        graphs[name] = official_graph(
+            {'polygon': 2 + i, 'line': 1, 'point': i % 2}, seed=i
+        )
+        torch.save(graphs[name], root / 'graph' / f'{name}.pt')
+    return graphs
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from PIL import Image
 from torch_geometric.data import HeteroData
 from torchgeo.datasets import DatasetNotFoundError
 
+from tests.conftest import TILE_TAG_DIM, write_tiles
 from torchgeo_geolink.datasets import (
     UFZ_CLASSES,
     GeoLinkTiles,
@@ -30,61 +31,6 @@ UFZ = Path(__file__).parents[2] / '..' / 'shared' / 'data' / 'geolink_examples' 
 OFFICIAL_TILES = [pytest.param(FIXTURES, 3, 32, id='fixtures')] + (
     [pytest.param(UFZ, 6, 224, id='ufz')] if UFZ.exists() else []
 )
-DIM = 512
-EDGE_DIMS = {
-    ('polygon', 'polygon'): 6,
-    ('line', 'line'): 6,
-    ('line', 'polygon'): 3,
-    ('polygon', 'line'): 3,
-}
-POS_COLS = {'polygon': 8, 'line': 6, 'point': 2}
-
-
-def official_graph(counts: dict[str, int], seed: int) -> HeteroData:
-    """A graph in the official layout: 512 semantic columns followed by the position columns."""
-    gen = torch.Generator().manual_seed(seed)
-    graph = HeteroData()
-    for node_type, n in counts.items():
-        semantic = torch.randn(n, DIM, generator=gen)
-        pos = torch.rand(n, POS_COLS[node_type], generator=gen)
-        graph[node_type].x = torch.cat([semantic, pos], dim=1)
-    for src, n_src in counts.items():
-        for dst, n_dst in counts.items():
-            width = EDGE_DIMS.get((src, dst), 2)
-            if n_src and n_dst:
-                edge_index = torch.stack(
-                    [torch.arange(n_src), torch.arange(n_src) % n_dst]
-                )
-            else:
-                edge_index = torch.zeros(2, 0, dtype=torch.long)
-            graph[src, 'to', dst].edge_index = edge_index
-            graph[src, 'to', dst].edge_attr = torch.eye(width)[
-                torch.zeros(edge_index.shape[1], dtype=torch.long)
-            ]
-    return graph
-
-
-def write_tiles(
-    root: Path, names: list[str], size: int = 16, labels: bool = True
-) -> dict[str, HeteroData]:
-    """Write tiny tiles (PNG image and label, official .pt graph) and return their graphs."""
-    graphs = {}
-    rng = np.random.default_rng(0)
-    for d in ('img', 'label', 'graph'):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(names):
-        pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / 'img' / f'{name}.png')
-        if labels:
-            raw = np.array([0, 1, 5, 9, 255], dtype=np.uint8)[
-                rng.integers(0, 5, (size, size))
-            ]
-            Image.fromarray(raw).save(root / 'label' / f'{name}.png')
-        graphs[name] = official_graph(
-            {'polygon': 2 + i, 'line': 1, 'point': i % 2}, seed=i
-        )
-        torch.save(graphs[name], root / 'graph' / f'{name}.pt')
-    return graphs
 
 
 def test_sample_contents(tmp_path: Path) -> None:
@@ -103,12 +49,15 @@ def test_sample_contents(tmp_path: Path) -> None:
     expected = np.select([raw == 0, raw == 255], [255, 255], raw.astype(np.int64) - 1)
     assert np.array_equal(sample['mask'].numpy(), expected)
     official = graphs['b']
-    torch.testing.assert_close(sample['osm_polygon_x'], official['polygon'].x[:, :DIM])
     torch.testing.assert_close(
-        sample['osm_polygon_pos'], official['polygon'].x[:, DIM:].reshape(-1, 4, 2)
+        sample['osm_polygon_x'], official['polygon'].x[:, :TILE_TAG_DIM]
     )
     torch.testing.assert_close(
-        sample['osm_line_pos'], official['line'].x[:, DIM:].reshape(-1, 3, 2)
+        sample['osm_polygon_pos'],
+        official['polygon'].x[:, TILE_TAG_DIM:].reshape(-1, 4, 2),
+    )
+    torch.testing.assert_close(
+        sample['osm_line_pos'], official['line'].x[:, TILE_TAG_DIM:].reshape(-1, 3, 2)
     )
     assert sample['osm_point_pos'].shape == (1, 1, 2)
     assert sample['osm_polygon_to_line_edge_attr'].shape[1] == 3
@@ -177,7 +126,8 @@ def test_missing_graph(tmp_path: Path) -> None:
     assert ds.missing_graphs == ['b']
     sample = ds[1]
     assert all(
-        sample[f'osm_{t}_x'].shape == (0, DIM) for t in ('polygon', 'line', 'point')
+        sample[f'osm_{t}_x'].shape == (0, TILE_TAG_DIM)
+        for t in ('polygon', 'line', 'point')
     )
     assert sample['osm_point_to_point_edge_index'].shape == (2, 0)
 
@@ -337,7 +287,7 @@ def test_graph_edge_indices_are_validated(tmp_path: Path) -> None:
             r'node types disagree on the semantic width: polygon 511 \(x has 519 columns\), line 512',
         ),
         (
-            lambda g: setattr(g['building'], 'x', torch.zeros(1, DIM + 8)),
+            lambda g: setattr(g['building'], 'x', torch.zeros(1, TILE_TAG_DIM + 8)),
             r"unknown node or edge type\(s\) \['building'\]",
         ),
     ],

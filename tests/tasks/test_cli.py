@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.features
-import torch
-from PIL import Image
 from pyproj import CRS
 from rasterio.transform import from_origin
-from torch_geometric.data import HeteroData
 from torchgeo.main import main
+
+from tests.conftest import write_tiles
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / 'tests' / 'conf'
@@ -63,28 +62,9 @@ def city(tmp_path: Path, write_raster: Any, make_city: Any) -> list[str]:
 
 @pytest.fixture
 def tiles(tmp_path: Path) -> list[str]:
-    """Four 32 x 32 tiles in GeoLink's format (official graphs with positions inside x)."""
+    """Four 32 x 32 tiles in GeoLink's format (official graphs with positions inside x), 3 label classes."""
     root = tmp_path / 'tiles'
-    for d in ('img', 'label', 'graph'):
-        (root / d).mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        x0, y0 = (int(v) for v in rng.integers(2, 20, 2))
-        pixels = np.full((32, 32, 3), 20, np.uint8)
-        pixels[y0 : y0 + 10, x0 : x0 + 10] = 230
-        label = np.ones((32, 32), np.uint8)
-        label[y0 : y0 + 10, x0 : x0 + 10] = 2
-        Image.fromarray(pixels).save(root / 'img' / f't{i}.png')
-        Image.fromarray(label).save(root / 'label' / f't{i}.png')
-        graph = HeteroData()
-        cx, cy = (x0 + 5) / 32, (y0 + 5) / 32
-        pos = torch.tensor(
-            [cx + 0.05, cy, cx - 0.05, cy + 0.05, cx - 0.05, cy - 0.05, cx, cy]
-        )
-        graph['polygon'].x = torch.cat([torch.randn(1, 512), pos[None]], dim=1)
-        graph['polygon', 'to', 'polygon'].edge_index = torch.tensor([[0], [0]])
-        graph['polygon', 'to', 'polygon'].edge_attr = torch.eye(6)[:1]
-        torch.save(graph, root / 'graph' / f't{i}.pt')
+    write_tiles(root, [f't{i}' for i in range(4)], size=32, label_values=(1, 2, 3))
     return ['--data.init_args.root', str(root)]
 
 

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from PIL import Image
 from rasterio.transform import from_origin
-from torch_geometric.data import HeteroData
 from torchgeo.main import main
 
+from tests.conftest import write_tiles
 from torchgeo_geolink.models import GeoLink, save_official_checkpoint
 from torchgeo_geolink.tasks import GeoLinkPretrain, GeoLinkSegmentation
 
@@ -35,24 +34,9 @@ def weights(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiles(tmp_path: Path) -> Path:
-    """Four 32 x 32 UFZ-style tiles (raw labels 0..9) with official graphs (positions inside x)."""
+    """Four 32 x 32 UFZ-style tiles (raw labels 0, 1, 5, 9 and 255) with official graphs (positions inside x)."""
     root = tmp_path / 'ufz'
-    for d in ('img', 'label', 'graph'):
-        (root / d).mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
-            root / 'img' / f't{i}.png'
-        )
-        Image.fromarray(rng.integers(0, 10, (32, 32), dtype=np.uint8)).save(
-            root / 'label' / f't{i}.png'
-        )
-        graph = HeteroData()
-        pos = torch.tensor([[0.4, 0.4, 0.6, 0.4, 0.5, 0.6, 0.5, 0.5]])
-        graph['polygon'].x = torch.cat([torch.randn(1, 512), pos], dim=1)
-        graph['polygon', 'to', 'polygon'].edge_index = torch.tensor([[0], [0]])
-        graph['polygon', 'to', 'polygon'].edge_attr = torch.eye(6)[:1]
-        torch.save(graph, root / 'graph' / f't{i}.pt')
+    write_tiles(root, [f't{i}' for i in range(4)], size=32)
     return root
 
 
