@@ -59,9 +59,9 @@ class GeoLinkSegmentation(
 
     def __init__(
         self,
-        model: str = 'vit_large_patch16_224',
+        model: str = ARCHITECTURE_DEFAULTS['model'],
         weights: WeightsEnum | str | None = None,
-        in_channels: int = 3,
+        in_channels: int = ARCHITECTURE_DEFAULTS['in_channels'],
         img_size: int = 224,
         multimodal: bool = True,
         output_layers: Sequence[int] | None = None,
