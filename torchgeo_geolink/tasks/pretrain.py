@@ -33,6 +33,9 @@ from .validation import run_baseline_validation
 
 __all__ = ('GeoLinkPretrain',)
 
+#: The architecture defaults (one source: the signatures of GeoLink and OSMHeteroGAT).
+_ARCH = ARCHITECTURE_DEFAULTS
+
 
 class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
     """Pretrain a GeoLink model on paired images and OpenStreetMap graphs.
@@ -59,25 +62,25 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
 
     def __init__(
         self,
-        model: str = 'vit_large_patch16_224',
+        model: str = _ARCH['model'],
         weights: WeightsEnum | str | None = None,
-        in_channels: int = 3,
+        in_channels: int = _ARCH['in_channels'],
         img_size: int = 224,
-        osm_in_channels: int = 512,
-        osm_hidden_channels: int = 128,
-        osm_num_layers: int = 1,
-        osm_edge_features: bool = False,
-        osm_node_positions: bool = False,
-        decoder_embed_dim: int = 512,
-        decoder_depth: int = 2,
-        decoder_num_heads: int = 16,
-        img_mask_ratio: float = 0.75,
-        osm_mask_ratio: float = 0.2,
-        rec_weight: float = 1.0,
-        cont_weight: float = 0.01,
-        node_weight: float = 0.01,
-        temperature: float = 0.2,
-        norm_pix_loss: bool = True,
+        osm_in_channels: int = _ARCH['osm_in_channels'],
+        osm_hidden_channels: int = _ARCH['osm_hidden_channels'],
+        osm_num_layers: int = _ARCH['osm_num_layers'],
+        osm_edge_features: bool = _ARCH['osm_edge_features'],
+        osm_node_positions: bool = _ARCH['osm_node_positions'],
+        decoder_embed_dim: int = _ARCH['decoder_embed_dim'],
+        decoder_depth: int = _ARCH['decoder_depth'],
+        decoder_num_heads: int = _ARCH['decoder_num_heads'],
+        img_mask_ratio: float = _ARCH['img_mask_ratio'],
+        osm_mask_ratio: float = _ARCH['osm_mask_ratio'],
+        rec_weight: float = _ARCH['rec_weight'],
+        cont_weight: float = _ARCH['cont_weight'],
+        node_weight: float = _ARCH['node_weight'],
+        temperature: float = _ARCH['temperature'],
+        norm_pix_loss: bool = _ARCH['norm_pix_loss'],
         legacy: bool | None = None,
         lr: float = 1.5e-4,
         weight_decay: float = 0.05,
@@ -85,7 +88,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
         warmup_epochs: float = 5,
         warmup_steps: int | None = None,
         min_lr_ratio: float = 0.0,
-        gather_distributed: bool = False,
+        gather_distributed: bool = _ARCH['gather_distributed'],
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         baseline_validation: bool = True,
