@@ -23,13 +23,19 @@ import pytest
 import rasterio
 import shapely
 import torch
-from conftest import CITY_CRS, CITY_ORIGIN, HELSINKI_PBF, city_frame, write_geotiff
 from matplotlib import pyplot as plt
 from PIL import Image
 from timm.models.vision_transformer import VisionTransformer
 from torch_geometric.data import HeteroData
 from torchgeo.datasets import DatasetNotFoundError, OpenStreetMap, RasterDataset
 
+from tests.conftest import (
+    CITY_CRS,
+    CITY_ORIGIN,
+    HELSINKI_PBF,
+    city_frame,
+    write_geotiff,
+)
 from torchgeo_geolink.datasets import (
     GeoLinkTiles,
     OSMDataset,

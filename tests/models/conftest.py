@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from geolink_testing import tiny_geolink
 
+from tests.models.geolink_testing import tiny_geolink
 from torchgeo_geolink.models import GeoLink
 
 

@@ -4,8 +4,8 @@
 """The deterministic embedding API of GeoLink: spatial order, no randomness, agreement between entry points."""
 
 import torch
-from geolink_testing import batch_of, make_graph
 
+from tests.models.geolink_testing import batch_of, make_graph
 from torchgeo_geolink.models import GeoLink, GeoLinkFusionEncoder
 
 

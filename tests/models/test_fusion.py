@@ -6,10 +6,10 @@ from typing import cast
 
 import pytest
 import torch
-from geolink_testing import batch_of, make_graph, tiny_geolink
 from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
 from torch import nn
 
+from tests.models.geolink_testing import batch_of, make_graph, tiny_geolink
 from torchgeo_geolink.models import (
     GeoLinkFusionEncoder,
     GeoLinkSegmentationModel,
@@ -174,8 +174,7 @@ def test_official_ufz_graphs(folder: Path) -> None:
     paths = sorted(folder.glob('*.pt'))[:3]
     graphs = [osm.from_official_graph(torch.load(p, weights_only=False)) for p in paths]
     torch.manual_seed(0)
-    from geolink_testing import tiny_vit
-
+    from tests.models.geolink_testing import tiny_vit
     from torchgeo_geolink.models import GeoLink
 
     model = GeoLink(tiny_vit(img_size=224), legacy=True, img_decoder_depth=1).eval()

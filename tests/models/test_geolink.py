@@ -3,9 +3,9 @@
 
 import pytest
 import torch
-from geolink_testing import EDGE_DIMS, batch_of, make_graph, tiny_geolink
 from torch_geometric.data import HeteroData
 
+from tests.models.geolink_testing import EDGE_DIMS, batch_of, make_graph, tiny_geolink
 from torchgeo_geolink.models import GeoLink, GeoLinkOutput, OSMHeteroGAT
 
 

@@ -5,8 +5,8 @@
 
 import pytest
 import torch
-from geolink_testing import batch_of, make_graph, tiny_geolink
 
+from tests.models.geolink_testing import batch_of, make_graph, tiny_geolink
 from torchgeo_geolink.models import GeoLink, random_subset_keys
 from torchgeo_geolink.models.geolink import LEGACY_FUSION_NODES
 from torchgeo_geolink.osm.constants import NODE_TYPES

@@ -12,11 +12,11 @@ from typing import Any, Literal
 import pytest
 import timm
 import torch
-from geolink_testing import batch_of, make_graph
 from torch import Tensor
 from torchgeo.tasks import Classification
 from torchvision.models._api import Weights
 
+from tests.models.geolink_testing import batch_of, make_graph
 from torchgeo_geolink.errors import CheckpointError
 from torchgeo_geolink.models import (
     ARCHITECTURE_DEFAULTS,
