@@ -178,6 +178,7 @@ def test_pretrain_takes_the_official_numerics(multimodal: Path, vit: Path) -> No
     task = GeoLinkPretrain(model=VIT, img_size=32, weights=str(multimodal))
     assert task.hparams['legacy'] and task.model.legacy
     assert task.provenance is not None and task.provenance.osm_trained
+    assert task.hparams['mean'] == list(IMAGENET_MEAN)
     with pytest.warns(UserWarning, match='trained with legacy=True'):
         image_only = GeoLinkPretrain(
             model=VIT, img_size=32, weights=str(vit), legacy=False

@@ -156,6 +156,9 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
         if loaded is not None:
             provenance.tag_encoder, provenance.bands = loaded.tag_encoder, loaded.bands
             provenance.osm_trained = loaded.osm_trained
+            if hp['mean'] is None and hp['std'] is None and loaded.mean is not None:
+                # the normalization the weights were trained with (ImageNet for the official files)
+                hp['mean'], hp['std'] = list(loaded.mean), list(loaded.std or [])
         self.provenance = provenance
 
     def setup(self, stage: str) -> None:
