@@ -11,7 +11,7 @@ import shapely
 import torch
 from matplotlib.figure import Figure
 from pyproj import CRS
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import GeoDataset, IntersectionDataset, RasterDataset
@@ -23,7 +23,6 @@ from ..datasets.utils import check_split_fractions, collate_geolink, merge_keep_
 from ..errors import CheckpointError
 from ..osm.encoders import make_tag_encoder
 from ..samplers import OSMGriddedPatchSampler, OSMRandomPatchSampler, find_osm_dataset
-from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
 from .normalization import NormalizationMixin
 
 __all__ = (
@@ -277,9 +276,7 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
             msg = "GeoLinkDataModule: target='dominant_class' needs labels: set demo_labels=True or label_paths"
             raise ValueError(msg)
         # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass through) from these.
-        self.normalization_is_default = mean is None and std is None
-        self.mean = torch.as_tensor(0.0 if mean is None else mean, dtype=torch.float32)
-        self.std = torch.as_tensor(255.0 if std is None else std, dtype=torch.float32)
+        self._init_statistics(mean, std)
         super().__init__(
             OSMDataset,
             batch_size=batch_size,
@@ -315,15 +312,9 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         self.collate_fn = collate_geolink
 
         if augment:
-            # Augment the raw images, then normalize: the color jitter needs the raw range, and the warps commute
-            # with the per-channel normalization.
-            augmentation = GeoLinkAugmentation(
-                size=patch_size,
-                crop_scale=crop_scale,
-                color_jitter=DEFAULT_COLOR_JITTER if color_jitter else None,
-                color_jitter_max=color_jitter_max,
+            self._init_train_augmentation(
+                color_jitter, color_jitter_max, crop_scale, patch_size
             )
-            self.train_aug = nn.Sequential(augmentation, self.aug)
 
         #: The joined dataset ``image (& labels) & osm`` (set by :meth:`setup`).
         self.geo_dataset: GeoDataset | None = None

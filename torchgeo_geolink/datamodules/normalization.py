@@ -9,6 +9,8 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 
+from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
+
 __all__ = ('NormalizationMixin',)
 
 
@@ -26,6 +28,44 @@ class NormalizationMixin:
     aug: nn.Module
     #: True until :meth:`set_normalization` is called or the statistics were given explicitly.
     normalization_is_default: bool = False
+
+    def _init_statistics(
+        self, mean: float | Sequence[float] | None, std: float | Sequence[float] | None
+    ) -> None:
+        """Set the statistics before ``BaseDataModule.__init__``, which builds ``aug`` from them.
+
+        Args:
+            mean: Per-band mean; None (with *std* None) is 0 and may be replaced by a checkpoint's statistics.
+            std: Per-band divisor; None is 255 (8-bit imagery to ``[0, 1]``).
+        """
+        self.normalization_is_default = mean is None and std is None
+        self.mean = torch.as_tensor(0.0 if mean is None else mean, dtype=torch.float32)
+        self.std = torch.as_tensor(255.0 if std is None else std, dtype=torch.float32)
+
+    def _init_train_augmentation(
+        self,
+        color_jitter: bool,
+        color_jitter_max: float,
+        crop_scale: tuple[float, float],
+        size: int | None = None,
+    ) -> None:
+        """Set ``train_aug``: joint augmentation of the raw images, masks and graphs, then ``aug``.
+
+        The color jitter needs the raw range, and the warps commute with the per-band normalization.
+
+        Args:
+            color_jitter: Jitter the colors too (:data:`~torchgeo_geolink.transforms.DEFAULT_COLOR_JITTER`).
+            color_jitter_max: Intensity of white in the raw images.
+            crop_scale: Range of the random crop's area fraction.
+            size: Output side of the augmented images (None keeps the input size).
+        """
+        augmentation = GeoLinkAugmentation(
+            size=size,
+            crop_scale=crop_scale,
+            color_jitter=DEFAULT_COLOR_JITTER if color_jitter else None,
+            color_jitter_max=color_jitter_max,
+        )
+        self.train_aug = nn.Sequential(augmentation, self.aug)
 
     def set_normalization(
         self, mean: float | Sequence[float], std: float | Sequence[float]

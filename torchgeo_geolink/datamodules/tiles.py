@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datasets.utils import Sample
@@ -17,7 +15,6 @@ from torchgeo.datasets.utils import Sample
 from ..datasets.tiles import GeoLinkTiles
 from ..datasets.utils import collate_geolink
 from ..models.weights import OFFICIAL_TAG_ENCODER
-from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
 from .normalization import NormalizationMixin
 
 __all__ = ('GeoLinkStreamingTilesDataModule', 'GeoLinkTilesDataModule')
@@ -74,9 +71,7 @@ class GeoLinkTilesDataModule(NormalizationMixin, NonGeoDataModule):
             crop_scale: range of the random crop's area fraction.
         """
         # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass through) from these.
-        self.normalization_is_default = mean is None and std is None
-        self.mean = torch.as_tensor(0.0 if mean is None else mean, dtype=torch.float32)
-        self.std = torch.as_tensor(255.0 if std is None else std, dtype=torch.float32)
+        self._init_statistics(mean, std)
         super().__init__(
             GeoLinkTiles,
             batch_size=batch_size,
@@ -89,13 +84,7 @@ class GeoLinkTilesDataModule(NormalizationMixin, NonGeoDataModule):
         )
         self.collate_fn = collate_geolink
         if augment:
-            # Augment the raw tiles, then normalize (the color jitter needs the raw range).
-            augmentation = GeoLinkAugmentation(
-                crop_scale=crop_scale,
-                color_jitter=DEFAULT_COLOR_JITTER if color_jitter else None,
-                color_jitter_max=color_jitter_max,
-            )
-            self.train_aug = nn.Sequential(augmentation, self.aug)
+            self._init_train_augmentation(color_jitter, color_jitter_max, crop_scale)
 
 
 class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
