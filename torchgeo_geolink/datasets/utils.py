@@ -43,7 +43,7 @@ def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
     ):
         raise ValueError(
             f'invalid split fractions: val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be '
-            'at least 0 with a sum below 1'
+            '>= 0 with a sum < 1'
         )
 
 
