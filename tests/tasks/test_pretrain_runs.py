@@ -9,10 +9,11 @@ from typing import Any
 import pandas as pd
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from pyproj import CRS
+from torch import nn
 
 from torchgeo_geolink.datamodules import GeoLinkDataModule
 from torchgeo_geolink.tasks import GeoLinkPretrain
@@ -77,7 +78,9 @@ def fit(city: dict[str, str], root: Path, epochs: int = 2) -> tuple[pd.DataFrame
 
 
 @pytest.fixture
-def runs(city: dict[str, str], tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+def runs(
+    city: dict[str, str], tmp_path: Path
+) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     first, last = fit(city, tmp_path / 'a')
     second, _ = fit(city, tmp_path / 'b')
     return first, second, last
@@ -126,7 +129,9 @@ def test_normalization_round_trips_through_checkpoint(
     assert saved['hyper_parameters']['std'] == pytest.approx(STD)
 
     task = GeoLinkPretrain.load_from_checkpoint(last)
-    dm = datamodule(city)  # left at its defaults: the checkpoint's statistics are imposed
+    dm = datamodule(
+        city
+    )  # left at its defaults: the checkpoint's statistics are imposed
     Trainer(accelerator='cpu', logger=False, enable_progress_bar=False).validate(
         task, datamodule=dm
     )
@@ -139,3 +144,48 @@ def test_normalization_round_trips_through_checkpoint(
             task, datamodule=explicit
         )
     assert explicit.mean.tolist() == [0.0] * 3
+
+
+class _Mark(nn.Module):
+    """A training augmentation that is easy to recognize: every pixel becomes 7."""
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch['image'] = torch.full_like(batch['image'], 7.0)
+        return batch
+
+
+class _ValImages(Callback):
+    def __init__(self) -> None:
+        self.marked: list[bool] = []
+
+    def on_validation_batch_start(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.marked.append(bool((batch['image'] == 7.0).all()))
+
+
+def test_baseline_validation_uses_validation_transforms(
+    city: dict[str, str], tmp_path: Path
+) -> None:
+    seed_everything(0)
+    dm = datamodule(city)
+    dm.train_aug = _Mark()
+    seen = _ValImages()
+    trainer = Trainer(
+        accelerator='cpu',
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+        callbacks=[seen],
+    )
+    trainer.fit(GeoLinkPretrain(**TINY), datamodule=dm)
+    # the baseline validation and the end-of-epoch one, both with plain images
+    assert seen.marked == [False, False]

@@ -19,4 +19,8 @@ def run_baseline_validation(trainer: Trainer) -> None:
 
     .. versionadded:: 0.1
     """
+    # As Lightning's own validation inside fit: the validating stage selects the validation loop and the
+    # datamodule's validation transforms (not the training augmentation).
+    trainer.validating = True
     trainer.fit_loop.epoch_loop.val_loop.run()
+    trainer.training = True
