@@ -1172,7 +1172,7 @@ _page = 'https://github.com/bailubin/GeoLink_NeurIPS2025'
 class GeoLinkWeightsEnum(WeightsEnum):
     """A :class:`~torchvision.models._api.WeightsEnum` whose files are downloaded by hand.
 
-    The GeoLink files are shared through pages (Google Drive / Hugging Face) that a script cannot fetch.
+    The GeoLink files are linked from the official repository's README, on pages that a script cannot fetch.
     Download the file named by ``meta['filename']`` and put it in the folder named by the environment variable
     ``GEOLINK_WEIGHTS_DIR`` (:data:`WEIGHTS_DIR_ENV`), or in ``$TORCH_HOME/hub/checkpoints`` (where TorchGeo's
     own weights are cached); :meth:`get_state_dict` then works as for any TorchGeo weights. The environment
