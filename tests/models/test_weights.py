@@ -414,3 +414,19 @@ def test_official_vitb_layout(
     assert torch.equal(
         own['osm_encoder.convs.0.convs.<line___to___polygon>.lin.weight'], state[src]
     )
+
+
+def test_legacy_torch_file_format(tmp_path: Path) -> None:
+    model = official_model()
+    path = tmp_path / 'old_format.pth'
+    torch.save(
+        {
+            'model_config': {'architecture': VIT},
+            'model_state_dict': official_state_dict(model, 'lin_src'),
+        },
+        path,
+        _use_new_zipfile_serialization=False,  # cannot be memory-mapped
+    )
+    loaded, provenance = geolink_from_weights(path)
+    assert provenance.source == 'official-multimodal'
+    assert torch.equal(loaded.img_norm.weight, model.img_norm.weight)

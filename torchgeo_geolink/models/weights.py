@@ -280,13 +280,14 @@ def is_lightning_checkpoint(checkpoint: Any) -> bool:
     )
 
 
-def _torch_load(path: Path, weights_only: bool | None = None) -> Any:
-    """Read a checkpoint file on the CPU (memory-mapped).
+def _torch_load(path: Path, weights_only: bool | None = None, mmap: bool = True) -> Any:
+    """Read a checkpoint file on the CPU (memory-mapped when the file format allows).
 
     Args:
         path: The file.
         weights_only: Refuse pickled objects other than tensors and plain containers; None tries that first and
             falls back to full unpickling (Lightning checkpoints hold other objects).
+        mmap: Memory-map the file (files in torch's legacy, non-zip format are read whole instead).
 
     Returns:
         The loaded object.
@@ -298,11 +299,13 @@ def _torch_load(path: Path, weights_only: bool | None = None) -> Any:
         raise CheckpointError(f'{path}: checkpoint file not found')
     try:
         return torch.load(
-            path, map_location='cpu', weights_only=weights_only is not False, mmap=True
+            path, map_location='cpu', weights_only=weights_only is not False, mmap=mmap
         )
     except Exception as err:  # torch raises many types for corrupt files
         if weights_only is None and isinstance(err, pickle.UnpicklingError):
-            return _torch_load(path, weights_only=False)
+            return _torch_load(path, weights_only=False, mmap=mmap)
+        if mmap and 'mmap' in str(err):
+            return _torch_load(path, weights_only, mmap=False)
         raise CheckpointError(
             f'{path}: cannot read the checkpoint: {str(err)[:300]}'
         ) from err
