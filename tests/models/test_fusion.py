@@ -99,7 +99,7 @@ def test_batch_independence_and_legacy_dependence() -> None:
         assert torch.allclose(alone, together, atol=1e-5) != legacy  # B9 in legacy mode
 
 
-def test_legacy_keeps_first_50_nodes() -> None:
+def test_legacy_caps_the_fusion_at_50_nodes() -> None:
     encoder = _encoder(legacy=True)
     model = encoder.model
     graphs = batch_of(make_graph((45, 10, 0), seed=1), make_graph((2, 0, 1), seed=2))
@@ -114,7 +114,8 @@ def test_legacy_keeps_first_50_nodes() -> None:
         _, attention_all = encoder.forward_with_attention(images, graphs)
     assert attention is not None and attention.shape == (2, 50, 16)
     assert attention_all is not None and attention_all.shape == (2, 55, 16)
-    # the first 50 nodes in type order: 45 polygons, then lines 0..4; then graph 1's 3 nodes
+    # without a sort key the first 50 nodes in type order are kept: 45 polygons, then lines 0..4; then graph 1's
+    # 3 nodes (the legacy fusion passes random keys, see test_node_cap.py)
     assert dense.node_type[0].tolist() == [0] * 45 + [1] * 5
     assert dense.node_index[0].tolist() == list(range(45)) + list(range(5))
     assert dense.valid.sum(dim=1).tolist() == [50, 3]
