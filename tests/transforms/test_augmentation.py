@@ -14,6 +14,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, HeteroData
 
 from torchgeo_geolink.datamodules import GeoLinkTilesDataModule
+from torchgeo_geolink.osm import EDGE_ATTR_DIMS, NODE_TYPES, POS_POINTS
 from torchgeo_geolink.transforms import (
     GeoLinkAugmentation,
     crop_matrix,
@@ -24,14 +25,6 @@ from torchgeo_geolink.transforms import (
     vflip_matrix,
 )
 
-NODE_TYPES = ('polygon', 'line', 'point')
-K_POINTS = {'polygon': 4, 'line': 3, 'point': 1}
-EDGE_DIMS = {
-    ('polygon', 'polygon'): 6,
-    ('line', 'line'): 6,
-    ('line', 'polygon'): 3,
-    ('polygon', 'line'): 3,
-}
 SIZE = 64
 
 
@@ -39,10 +32,10 @@ def empty_graph() -> HeteroData:
     graph = HeteroData()
     for node_type in NODE_TYPES:
         graph[node_type].x = torch.zeros(0, 8)
-        graph[node_type].pos = torch.zeros(0, K_POINTS[node_type], 2)
+        graph[node_type].pos = torch.zeros(0, POS_POINTS[node_type], 2)
     for src in NODE_TYPES:
         for dst in NODE_TYPES:
-            dims = EDGE_DIMS.get((src, dst), 2)
+            dims = EDGE_ATTR_DIMS[src, 'to', dst]
             graph[src, 'to', dst].edge_index = torch.zeros(2, 0, dtype=torch.long)
             graph[src, 'to', dst].edge_attr = torch.zeros(0, dims)
     return graph
@@ -438,13 +431,15 @@ def test_filter_nodes_matches_pyg_subgraph() -> None:
         graph = empty_graph()
         for node_type in NODE_TYPES:
             graph[node_type].x = torch.randn(n, 8, generator=gen)
-            graph[node_type].pos = torch.rand(n, K_POINTS[node_type], 2, generator=gen)
+            graph[node_type].pos = torch.rand(
+                n, POS_POINTS[node_type], 2, generator=gen
+            )
         for src in NODE_TYPES:
             for dst in NODE_TYPES:
                 edges = torch.randint(0, max(n, 1), (2, 3 * n), generator=gen)
                 graph[src, 'to', dst].edge_index = edges
                 graph[src, 'to', dst].edge_attr = torch.randn(
-                    3 * n, EDGE_DIMS.get((src, dst), 2), generator=gen
+                    3 * n, EDGE_ATTR_DIMS[src, 'to', dst], generator=gen
                 )
         graphs.append(graph)
     keeps = [
