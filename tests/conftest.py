@@ -19,6 +19,8 @@ from pyproj import CRS
 from rasterio.transform import from_origin
 from torch_geometric.data import HeteroData
 
+from torchgeo_geolink.osm import EDGE_ATTR_DIMS, POS_POINTS, TAG_EMBEDDING_DIM
+
 #: Projected CRS of the synthetic city (UTM 35N, as Helsinki).
 CITY_CRS = CRS.from_epsg(32635)
 #: Lower-left corner of the synthetic city in :data:`CITY_CRS`.
@@ -117,30 +119,17 @@ def city_frame(
     return gpd.GeoDataFrame(rows, geometry='geometry', crs=crs)
 
 
-#: Width of the semantic part of the official graphs' node features.
-TILE_TAG_DIM = 512
-#: ``edge_attr`` width of the edge types that do not have 2 columns.
-TILE_EDGE_DIMS = {
-    ('polygon', 'polygon'): 6,
-    ('line', 'line'): 6,
-    ('line', 'polygon'): 3,
-    ('polygon', 'line'): 3,
-}
-#: Position columns appended to ``x`` in the official graphs.
-TILE_POS_COLS = {'polygon': 8, 'line': 6, 'point': 2}
-
-
 def official_graph(counts: dict[str, int], seed: int) -> HeteroData:
     """A graph in the official layout: 512 semantic columns followed by the position columns."""
     gen = torch.Generator().manual_seed(seed)
     graph = HeteroData()
     for node_type, n in counts.items():
-        semantic = torch.randn(n, TILE_TAG_DIM, generator=gen)
-        pos = torch.rand(n, TILE_POS_COLS[node_type], generator=gen)
+        semantic = torch.randn(n, TAG_EMBEDDING_DIM, generator=gen)
+        pos = torch.rand(n, 2 * POS_POINTS[node_type], generator=gen)
         graph[node_type].x = torch.cat([semantic, pos], dim=1)
     for src, n_src in counts.items():
         for dst, n_dst in counts.items():
-            width = TILE_EDGE_DIMS.get((src, dst), 2)
+            width = EDGE_ATTR_DIMS[src, 'to', dst]
             if n_src and n_dst:
                 edge_index = torch.stack(
                     [torch.arange(n_src), torch.arange(n_src) % n_dst]

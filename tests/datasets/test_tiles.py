@@ -14,7 +14,7 @@ from PIL import Image
 from torch_geometric.data import HeteroData
 from torchgeo.datasets import DatasetNotFoundError
 
-from tests.conftest import TILE_TAG_DIM, write_tiles
+from tests.conftest import write_tiles
 from torchgeo_geolink.datasets import (
     UFZ_CLASSES,
     GeoLinkTiles,
@@ -23,6 +23,7 @@ from torchgeo_geolink.datasets import (
     ufz_label_lut,
 )
 from torchgeo_geolink.errors import TileError
+from torchgeo_geolink.osm import TAG_EMBEDDING_DIM
 
 #: Tiles in the official UFZ layout committed with the tests (see tests/data/official): 3 tiles of 32 px.
 FIXTURES = Path(__file__).resolve().parents[1] / 'data' / 'official' / 'ufz'
@@ -50,14 +51,15 @@ def test_sample_contents(tmp_path: Path) -> None:
     assert np.array_equal(sample['mask'].numpy(), expected)
     official = graphs['b']
     torch.testing.assert_close(
-        sample['osm_polygon_x'], official['polygon'].x[:, :TILE_TAG_DIM]
+        sample['osm_polygon_x'], official['polygon'].x[:, :TAG_EMBEDDING_DIM]
     )
     torch.testing.assert_close(
         sample['osm_polygon_pos'],
-        official['polygon'].x[:, TILE_TAG_DIM:].reshape(-1, 4, 2),
+        official['polygon'].x[:, TAG_EMBEDDING_DIM:].reshape(-1, 4, 2),
     )
     torch.testing.assert_close(
-        sample['osm_line_pos'], official['line'].x[:, TILE_TAG_DIM:].reshape(-1, 3, 2)
+        sample['osm_line_pos'],
+        official['line'].x[:, TAG_EMBEDDING_DIM:].reshape(-1, 3, 2),
     )
     assert sample['osm_point_pos'].shape == (1, 1, 2)
     assert sample['osm_polygon_to_line_edge_attr'].shape[1] == 3
@@ -126,7 +128,7 @@ def test_missing_graph(tmp_path: Path) -> None:
     assert ds.missing_graphs == ['b']
     sample = ds[1]
     assert all(
-        sample[f'osm_{t}_x'].shape == (0, TILE_TAG_DIM)
+        sample[f'osm_{t}_x'].shape == (0, TAG_EMBEDDING_DIM)
         for t in ('polygon', 'line', 'point')
     )
     assert sample['osm_point_to_point_edge_index'].shape == (2, 0)
@@ -287,7 +289,9 @@ def test_graph_edge_indices_are_validated(tmp_path: Path) -> None:
             r'node types disagree on the semantic width: polygon 511 \(x has 519 columns\), line 512',
         ),
         (
-            lambda g: setattr(g['building'], 'x', torch.zeros(1, TILE_TAG_DIM + 8)),
+            lambda g: setattr(
+                g['building'], 'x', torch.zeros(1, TAG_EMBEDDING_DIM + 8)
+            ),
             r"unknown node or edge type\(s\) \['building'\]",
         ),
     ],
