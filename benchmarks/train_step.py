@@ -21,12 +21,7 @@ import torch
 from torch_geometric.data import Batch, HeteroData
 
 from torchgeo_geolink.models import GeoLink
-from torchgeo_geolink.osm import EDGE_TYPES, NODE_TYPES, POS_POINTS
-
-EDGE_DIMS = {
-    et: 6 if et[0] == et[2] != 'point' else 3 if 'point' not in et else 2
-    for et in EDGE_TYPES
-}
+from torchgeo_geolink.osm import EDGE_ATTR_DIMS, EDGE_TYPES, NODE_TYPES, POS_POINTS
 
 
 def synthetic_graph(gen: torch.Generator, dim: int = 512) -> HeteroData:
@@ -47,7 +42,7 @@ def synthetic_graph(gen: torch.Generator, dim: int = 512) -> HeteroData:
                 torch.randint(max(nd, 1), (e,), generator=gen),
             ]
         )
-        data[et].edge_attr = torch.zeros(e, EDGE_DIMS[et])
+        data[et].edge_attr = torch.zeros(e, EDGE_ATTR_DIMS[et])
     return data
 
 

@@ -20,7 +20,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.image import AxesImage
 from torch_geometric.data import Batch, HeteroData
 
-from torchgeo_geolink.osm import RELATION_COLUMNS
+from torchgeo_geolink.osm import NODE_TYPES, POS_POINTS, RELATION_COLUMNS
 from torchgeo_geolink.visualization import (
     EDGE_COLORS,
     RELATION_COLORS,
@@ -29,9 +29,6 @@ from torchgeo_geolink.visualization import (
     plot_embedding_pca,
     plot_graph,
 )
-
-NODE_TYPES = ('polygon', 'line', 'point')
-K = {'polygon': 4, 'line': 3, 'point': 1}
 
 
 @pytest.fixture(autouse=True)
@@ -179,7 +176,7 @@ def test_plot_graph_selected_edge_types_and_positions() -> None:
 def test_plot_graph_empty_graph() -> None:
     graph = HeteroData()
     for node_type in NODE_TYPES:
-        graph[node_type].pos = torch.zeros(0, K[node_type], 2)
+        graph[node_type].pos = torch.zeros(0, POS_POINTS[node_type], 2)
     fig = plot_graph(torch.rand(3, 10, 10), graph)
     ax = fig.axes[0]
     assert not any(isinstance(c, LineCollection) for c in ax.collections)

@@ -10,13 +10,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch_geometric.data import Batch, HeteroData
 
 from torchgeo_geolink.models import GeoLink
-from torchgeo_geolink.osm import EDGE_TYPES, NODE_TYPES, POS_POINTS
-
-#: Edge attribute widths of the contract.
-EDGE_DIMS = {
-    et: (6 if et[0] == et[2] and et[0] != 'point' else 3 if 'point' not in et else 2)
-    for et in EDGE_TYPES
-}
+from torchgeo_geolink.osm import EDGE_ATTR_DIMS, EDGE_TYPES, NODE_TYPES, POS_POINTS
 
 D = 32  #: Node feature size of the tiny test models.
 
@@ -43,9 +37,11 @@ def make_graph(
         src_i = torch.randint(max(ns, 1), (e,), generator=gen)
         dst_i = torch.randint(max(nd, 1), (e,), generator=gen)
         data[et].edge_index = torch.stack([src_i, dst_i])
-        attr = torch.zeros(e, EDGE_DIMS[et])
+        attr = torch.zeros(e, EDGE_ATTR_DIMS[et])
         if e:
-            attr[torch.arange(e), torch.randint(EDGE_DIMS[et], (e,), generator=gen)] = 1
+            attr[
+                torch.arange(e), torch.randint(EDGE_ATTR_DIMS[et], (e,), generator=gen)
+            ] = 1
         data[et].edge_attr = attr
     return data
 

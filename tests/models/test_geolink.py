@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from tests.models.geolink_testing import EDGE_DIMS, batch_of, make_graph, tiny_geolink
+from tests.models.geolink_testing import batch_of, make_graph, tiny_geolink
 from torchgeo_geolink.models import GeoLink, GeoLinkOutput, OSMHeteroGAT
+from torchgeo_geolink.osm import EDGE_ATTR_DIMS
 
 
 def _grads_finite(model: GeoLink) -> bool:
@@ -192,7 +193,7 @@ def test_node_positions_train_with_empty_samples() -> None:
 
 
 def test_edge_aware_encoder() -> None:
-    encoder = OSMHeteroGAT(32, 16, num_layers=2, edge_dims=EDGE_DIMS)
+    encoder = OSMHeteroGAT(32, 16, num_layers=2, edge_dims=EDGE_ATTR_DIMS)
     model = tiny_geolink(osm_encoder=encoder)
     out = model(
         torch.randn(2, 3, 64, 64),
