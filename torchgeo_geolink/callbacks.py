@@ -74,7 +74,7 @@ class KNNProbe(Callback):
     """Log the weighted kNN accuracy of the frozen current encoder every N validation epochs (``val_knn_top1``).
 
     As the kNN monitor of DINO/iBOT runs, learning becomes visible during self-supervised pretraining: at a
-    probed validation, the model (in eval mode, without gradients) embeds a labelled pool of training windows
+    probed validation, the model (in eval mode, without gradients) embeds a labeled pool of training windows
     and the validation windows, and every validation window is classified by a weighted vote of its *k* most
     cosine-similar training windows (:func:`~torchgeo_geolink.tasks.weighted_knn`). The top-1 accuracy is
     logged as ``val_knn_top1``.
@@ -112,7 +112,7 @@ class KNNProbe(Callback):
 
         Args:
             every_n_epochs: Probe every this many validations.
-            k: Neighbours of the vote (20 as DINO).
+            k: Neighbors of the vote (20 as DINO).
             temperature: Temperature of the vote weights ``exp(similarity / temperature)`` (0.07 as DINO).
             embedding: ``'image'`` (mean final-norm patch token), ``'image_projected'`` (the L2-normalized
                 contrastive image embedding) or ``'fused'`` (mean hybrid image-OSM token).
@@ -218,7 +218,7 @@ class KNNProbe(Callback):
         return features.float(), labels
 
     def _train_loader(self, trainer: Trainer) -> DataLoader[Any]:
-        """The loader of the labelled training pool (never the training sampler).
+        """The loader of the labeled training pool (never the training sampler).
 
         Args:
             trainer: The trainer.
@@ -264,7 +264,7 @@ class KNNProbe(Callback):
     def _train_pool(
         self, trainer: Trainer, pl_module: LightningModule
     ) -> tuple[Tensor, Tensor]:
-        """Embed the labelled training pool, transformed as validation batches (normalized, not augmented).
+        """Embed the labeled training pool, transformed as validation batches (normalized, not augmented).
 
         Args:
             trainer: The trainer.

@@ -126,10 +126,10 @@ def test_weighted_knn_votes() -> None:
     assert torch.allclose(p.sum(1), torch.ones(2))
     assert p.argmax(1).tolist() == [0, 1]
     assert torch.equal(p[:, 2], torch.zeros(2))
-    # k=1: the nearest neighbour alone decides, with probability 1
+    # k=1: the nearest neighbor alone decides, with probability 1
     p1 = weighted_knn(bank, labels, queries, num_classes=2, k=1)
     assert p1.tolist() == [[1.0, 0.0], [0.0, 1.0]]
-    # weights exp(s / T): a tiny temperature gives the nearest neighbour's class, without overflow
+    # weights exp(s / T): a tiny temperature gives the nearest neighbor's class, without overflow
     p_cold = weighted_knn(bank, labels, queries, num_classes=2, k=4, temperature=1e-4)
     assert torch.isfinite(p_cold).all() and p_cold.argmax(1).tolist() == [0, 1]
     with pytest.raises(ValueError, match='empty'):

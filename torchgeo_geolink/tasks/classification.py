@@ -40,15 +40,15 @@ def weighted_knn(
     r"""Class probabilities of a weighted k-nearest-neighbour vote under cosine similarity.
 
     As the kNN evaluation of DINO (Caron et al., 2021): each query takes its *k* most similar bank embeddings
-    (cosine similarity :math:`s`), each neighbour votes for its class with weight :math:`\exp(s / T)`, and the
+    (cosine similarity :math:`s`), each neighbor votes for its class with weight :math:`\exp(s / T)`, and the
     votes are normalized to probabilities.
 
     Args:
-        bank: Embeddings of the labelled pool ``(N, D)`` (any scale; they are L2-normalized here).
+        bank: Embeddings of the labeled pool ``(N, D)`` (any scale; they are L2-normalized here).
         bank_labels: Their classes ``(N,)``, in ``[0, num_classes)``.
         queries: Embeddings to classify ``(B, D)``.
         num_classes: Number of classes.
-        k: Number of neighbours (at most *N* are used).
+        k: Number of neighbors (at most *N* are used).
         temperature: Temperature :math:`T` of the vote weights.
 
     Returns:
@@ -97,7 +97,7 @@ class GeoLinkClassification(
       (dropout off, the same features in training and evaluation); only a linear head on the embedding trains.
     * ``'finetune'``: the GeoLink model and the linear head train together.
     * ``'knn'``: no gradient training. A weighted kNN classifier (:func:`weighted_knn`, DINO's evaluation:
-      cosine similarity, *knn_k* neighbours, vote weights ``exp(s / knn_temperature)``) over the frozen
+      cosine similarity, *knn_k* neighbors, vote weights ``exp(s / knn_temperature)``) over the frozen
       embeddings of the training windows. It runs through ``torchgeo fit`` like the other modes: the training
       epoch is the pass that embeds the training windows into the memory bank (manual optimization without an
       optimizer: nothing is updated, the model is frozen and in eval mode; each batch still counts as a global
@@ -188,7 +188,7 @@ class GeoLinkClassification(
             loss: One of 'ce', 'bce', 'jaccard', 'focal' or 'dice'.
             class_weights: Rescaling weight of each class in the 'ce' loss.
             ignore_index: Class index ignored in the loss and metrics (and left out of the kNN bank).
-            knn_k: Neighbours of the kNN vote (``mode='knn'``; 20 as DINO).
+            knn_k: Neighbors of the kNN vote (``mode='knn'``; 20 as DINO).
             knn_temperature: Temperature of the kNN vote weights (``mode='knn'``; 0.07 as DINO).
             lr: Peak learning rate of AdamW.
             weight_decay: AdamW weight decay (not applied to biases, norms and tokens).
