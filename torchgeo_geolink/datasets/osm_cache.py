@@ -62,7 +62,7 @@ def cache_key(files: list[str], options: Mapping[str, Any]) -> str:
 
     Args:
         files: the files read.
-        options: everything else that changes the store (JSON-serialisable).
+        options: everything else that changes the store (JSON-serializable).
 
     Returns:
         A hex key.

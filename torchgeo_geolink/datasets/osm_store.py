@@ -633,7 +633,7 @@ class OSMStore:
         }
 
     def meta(self) -> dict[str, Any]:
-        """The store's metadata (JSON-serialisable).
+        """The store's metadata (JSON-serializable).
 
         Returns:
             The metadata.

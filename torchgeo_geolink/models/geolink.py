@@ -53,7 +53,7 @@ class GeoLinkOutput:
     loss_cont: Tensor
     #: Masked OSM node reconstruction loss.
     loss_node: Tensor
-    #: Predicted patches ``(B, L, p * p * C)`` (of the normalised-patch target when ``norm_pix_loss``).
+    #: Predicted patches ``(B, L, p * p * C)`` (of the normalized-patch target when ``norm_pix_loss``).
     pred_img: Tensor
     #: ``(B, L)`` float, 1 for masked patches.
     mask_img: Tensor
@@ -63,9 +63,9 @@ class GeoLinkOutput:
     target_osm: Tensor
     #: ``(B, M)`` bool, True where ``pred_osm`` holds a masked node.
     mask_osm: Tensor
-    #: Image embedding ``(B, 64)``, L2-normalised (mean of the visible tokens, projected).
+    #: Image embedding ``(B, 64)``, L2-normalized (mean of the visible tokens, projected).
     img_embedding: Tensor
-    #: OSM region embedding ``(B, 64)``, L2-normalised (meaningless where ``has_osm`` is False).
+    #: OSM region embedding ``(B, 64)``, L2-normalized (meaningless where ``has_osm`` is False).
     osm_embedding: Tensor
     #: ``(B,)`` bool, True for samples with at least one OSM node.
     has_osm: Tensor

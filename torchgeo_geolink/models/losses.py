@@ -144,15 +144,15 @@ def info_nce_loss(
     temperature: float = 0.2,
     gather_distributed: bool = False,
 ) -> Tensor:
-    """Symmetric InfoNCE between L2-normalised image and OSM embeddings; samples without OSM are left out.
+    """Symmetric InfoNCE between L2-normalized image and OSM embeddings; samples without OSM are left out.
 
     A sample without OSM is neither an anchor nor a negative; the loss is the mean over the anchors that have
     OSM (0, with zero gradient, when none has). Nothing is indexed by a data-dependent mask, so the loss causes
     no host-device synchronization.
 
     Args:
-        img: Image embeddings ``(B, E)``, L2-normalised.
-        osm: OSM embeddings ``(B, E)``, L2-normalised.
+        img: Image embeddings ``(B, E)``, L2-normalized.
+        osm: OSM embeddings ``(B, E)``, L2-normalized.
         has_osm: ``(B,)`` bool, True for samples with at least one OSM node.
         temperature: Softmax temperature.
         gather_distributed: Use the samples of all processes as negatives (all_gather with gradient).

@@ -297,7 +297,7 @@ class SentenceTransformerTagEncoder:
             model: A model name (resolved in the local cache) or a folder.
             device: Device to run the model on.
             batch_size: Strings per forward pass.
-            normalize: L2-normalise the embeddings.
+            normalize: L2-normalize the embeddings.
             local_files_only: Never download (default).
 
         Raises:

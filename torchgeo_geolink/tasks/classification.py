@@ -37,7 +37,7 @@ def weighted_knn(
     k: int = 20,
     temperature: float = 0.07,
 ) -> Tensor:
-    r"""Class probabilities of a weighted k-nearest-neighbour vote under cosine similarity.
+    r"""Class probabilities of a weighted k-nearest-neighbor vote under cosine similarity.
 
     As the kNN evaluation of DINO (Caron et al., 2021): each query takes its *k* most similar bank embeddings
     (cosine similarity :math:`s`), each neighbor votes for its class with weight :math:`\exp(s / T)`, and the

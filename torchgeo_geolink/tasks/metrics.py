@@ -99,7 +99,7 @@ class CrossModalRetrieval(Metric):
 
 
 def embedding_std(embeddings: Tensor) -> Tensor:
-    """Mean per-dimension standard deviation of L2-normalised embeddings (a collapse monitor).
+    """Mean per-dimension standard deviation of L2-normalized embeddings (a collapse monitor).
 
     Collapsed embeddings give 0; well-spread ones give about ``1 / sqrt(D)``, as in TorchGeo's SimCLR.
 

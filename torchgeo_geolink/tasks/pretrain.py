@@ -49,7 +49,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
     torch_geometric.data.Batch, ...}``.
 
     Logged: ``train_loss`` and its parts ``train_loss_rec``, ``train_loss_cont``, ``train_loss_node``;
-    ``train_psnr`` (of the normalised-patch reconstruction, as TorchGeo's MAE); ``train_ssl_std`` (collapse
+    ``train_psnr`` (of the normalized-patch reconstruction, as TorchGeo's MAE); ``train_ssl_std`` (collapse
     monitor of the 64-d image embeddings); ``val_loss`` and its parts, ``val_psnr``; ``val_retrieval_top1``
     (image-to-OSM and OSM-to-image top-1 retrieval, averaged, over the whole validation pool of windows with OSM,
     from unmasked images and graphs: :meth:`retrieval_embeddings`) with ``val_retrieval_chance`` (1 / pool size).
@@ -361,7 +361,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
             graphs: The batch of ``B`` OSM graphs.
 
         Returns:
-            L2-normalised image and OSM embeddings, ``(B, 64)`` each.
+            L2-normalized image and OSM embeddings, ``(B, 64)`` each.
         """
         image = self.model.image_embedding(images, project=True)
         osm = self.model.osm_embedding(graphs, images.shape[0], project=True)
