@@ -286,6 +286,7 @@ def test_shipped_embed_config_matches_pretraining(
         'tag_encoder',
         'tag_dim',
         'drop_osm_keys',
+        'osm_tag_keys',
     )
     for key in keys:
         assert embed['data']['init_args'].get(key) == pretrain['data']['init_args'].get(

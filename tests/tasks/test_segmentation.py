@@ -174,3 +174,24 @@ def test_plot_draws_image_mask_prediction() -> None:
     shown = np.ma.filled(fig.axes[2].images[0].get_array(), -1)
     assert np.array_equal(shown, prediction.double().numpy())
     assert [ax.get_title() for ax in task.plot(sample).axes[:1]] == ['Image']
+
+
+def test_unfrozen_encoder_fine_tunes_in_train_mode(tmp_path: Path) -> None:
+    # the weights load in eval mode; Lightning keeps the modes it finds, so the task must set train mode
+    seed_everything(0)
+    task = GeoLinkSegmentation(**SEG)
+    assert all(m.training for m in task.model.modules())
+    modes = RecordModes()
+    trainer = Trainer(
+        accelerator='cpu',
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[modes],
+    )
+    train = DataLoader(BatchList(2, batch_size=2), batch_size=None)
+    trainer.fit(task, train)
+    assert modes.encoder and all(modes.encoder)

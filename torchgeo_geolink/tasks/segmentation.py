@@ -176,6 +176,8 @@ class GeoLinkSegmentation(
         if hp['freeze_backbone']:
             self.model.encoder.requires_grad_(False)
             self.model.encoder.eval()
+        else:  # the weights load in eval mode, and Lightning keeps the modes it finds at the start of fitting
+            self.model.train()
 
     def uses_osm(self) -> bool:
         """Tell whether the model sees the OSM graphs.
