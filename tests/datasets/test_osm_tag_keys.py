@@ -37,7 +37,8 @@ def test_tag_keys_keep_features_and_drop_other_tags(tmp_path: Path) -> None:
     some = OSMDataset(path, tag_keys=['building', 'highway'])
     assert len(some.geometries) == len(every.geometries) == 3
     by_geometry = {
-        shapely.to_wkt(g): dict(t) for g, t in zip(some.geometries, some.tags, strict=True)
+        shapely.to_wkt(g): dict(t)
+        for g, t in zip(some.geometries, some.tags, strict=True)
     }
     assert by_geometry[shapely.to_wkt(shapely.box(0, 0, 10, 10))] == {'building': 'yes'}
     assert {'highway': 'primary'} in by_geometry.values()

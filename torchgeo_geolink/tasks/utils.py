@@ -50,4 +50,3 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         {'params': params.get(True, []), 'weight_decay': weight_decay},
         {'params': params.get(False, []), 'weight_decay': 0.0},
     ]
-
