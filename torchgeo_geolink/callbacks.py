@@ -241,8 +241,8 @@ class KNNProbe(Callback):
                 min_features=datamodule.min_features,
             )
             windows: list[Any] = list(sampler)
-        elif getattr(datamodule, 'train_dataset', None) is not None:
-            dataset = datamodule.train_dataset  # type: ignore[union-attr]
+        elif (train_dataset := getattr(datamodule, 'train_dataset', None)) is not None:
+            dataset = train_dataset
             windows = list(range(len(dataset)))
         else:
             msg = (

@@ -148,7 +148,7 @@ def test_every_checkpoint_reloads_alone(
     _same_state(pretrain, reloaded)
     provenance = torch.load(pretrain_ckpt, weights_only=False)['geolink_provenance']
     assert provenance['tag_encoder'] == HASHING and provenance['osm_trained']
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], str]] = {
         'from_pretraining': ({'weights': str(pretrain_ckpt)}, HASHING),
         'official_multimodal': ({'weights': str(multimodal)}, OFFICIAL_TAG_ENCODER),
         'official_vit': ({'weights': str(vit), 'multimodal': False}, HASHING),

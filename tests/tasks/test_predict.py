@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -27,13 +28,14 @@ from torchgeo.main import main
 from torchgeo_geolink.datamodules import GeoLinkDataModule
 from torchgeo_geolink.datasets import DEMO_CRS
 from torchgeo_geolink.errors import PredictionError
+from torchgeo_geolink.samplers import OSMGriddedPatchSampler
 from torchgeo_geolink.tasks import GeoLinkPretrain
 from torchgeo_geolink.writers import EMBEDDING_NAMES, EmbeddingWriter, window_bounds
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / 'tests' / 'conf' / 'geolink_predict.yaml'
 #: Data module arguments of tests/conf/geolink_predict.yaml.
-DATA = {
+DATA: dict[str, Any] = {
     'res': 8.0,
     'patch_size': 32,
     'batch_size': 4,
@@ -93,7 +95,7 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Export:
 @pytest.fixture(scope='module')
 def dataset(export: Export) -> GeoDataset:
     """The demo dataset of the YAML, built once for the data module checks."""
-    dm = GeoLinkDataModule(root=export.root, **DATA)  # type: ignore[arg-type]
+    dm = GeoLinkDataModule(root=export.root, **DATA)
     dm.setup('predict')
     assert dm.geo_dataset is not None
     return dm.geo_dataset
@@ -104,19 +106,23 @@ def task(export: Export) -> GeoLinkPretrain:
     return GeoLinkPretrain.load_from_checkpoint(export.checkpoint).eval()
 
 
-def predict_datamodule(dataset: GeoDataset, **kwargs: object) -> GeoLinkDataModule:
+def predict_datamodule(dataset: GeoDataset, **kwargs: Any) -> GeoLinkDataModule:
     """A data module of the YAML's arguments (and *kwargs*) set up for prediction on the shared dataset."""
-    dm = GeoLinkDataModule(**{**DATA, **kwargs})  # type: ignore[arg-type]
+    dm = GeoLinkDataModule(**{**DATA, **kwargs})
     dm.geo_dataset = dataset
     dm.setup('predict')
     return dm
 
 
+def predict_windows(dm: GeoLinkDataModule) -> list[tuple[slice, slice]]:
+    """The ``(x, y)`` windows of a data module's prediction grid, in order."""
+    assert isinstance(dm.predict_sampler, OSMGriddedPatchSampler)
+    return list(dm.predict_sampler)
+
+
 def test_geoparquet_rows_and_geometries(export: Export, dataset: GeoDataset) -> None:
     frame = gpd.read_parquet(export.first / 'embeddings.parquet')
-    dm = predict_datamodule(dataset)
-    assert dm.predict_sampler is not None
-    windows = list(dm.predict_sampler)
+    windows = predict_windows(predict_datamodule(dataset))
     assert len(windows) > DATA['batch_size']
     assert len(frame) == len(windows)
     assert frame['window'].tolist() == list(range(len(windows)))
@@ -212,30 +218,31 @@ def test_progress_bar(export: Export) -> None:
 def test_predict_region(dataset: GeoDataset) -> None:
     everything = predict_datamodule(dataset, predict_region='all')
     val = predict_datamodule(dataset, predict_region='val')
-    assert val.predict_sampler is not None and everything.predict_sampler is not None
     windows = [
-        shapely.box(x.start, y.start, x.stop, y.stop) for x, y in val.predict_sampler
+        shapely.box(x.start, y.start, x.stop, y.stop) for x, y in predict_windows(val)
     ]
-    assert 0 < len(windows) < len(everything.predict_sampler)
+    assert 0 < len(windows) < len(predict_windows(everything))
     # 'all' grids the whole footprint, edge to edge
     grid = np.array(
-        [(x.start, y.start, x.stop, y.stop) for x, y in everything.predict_sampler]
+        [(x.start, y.start, x.stop, y.stop) for x, y in predict_windows(everything)]
     )
     footprint = dataset.index.geometry.union_all().bounds
     assert (*grid[:, :2].min(axis=0), *grid[:, 2:].max(axis=0)) == pytest.approx(
         footprint, abs=8.0
     )
     region = val.rois['val']
+    assert region is not None
     assert all(region.buffer(1e-6).contains(w) for w in windows)
-    xmin, ymin, _, _ = everything.rois['train'].bounds
+    train = everything.rois['train']
+    assert train is not None
+    xmin, ymin, _, _ = train.bounds
     box = [xmin, ymin, xmin + 600, ymin + 600]
     boxed = predict_datamodule(dataset, predict_region=box)
-    assert boxed.predict_sampler is not None
     assert all(
         shapely.box(*box)
         .buffer(1e-6)
         .contains(shapely.box(x.start, y.start, x.stop, y.stop))
-        for x, y in boxed.predict_sampler
+        for x, y in predict_windows(boxed)
     )
     with pytest.raises(ValueError, match='test_fraction is 0'):
         predict_datamodule(dataset, predict_region='test', test_fraction=0.0)

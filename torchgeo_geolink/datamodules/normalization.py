@@ -3,11 +3,13 @@
 
 """Image normalization of the GeoLink datamodules, replaceable by the statistics a checkpoint carries."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import kornia.augmentation as K
 import torch
 from torch import nn
+from torchgeo.datasets.utils import Sample
 
 from ..transforms import DEFAULT_COLOR_JITTER, GeoLinkAugmentation
 
@@ -25,7 +27,7 @@ class NormalizationMixin:
 
     mean: torch.Tensor
     std: torch.Tensor
-    aug: nn.Module
+    aug: Callable[[Sample], Sample]
     #: True until :meth:`set_normalization` is called or the statistics were given explicitly.
     normalization_is_default: bool = False
 
@@ -65,7 +67,8 @@ class NormalizationMixin:
             color_jitter=DEFAULT_COLOR_JITTER if color_jitter else None,
             color_jitter_max=color_jitter_max,
         )
-        self.train_aug = nn.Sequential(augmentation, self.aug)
+        # ``aug`` is the kornia AugmentationSequential that BaseDataModule or set_normalization built
+        self.train_aug = nn.Sequential(augmentation, cast(nn.Module, self.aug))
 
     def set_normalization(
         self, mean: float | Sequence[float], std: float | Sequence[float]

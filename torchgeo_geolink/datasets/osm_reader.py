@@ -9,6 +9,7 @@ import warnings
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import geopandas as gpd
 import numpy as np
@@ -390,7 +391,8 @@ def _checked_frames(
             'feature is read without tags'
         )
         warnings.warn(msg, UserWarning, stacklevel=4)
-    return frames
+    # every frame was checked to be a GeoDataFrame above
+    return cast(list[GeoDataFrame], frames)
 
 
 def _xml_complete(path: str, root: str) -> bool:

@@ -156,7 +156,7 @@ class TagView(Sequence[dict[str, str]]):
             a == b for a, b in zip(self, other, strict=True)
         )
 
-    __hash__ = None  # ty: ignore[invalid-assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         """Return a short description.
@@ -497,14 +497,17 @@ class OSMStore:
         if self.graph_mode != 'induced':
             return None
         if self._edges is None:
-            parts = {
-                name: self._cached(f'edges_{name}')
+            indptr, dst, etype, attr = (
+                self._cached(f'edges_{name}')
                 for name in ('indptr', 'dst', 'type', 'attr')
-            }
-            if all(v is not None for v in parts.values()):
-                self._edges = EdgeTable(
-                    parts['indptr'], parts['dst'], parts['type'], parts['attr']
-                )
+            )
+            if (
+                indptr is not None
+                and dst is not None
+                and etype is not None
+                and attr is not None
+            ):
+                self._edges = EdgeTable(indptr, dst, etype, attr)
             else:
                 with tqdm(
                     total=1,

@@ -85,7 +85,7 @@ class WindowedRasterDataset(RasterDataset):
         bounds, filepaths, _ = self._file_bounds()
         if not (isinstance(index, tuple) and len(index) >= 2):
             return filepaths
-        x, y = index[0], index[1]  # ty: ignore[index-out-of-bounds]
+        x, y = index[0], index[1]
         if not isinstance(x, slice) or not isinstance(y, slice):
             return filepaths
         meets = np.ones(len(filepaths), dtype=bool)

@@ -289,7 +289,7 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
         )
         # Generator state at the start of the epoch under way (None before the first), and the windows of the
         # next epoch to skip (set by load_state_dict to resume an epoch).
-        self._epoch_state: dict[str, Any] | None = None
+        self._epoch_state: Mapping[str, Any] | None = None
         self._skip = 0
 
     def _draw(self, n: int, with_osm: bool) -> np.ndarray:

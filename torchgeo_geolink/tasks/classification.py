@@ -5,10 +5,11 @@
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
 from torch.optim import AdamW
@@ -128,7 +129,7 @@ class GeoLinkClassification(
     otherwise: their normalization (*mean*, *std*, imposed on a datamodule left at its defaults; without one the
     datamodule's is recorded), ``legacy``, and, for ``embedding='fused'``, their tag encoder (a datamodule with
     another one is refused). Every checkpoint records the architecture built, so it reloads with
-    :meth:`load_from_checkpoint` alone.
+    :meth:`~lightning.pytorch.core.LightningModule.load_from_checkpoint` alone.
 
     .. versionadded:: 0.1
     """
@@ -226,7 +227,7 @@ class GeoLinkClassification(
 
     @property
     def frozen(self) -> bool:
-        """Whether the GeoLink model is frozen (and kept in eval mode): the linear probe and kNN modes.
+        """Whether the GeoLink model is frozen (and kept in eval mode), as in the linear probe and kNN modes.
 
         Returns:
             True unless ``mode='finetune'``.
@@ -449,7 +450,7 @@ class GeoLinkClassification(
             self._bank_parts.append((features.detach(), y.detach()))
             # Lightning's placeholder optimizer (no parameters): its no-op step counts the batch as a global
             # step, so checkpoints are written and step-based logging advances as in the other modes.
-            self.optimizers().step()  # type: ignore[union-attr]
+            cast(LightningOptimizer, self.optimizers()).step()
             return None
         y_hat = self._scores(batch)
         self.train_metrics(y_hat, y)
@@ -497,13 +498,13 @@ class GeoLinkClassification(
             Everyone's embeddings and labels, in process order.
         """
         size = torch.tensor([features.shape[0]], device=features.device)
-        sizes = self.all_gather(size).flatten().tolist()
+        sizes = cast(Tensor, self.all_gather(size)).flatten().tolist()
         longest = max(int(s) for s in sizes)
         pad = longest - features.shape[0]
         features = F.pad(features, (0, 0, 0, pad))
         labels = F.pad(labels, (0, pad))
-        all_features = self.all_gather(features)
-        all_labels = self.all_gather(labels)
+        all_features = cast(Tensor, self.all_gather(features))
+        all_labels = cast(Tensor, self.all_gather(labels))
         return (
             torch.cat([all_features[i, : int(n)] for i, n in enumerate(sizes)]),
             torch.cat([all_labels[i, : int(n)] for i, n in enumerate(sizes)]),
