@@ -31,7 +31,7 @@ class GeoLinkTilesDataModule(NormalizationMixin, NonGeoDataModule):
     .. versionadded:: 0.1
     """
 
-    #: The tag encoder of GeoLink's pre-built graphs: CLIP ViT-B/16's text tower (checked by the tasks against
+    #: The tag encoder of GeoLink's pre-built graphs, CLIP ViT-B/16's text tower (checked by the tasks against
     #: the tag encoder of their weights).
     tag_encoder_identity: str | None = OFFICIAL_TAG_ENCODER
 

@@ -327,7 +327,7 @@ class GeoLink(nn.Module):
         self.gather_distributed = gather_distributed
         self.legacy = legacy
         self.num_patches = num_patches
-        #: Seed of the legacy node cap in eval mode: the same graph always keeps the same random nodes.
+        #: Seed of the legacy node cap in eval mode, so that the same graph always keeps the same random nodes.
         self.node_cap_seed = 0
         #: Projection of the node position encodings added to the OSM encoder's input (``osm_node_positions``).
         self.osm_pos_embed = (

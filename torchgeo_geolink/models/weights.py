@@ -171,15 +171,15 @@ class WeightsProvenance:
     architecture: dict[str, Any]
     #: Whether the weights expect the reference numerics (``GeoLink(legacy=True)``).
     legacy: bool
-    #: Identity of the tag encoder whose embeddings the OSM branch was trained on (None: unknown / any).
+    #: Identity of the tag encoder whose embeddings the OSM branch was trained on (None if unknown or any).
     tag_encoder: str | None = None
-    #: Per-band means subtracted from the images (None: unknown).
+    #: Per-band means subtracted from the images (None if unknown).
     mean: list[float] | None = None
-    #: Per-band divisors of the images (None: unknown).
+    #: Per-band divisors of the images (None if unknown).
     std: list[float] | None = None
-    #: Band names of the images (None: unknown).
+    #: Band names of the images (None if unknown).
     bands: list[str] | None = None
-    #: Where the weights come from: ``'random'``, ``'official-multimodal'``, ``'official-vit'`` or
+    #: Where the weights come from, one of ``'random'``, ``'official-multimodal'``, ``'official-vit'`` and
     #: ``'lightning'``.
     source: str = 'random'
     #: Whether the OSM branch and the fusion block hold trained weights (False for the image-only file).

@@ -162,7 +162,9 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
         self.provenance = provenance
 
     def setup(self, stage: str) -> None:
-        """Agree on the image normalization with the datamodule (see :func:`sync_normalization`).
+        """Agree on the image normalization with the datamodule.
+
+        See :func:`~torchgeo_geolink.tasks.normalization.sync_normalization`.
 
         Args:
             stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.

@@ -46,7 +46,7 @@ class GeoLinkSegmentation(
     :func:`~torchgeo_geolink.models.geolink_from_weights`): with an official file ``legacy=True``, the ImageNet
     normalization (imposed on a datamodule left at its defaults) and CLIP tag embeddings (a datamodule with
     another tag encoder is refused). Every checkpoint records the architecture actually built, so it reloads with
-    :meth:`load_from_checkpoint` alone.
+    :meth:`~lightning.pytorch.core.LightningModule.load_from_checkpoint` alone.
 
     Metrics follow TorchGeo's :class:`~torchgeo.tasks.SemanticSegmentation` (``val_AverageJaccardIndex``,
     ``val_OverallAccuracy``, ...). Batches are those of :func:`~torchgeo_geolink.datasets.collate_geolink`
