@@ -11,7 +11,7 @@ whose message names the file (or key) and the problem.
 import functools
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,7 +174,7 @@ def city_file(folder: Path, name: str = 'city.gpkg', **kwargs: Any) -> Path:
 def write_features(
     folder: Path,
     name: str,
-    geoms: list[shapely.Geometry | None],
+    geoms: Sequence[shapely.Geometry | None],
     crs: Any = CITY_CRS,
     **columns: list[Any],
 ) -> Path:
@@ -204,7 +204,7 @@ def point(x: float, y: float) -> dict[str, Any]:
 # Vector files: unreadable, empty, without CRS
 
 
-def _truncated(folder: Path, name: str, write: Callable[[Path], None]) -> OSMDataset:
+def _truncated(folder: Path, name: str, write: Callable[[Path], object]) -> OSMDataset:
     full = folder / f'full_{name}'
     write(full)
     data = full.read_bytes()
@@ -991,7 +991,7 @@ def _(tmp: Path) -> Any:
     names='t.pt',
 )
 def _(tmp: Path) -> Any:
-    return tile(tiles(tmp, {'x': torch.zeros(3)}))  # type: ignore[arg-type]
+    return tile(tiles(tmp, {'x': torch.zeros(3)}))  # ty: ignore[invalid-argument-type]
 
 
 @case(
@@ -1355,6 +1355,7 @@ def _(tmp: Path) -> Any:
     dm = GeoLinkTilesDataModule(root=str(root), mean=[100.0] * 3, std=[50.0] * 3)
     ds = GeoLinkTiles(root, split='all')
     torch.manual_seed(0)
+    assert dm.train_aug is not None
     batch = dm.train_aug(collate_geolink([ds[i] for i in range(len(ds))]))
     # standardized pixels below the mean stay negative: nothing is clipped to [0, 1]
     assert batch['image'].min() < -0.5 and batch['image'].max() > 1.5

@@ -3,6 +3,7 @@
 
 """Tests of the GeoLink tile-format dataset."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -306,11 +307,11 @@ def test_graph_edge_indices_are_validated(tmp_path: Path) -> None:
     ],
 )
 def test_malformed_graphs_name_file_and_type(
-    tmp_path: Path, change: object, message: str
+    tmp_path: Path, change: Callable[[HeteroData], object], message: str
 ) -> None:
     graphs = write_tiles(tmp_path, ['a', 'b'])  # 'b' has one point node
     graph = graphs['b']
-    change(graph)  # type: ignore[operator]
+    change(graph)
     torch.save(graph, tmp_path / 'graph' / 'b.pt')
     with pytest.raises(
         TileError, match=r'b\.pt: not a valid GeoLink graph: ' + message

@@ -160,7 +160,8 @@ def test_alias_mismatch_refused(tmp_path: Path) -> None:
     write(path, state)  # the alias may be absent
     loaded = load_official_checkpoint(path)
     assert torch.equal(
-        loaded.patch_embed.proj.weight, model.img_encoder.patch_embed.proj.weight
+        loaded.patch_embed.proj.weight,
+        model.img_encoder.get_parameter('patch_embed.proj.weight'),
     )
 
 
@@ -170,7 +171,7 @@ def _bad(name: str, tmp_path: Path) -> tuple[Path, str]:
     state = official_state_dict(official_model())
     match name:
         case 'not_a_tensor':
-            state['img_norm.weight'] = 'abc'  # type: ignore[assignment]
+            state['img_norm.weight'] = 'abc'  # ty: ignore[invalid-assignment]
             return write(path, state), r"'img_norm.weight' holds a str, not a tensor"
         case 'nan':
             state['img_norm.bias'] = torch.full_like(
@@ -197,7 +198,7 @@ def _bad(name: str, tmp_path: Path) -> tuple[Path, str]:
         case 'config_not_dict':
             return write(path, state, ['x']), 'model_config must be a dict'
         case 'state_not_dict':
-            return write(path, [1, 2]), 'model_state_dict must be a dict'  # type: ignore[arg-type]
+            return write(path, [1, 2]), 'model_state_dict must be a dict'  # ty: ignore[invalid-argument-type]
         case 'not_square':
             state['img_pos_embed'] = torch.zeros(1, 6, 192)
             return write(path, state), 'not a square patch grid'
@@ -278,7 +279,8 @@ def test_image_only_file_into_geolink(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(loaded.patch_tokens(images), model.patch_tokens(images))
     vit = load_official_vit(path)
-    assert not vit.pos_embed.requires_grad
+    assert isinstance(vit, timm.models.VisionTransformer)
+    assert vit.pos_embed is not None and not vit.pos_embed.requires_grad
     with torch.no_grad():
         tokens = vit.forward_features(images)[:, 1:]
     # the same network; only the final norm's epsilon differs (timm 1e-6, GeoLink 1e-5)
@@ -295,7 +297,9 @@ def test_export_vit_round_trip(tmp_path: Path) -> None:
     assert torch.equal(
         state['cls_token'], model.cls_token
     )  # GeoLink's, not timm's unused copy
-    assert not torch.equal(state['cls_token'], model.img_encoder.cls_token)
+    assert not torch.equal(
+        state['cls_token'], model.img_encoder.get_parameter('cls_token')
+    )
     back, provenance = geolink_from_weights(path)
     assert provenance.source == 'official-vit'
     own = model.state_dict()
@@ -347,7 +351,7 @@ class _TinyWeights(GeoLinkWeightsEnum):
 
     RGB_TINY = Weights(
         url='https://example.invalid/geolink',
-        transforms=None,
+        transforms=torch.nn.Identity(),
         meta={'filename': 'tiny_geolink_vit.pth', 'multimodal': False, 'model': VIT},
     )
 

@@ -5,6 +5,7 @@
 
 import json
 import math
+from collections.abc import Sized
 from pathlib import Path
 
 import geopandas as gpd
@@ -25,7 +26,7 @@ from torchgeo_geolink.osm import (
 )
 
 
-def frame(**columns: list) -> gpd.GeoDataFrame:
+def frame(**columns: Sized) -> gpd.GeoDataFrame:
     n = len(next(iter(columns.values())))
     return gpd.GeoDataFrame(
         columns, geometry=[Point(i, i) for i in range(n)], crs='EPSG:4326'

@@ -3,6 +3,8 @@
 
 """Fixtures of the task tests: small synthetic GeoLink batches."""
 
+from typing import Any
+
 import torch
 from torch_geometric.data import Batch, HeteroData
 
@@ -40,7 +42,7 @@ def make_graph(
 
 def make_batch(
     batch_size: int, size: int = 32, seed: int = 0, empty: tuple[int, ...] = ()
-) -> dict[str, object]:
+) -> dict[str, Any]:
     g = torch.Generator().manual_seed(seed)
     graphs = []
     for i in range(batch_size):

@@ -5,7 +5,7 @@
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -196,12 +196,15 @@ class RecordModes(Callback):
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        assert isinstance(pl_module, GeoLinkClassification)
         self.model.extend(m.training for m in pl_module.model.modules())
         self.head.extend(m.training for m in pl_module.head.modules())
 
 
 @pytest.mark.parametrize('embedding', ['image', 'fused'])
-def test_linear_probe_frozen_in_eval_mode(embedding: str, tmp_path: Path) -> None:
+def test_linear_probe_frozen_in_eval_mode(
+    embedding: Literal['image', 'fused'], tmp_path: Path
+) -> None:
     seed_everything(0)
     task = GeoLinkClassification(**TINY, embedding=embedding, num_classes=3, lr=0.01)
     dim = task.model.embed_dim if embedding == 'image' else task.model.fusion_embed_dim
@@ -323,7 +326,7 @@ def test_datamodule_dominant_class_needs_labels() -> None:
     with pytest.raises(ValueError, match='needs labels'):
         GeoLinkDataModule(target='dominant_class')
     with pytest.raises(ValueError, match='target'):
-        GeoLinkDataModule(demo_labels=True, target='label')  # type: ignore[arg-type]
+        GeoLinkDataModule(demo_labels=True, target='label')  # ty: ignore[invalid-argument-type]
 
 
 # ---------------------------------------------------------------------------------------------- torchgeo fit

@@ -69,6 +69,7 @@ class RecordModes(Callback):
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        assert isinstance(pl_module, GeoLinkSegmentation)
         model = pl_module.model
         self.encoder.extend(m.training for m in model.encoder.modules())
         self.head.extend(m.training for m in model.head.modules())
@@ -165,13 +166,17 @@ def test_plot_draws_image_mask_prediction() -> None:
     fig = task.plot(sample | {'graph': graph}, suptitle='tile')
     titles = [ax.get_title() for ax in fig.axes[:3]]
     assert titles == ['Image and OSM graph', 'Mask', 'Prediction']
-    shown_mask = np.ma.filled(fig.axes[1].images[0].get_array(), -1)
+    shown_mask = fig.axes[1].images[0].get_array()
+    assert shown_mask is not None
+    shown_mask = np.ma.filled(shown_mask, -1)
     expected = mask.double().numpy()
     expected[mask.numpy() == 255] = np.nan
     assert np.array_equal(
         np.nan_to_num(shown_mask, nan=-1), np.nan_to_num(expected, nan=-1)
     )
-    shown = np.ma.filled(fig.axes[2].images[0].get_array(), -1)
+    shown = fig.axes[2].images[0].get_array()
+    assert shown is not None
+    shown = np.ma.filled(shown, -1)
     assert np.array_equal(shown, prediction.double().numpy())
     assert [ax.get_title() for ax in task.plot(sample).axes[:1]] == ['Image']
 

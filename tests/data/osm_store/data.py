@@ -14,6 +14,7 @@ gives the same samples.
 
 import hashlib
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import shapely
@@ -123,7 +124,8 @@ def main() -> None:
             for w, window in enumerate(windows(ds, crs_name)):
                 xmin, ymin, xmax, ymax = window
                 flatten(f'{crs_name}/{mode}/{w}', ds[xmin:xmax, ymin:ymax], out)
-    np.savez_compressed(HERE / 'reference.npz', **out)
+    # the arrays are passed by name (typed as Any, so that none is taken for the allow_pickle flag)
+    np.savez_compressed(HERE / 'reference.npz', **cast(dict[str, Any], out))
 
 
 if __name__ == '__main__':
