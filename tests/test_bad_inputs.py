@@ -1380,7 +1380,7 @@ def _(tmp: Path) -> Any:
     assert task.model.head.training
 
 
-@case('plot-draws-mask-and-prediction', marks=xfail('item 3 (figures)'))
+@case('plot-draws-mask-and-prediction')
 def _(tmp: Path) -> Any:
     ds = GeoLinkTiles(tiles(tmp), split='all')
     sample = ds[0]
@@ -1391,7 +1391,7 @@ def _(tmp: Path) -> Any:
     assert len(fig.axes) == 3 and any('Prediction' in t for t in titles)
 
 
-@case('plot-osm-draws-mask-and-prediction', marks=xfail('item 3 (figures)'))
+@case('plot-osm-draws-mask-and-prediction')
 def _(tmp: Path) -> Any:
     ds = _city(tmp)
     sample = ds[X0 : X0 + 64, Y0 : Y0 + 64]

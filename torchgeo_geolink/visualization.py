@@ -10,8 +10,8 @@ the package without importing them. Every function returns the :class:`~matplotl
 """
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -35,6 +35,7 @@ __all__ = (
     'plot_embedding_pca',
     'plot_graph',
     'plot_image',
+    'plot_label_panels',
 )
 
 #: Marker and color of each node type.
@@ -538,3 +539,45 @@ def plot_embedding_pca(
     for ax, title in zip(axes, titles):
         ax.set_title(title)
     return figure
+
+
+def plot_label_panels(
+    axes: Sequence[Axes],
+    sample: Mapping[str, Any],
+    num_classes: int,
+    ignore_index: int | None = None,
+    show_titles: bool = True,
+) -> Figure | None:
+    """Draw a sample's ``mask`` and ``prediction`` class maps on consecutive axes, as TorchGeo's datasets do.
+
+    Both maps share one color per class, so that the label and the prediction can be compared by eye. Pixels
+    equal to *ignore_index* are left blank.
+
+    Args:
+        axes: One axis per map present in *sample*, in the order ``mask``, ``prediction``.
+        sample: A sample with ``mask`` and/or ``prediction`` ``(H, W)`` class indices.
+        num_classes: Number of classes (the color scale).
+        ignore_index: Class value drawn blank.
+        show_titles: Title the panels ``Label`` and ``Prediction``.
+
+    Returns:
+        The figure of the axes (None without axes).
+
+    .. versionadded:: 0.1
+    """
+    keys = [k for k in ('mask', 'prediction') if k in sample]
+    for ax, key in zip(axes, keys, strict=True):
+        values = torch.as_tensor(sample[key]).squeeze().double().numpy()
+        if ignore_index is not None:
+            values = np.where(values == ignore_index, np.nan, values)
+        ax.imshow(
+            values,
+            cmap='tab10' if num_classes <= 10 else 'tab20',
+            vmin=0,
+            vmax=max(num_classes - 1, 1),
+            interpolation='none',
+        )
+        ax.set_axis_off()
+        if show_titles:
+            ax.set_title('Label' if key == 'mask' else 'Prediction')
+    return cast(Figure, axes[0].get_figure()) if len(axes) else None

@@ -31,6 +31,7 @@ from ..osm.encoders import TagEncoder
 from ..osm.graph import OSMGraphBuilder
 from ..osm.positions import node_sample_points, normalize_xy
 from ..osm.tags import normalize_key
+from ..visualization import plot_label_panels
 from .osm_cache import cache_key, open_or_build
 from .osm_reader import FileFeatures, LoadReport, read_features, resolve_files
 from .osm_store import OSMStore, TagView
@@ -595,7 +596,7 @@ class OSMDataset(GeoDataset):
     def plot(
         self, sample: Sample, show_titles: bool = True, suptitle: str | None = None
     ) -> Figure:
-        """Plot a sample: the image (if any) with the OSM features overlaid by type in the window's pixel frame.
+        """Plot a sample: the image (if any) with the OSM features overlaid, then its mask and prediction (if any).
 
         Polygons and lines are drawn from the features' clipped geometries when the sample still holds
         ``osm_bounds`` and ``osm_*_id`` of this dataset, and their node positions are marked on top (positions
@@ -609,7 +610,11 @@ class OSMDataset(GeoDataset):
         Returns:
             A matplotlib Figure with the rendered sample.
         """
-        fig, ax = plt.subplots(figsize=(6, 6))
+        maps = [k for k in ('mask', 'prediction') if k in sample]
+        fig, axs = plt.subplots(
+            1, 1 + len(maps), figsize=(6 * (1 + len(maps)), 6), squeeze=False
+        )
+        ax = axs[0, 0]
         width = height = 1.0
         if 'image' in sample:
             image = sample['image']
@@ -678,6 +683,11 @@ class OSMDataset(GeoDataset):
         ax.set_axis_off()
         if show_titles:
             ax.set_title('Image and OSM graph nodes')
+        if maps:
+            values = torch.cat([torch.as_tensor(sample[k]).flatten() for k in maps])
+            plot_label_panels(
+                list(axs[0, 1:]), sample, int(values.max()) + 1, show_titles=show_titles
+            )
         if suptitle is not None:
             fig.suptitle(suptitle)
         return fig

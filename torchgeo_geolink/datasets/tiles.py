@@ -23,6 +23,7 @@ from torchgeo.datasets.utils import Sample
 
 from ..errors import TileError
 from ..osm import NODE_TYPES, TAG_EMBEDDING_DIM, empty_graph, from_official_graph
+from ..visualization import plot_label_panels
 from .utils import check_split_fractions, graph_to_sample
 
 __all__ = ('UFZ_CLASSES', 'GeoLinkTiles', 'ufz_label_lut')
@@ -350,7 +351,7 @@ class GeoLinkTiles(NonGeoDataset):
     def plot(
         self, sample: Sample, show_titles: bool = True, suptitle: str | None = None
     ) -> Figure:
-        """Plot a sample: the image with its graph's node positions, and the label (if any).
+        """Plot a sample: the image with its graph's node positions, the label and the prediction (if any).
 
         Args:
             sample: a sample returned by :meth:`__getitem__`.
@@ -360,7 +361,7 @@ class GeoLinkTiles(NonGeoDataset):
         Returns:
             A matplotlib Figure.
         """
-        panels = 2 if 'mask' in sample else 1
+        panels = 1 + ('mask' in sample) + ('prediction' in sample)
         fig, axs = plt.subplots(1, panels, figsize=(5 * panels, 5), squeeze=False)
         image = sample['image'][:3].permute(1, 2, 0).double().numpy()
         low, high = np.percentile(image, (1, 99))
@@ -386,19 +387,13 @@ class GeoLinkTiles(NonGeoDataset):
         ax.set_axis_off()
         if show_titles:
             ax.set_title('Image and OSM nodes')
-        if 'mask' in sample:
-            mask = sample['mask'].numpy().astype(np.float64)
-            mask[mask == self.ignore_index] = np.nan
-            axs[0, 1].imshow(
-                mask,
-                cmap='tab10',
-                vmin=0,
-                vmax=max(len(self.classes) - 1, 1),
-                interpolation='none',
-            )
-            axs[0, 1].set_axis_off()
-            if show_titles:
-                axs[0, 1].set_title('Label')
+        plot_label_panels(
+            list(axs[0, 1:]),
+            sample,
+            max(len(self.classes), 1),
+            self.ignore_index,
+            show_titles,
+        )
         if suptitle is not None:
             fig.suptitle(suptitle)
         return fig
