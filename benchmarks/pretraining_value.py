@@ -25,6 +25,7 @@ Usage::
 """
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -53,8 +54,10 @@ from _common import header, print_table
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ('random', 'mae', 'geolink')
 #: Evaluation budget, fixed for every encoder.
-PROBE_EPOCHS = 10
-SEGMENTATION_EPOCHS = 6
+PROBE_EPOCHS = 3
+SEGMENTATION_EPOCHS = 2
+#: Training windows per epoch of the evaluation heads.
+EVAL_WINDOWS = 384
 
 
 def demo_config() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -177,7 +180,8 @@ def label_data(data_root: Path, seed: int, **kwargs: Any) -> GeoLinkDataModule:
             'tag_keys',
         }
     }
-    args.update(root=str(data_root), demo_labels=True, seed=seed, **kwargs)
+    args.update(root=str(data_root), demo_labels=True, seed=seed, length=EVAL_WINDOWS)
+    args.update(kwargs)
     return GeoLinkDataModule(**args)
 
 
@@ -285,11 +289,23 @@ def main() -> None:
         '--quick', action='store_true', help='1 seed, 1 epoch: checks that it runs'
     )
     parser.add_argument('--data-root', default=str(REPO / 'data' / 'geolink_demo'))
+    parser.add_argument(
+        '--seed', type=int, default=None, help='run this one seed only (see --json)'
+    )
+    parser.add_argument(
+        '--json', default=None, help='also write the per-seed results to this file'
+    )
+    parser.add_argument(
+        '--combine',
+        nargs='+',
+        default=None,
+        help='print the table of results written by earlier --json runs (one seed each, e.g. run in parallel)',
+    )
     args = parser.parse_args()
     warnings.filterwarnings('ignore')
     _, _, trainer_args = demo_config()
     epochs = args.epochs or int(trainer_args['max_epochs'])
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.seeds)) if args.seed is None else [args.seed]
     if args.quick:
         seeds, epochs = [0], 1
     global PROBE_EPOCHS, SEGMENTATION_EPOCHS
@@ -304,6 +320,14 @@ def main() -> None:
     data_root = Path(args.data_root)
     results: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
     start = time.perf_counter()
+    if args.combine:
+        for path in args.combine:
+            saved = json.loads(Path(path).read_text())
+            for method in METHODS:
+                results[method].extend(saved['results'][method])
+            print(f'{path}: seeds {saved["seeds"]}, {saved["seconds"]:.0f} s')
+        report(results, data_root, time.perf_counter() - start)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for seed in seeds:
@@ -319,6 +343,24 @@ def main() -> None:
                     + f' ({time.perf_counter() - t0:.0f} s)',
                     flush=True,
                 )
+    seconds = time.perf_counter() - start
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({'seeds': seeds, 'seconds': seconds, 'results': results})
+        )
+    report(results, data_root, seconds)
+
+
+def report(
+    results: dict[str, list[dict[str, float]]], data_root: Path, seconds: float
+) -> None:
+    """Print the table of mean +- std over the seeds and the closing line.
+
+    Args:
+        results: Per method, one dict of scores per seed.
+        data_root: Folder of the demo (for the majority-class baseline).
+        seconds: Run time to report.
+    """
     majority = majority_baseline(data_root)
     columns = ('linear', 'knn', 'seg', 'seg_fused', 'retrieval')
     rows = []
@@ -344,7 +386,7 @@ def main() -> None:
     print(
         f'\nmajority-class overall accuracy on the held-out windows: {majority:.1f} %'
     )
-    print(f'total time: {time.perf_counter() - start:.0f} s')
+    print(f'total time: {seconds:.0f} s')
     diffs = [
         g['linear'] - m['linear']
         for g, m in zip(results['geolink'], results['mae'], strict=True)
