@@ -94,3 +94,10 @@ def test_img_size_multiple_of_patch_size() -> None:
         model.patch_tokens(torch.randn(1, 3, 60, 60))
     with pytest.raises(ValueError, match=r'expects images \(B, 3, 64, 64\)'):
         model.patch_tokens(torch.randn(1, 3, 48, 48))
+
+
+def test_img_size_of_a_given_encoder_is_checked() -> None:
+    # a ViT built at 64 px cannot be told to take 32 px images: refuse instead of ignoring img_size
+    with pytest.raises(ValueError, match=r'img_size 32 differs.*\(64, 64\)'):
+        tiny_geolink(img_size=32)
+    assert tiny_geolink(img_size=64).img_size == (64, 64)

@@ -237,6 +237,10 @@ class GeoLink(nn.Module):
             )
         self.grid_size = (int(grid[0]), int(grid[1]))
         self.img_size = (int(size[0]), int(size[1]))
+        if img_size is not None and (img_size, img_size) != self.img_size:
+            raise ValueError(
+                f'img_size {img_size} differs from the image size {self.img_size} of the given img_encoder'
+            )
         if any(side % self.patch_size for side in self.img_size):
             raise ValueError(
                 f'img_size {self.img_size} is not a multiple of the patch size {self.patch_size}'
