@@ -40,7 +40,7 @@ import yaml
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch import seed_everything as seed_all
 
-from torchgeo_geolink.datamodules import GeoLinkDataModule
+from torchgeo_geolink.datamodules import GeoLinkDataModule, dominant_class
 from torchgeo_geolink.datasets import DEMO_CLASSES, DEMO_WITHHELD_KEYS
 from torchgeo_geolink.tasks import (
     GeoLinkClassification,
@@ -257,7 +257,7 @@ def majority_baseline(data_root: Path) -> float:
         ('train', datamodule.train_dataloader()),
         ('val', datamodule.val_dataloader()),
     ):
-        labels = torch.cat([batch['label'] for batch in loader])
+        labels = torch.cat([dominant_class(batch['mask']) for batch in loader])
         counts[stage] = torch.bincount(labels, minlength=len(DEMO_CLASSES))
     majority = int(counts['train'].argmax())
     return float(100 * counts['val'][majority] / counts['val'].sum())
@@ -313,21 +313,28 @@ def main() -> None:
         PROBE_EPOCHS, SEGMENTATION_EPOCHS = 1, 1
     torch.set_num_threads(max(1, torch.get_num_threads()))
     header('pretraining value (ablation in miniature)')
-    print(
-        f'seeds {seeds}, pretraining epochs {epochs}, probe epochs {PROBE_EPOCHS}, '
-        f'segmentation epochs {SEGMENTATION_EPOCHS}\n'
-    )
+    settings = {
+        'pretraining_epochs': epochs,
+        'probe_epochs': PROBE_EPOCHS,
+        'segmentation_epochs': SEGMENTATION_EPOCHS,
+        'eval_windows': EVAL_WINDOWS,
+    }
     data_root = Path(args.data_root)
     results: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
     start = time.perf_counter()
     if args.combine:
+        seconds = 0.0
         for path in args.combine:
             saved = json.loads(Path(path).read_text())
             for method in METHODS:
                 results[method].extend(saved['results'][method])
-            print(f'{path}: seeds {saved["seeds"]}, {saved["seconds"]:.0f} s')
-        report(results, data_root, time.perf_counter() - start)
+            seconds = max(seconds, saved['seconds'])
+            print(
+                f'{path}: seeds {saved["seeds"]}, {saved["settings"]}, {saved["seconds"]:.0f} s'
+            )
+        report(results, data_root, seconds)
         return
+    print(f'seeds {seeds}, {settings}\n')
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for seed in seeds:
@@ -346,7 +353,14 @@ def main() -> None:
     seconds = time.perf_counter() - start
     if args.json:
         Path(args.json).write_text(
-            json.dumps({'seeds': seeds, 'seconds': seconds, 'results': results})
+            json.dumps(
+                {
+                    'seeds': seeds,
+                    'settings': settings,
+                    'seconds': seconds,
+                    'results': results,
+                }
+            )
         )
     report(results, data_root, seconds)
 
@@ -359,7 +373,7 @@ def report(
     Args:
         results: Per method, one dict of scores per seed.
         data_root: Folder of the demo (for the majority-class baseline).
-        seconds: Run time to report.
+        seconds: Run time to report (of the longest run when seeds ran in parallel).
     """
     majority = majority_baseline(data_root)
     columns = ('linear', 'knn', 'seg', 'seg_fused', 'retrieval')
