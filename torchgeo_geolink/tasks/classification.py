@@ -3,26 +3,21 @@
 
 """Scene classification from GeoLink embeddings: linear probe, fine-tuning and weighted kNN."""
 
-import warnings
 from collections.abc import Sequence
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
-from torch.optim import AdamW
 from torchgeo.tasks import BaseTask
 from torchgeo.tasks.mixins import ClassificationMixin
 from torchvision.models._api import WeightsEnum
 
 from ..models import GeoLink
-from ..models.weights import ARCHITECTURE_DEFAULTS, geolink_from_weights
-from .mixins import ProvenanceMixin, ResumableRandomnessMixin
-from .normalization import sync_normalization
-from .schedules import warmup_cosine_scheduler
-from .utils import param_groups
+from .downstream import DownstreamMixin
+from .mixins import ResumableRandomnessMixin
 
 __all__ = ('GeoLinkClassification', 'weighted_knn')
 
@@ -83,7 +78,7 @@ def weighted_knn(
 
 
 class GeoLinkClassification(
-    ResumableRandomnessMixin, ProvenanceMixin, ClassificationMixin, BaseTask
+    ResumableRandomnessMixin, DownstreamMixin, ClassificationMixin, BaseTask
 ):
     """Classify windows from their GeoLink embedding: linear probe, fine-tuning or weighted kNN.
 
@@ -237,32 +232,7 @@ class GeoLinkClassification(
     def configure_models(self) -> None:
         """Build the GeoLink model (from the weights when given) and the linear head, and freeze as the mode asks."""
         hp = self.hparams
-        reloading = self.weights is None and hp['architecture'] is not None
-        if reloading:  # a checkpoint of this task: the recorded architecture, weights from the state dict
-            architecture = dict(hp['architecture'])
-        else:
-            architecture = {k: hp[k] for k in ('model', 'in_channels', 'img_size')}
-        geolink, provenance = geolink_from_weights(
-            self.weights, architecture, legacy=hp['legacy']
-        )
-        if reloading:
-            provenance.source = 'lightning'
-            provenance.osm_trained = True
-        self.provenance = provenance
-        if self.uses_osm() and self.weights is not None and not provenance.osm_trained:
-            warnings.warn(
-                f"{self.weights}: holds the image branch only; with embedding='fused' the OSM branch and the "
-                "fusion block are random (use embedding='image' for the image-only GeoLink)",
-                UserWarning,
-                stacklevel=2,
-            )
-        arch = provenance.architecture
-        hp['architecture'] = {k: arch[k] for k in ARCHITECTURE_DEFAULTS if k in arch}
-        hp['model'], hp['in_channels'] = arch['model'], arch['in_channels']
-        hp['img_size'] = geolink.img_size[0]
-        hp['legacy'] = geolink.legacy
-        if hp['mean'] is None and hp['std'] is None and provenance.mean is not None:
-            hp['mean'], hp['std'] = list(provenance.mean), list(provenance.std or [])
+        geolink = self._build_geolink("embedding='fused'", "embedding='image'")
         self.model: GeoLink = geolink
         dim = (
             self.model.embed_dim
@@ -279,11 +249,7 @@ class GeoLinkClassification(
             self.head = nn.Linear(dim, num_outputs)
             nn.init.trunc_normal_(self.head.weight, std=0.01)
             nn.init.zeros_(self.head.bias)
-        if self.frozen:
-            self.model.requires_grad_(False)
-            self.model.eval()
-        else:  # the weights loaders return eval-mode models, and Lightning does not switch modes at fit start
-            self.model.train()
+        self._freeze(self.model)
 
     def uses_osm(self) -> bool:
         """Tell whether the model sees the OSM graphs.
@@ -301,37 +267,17 @@ class GeoLinkClassification(
         """
         return self.uses_osm() and self.hparams['mode'] == 'finetune'
 
-    def setup(self, stage: str) -> None:
-        """Agree with the datamodule on the normalization and check its tag encoder against the weights.
+    def _frozen_module(self) -> nn.Module | None:
+        """The GeoLink model in the linear probe and kNN modes: frozen and kept in eval mode.
 
-        Args:
-            stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.
-
-        Raises:
-            TagEncoderMismatchError: If the datamodule's tag encoder is not the one of the weights
-                (``embedding='fused'``, unless ``allow_tag_encoder_mismatch``).
-        """
-        super().setup(stage)
-        sync_normalization(self)
-        self.check_provenance(stage)
-
-    def train(self, mode: bool = True) -> Self:
-        """Set the training mode, keeping a frozen GeoLink model in eval mode.
-
-        Lightning switches the whole module between train and eval mode around every validation; in the linear
-        probe and kNN modes the GeoLink model stays in eval mode throughout, so its dropout is off and it
-        computes the same embeddings in training as in evaluation.
-
-        Args:
-            mode: True for training mode, False for eval mode.
+        Its dropout is then off, and it computes the same embeddings in training as in evaluation.
 
         Returns:
-            The task.
+            The GeoLink model, or None when fine-tuning.
         """
-        super().train(mode)
-        if hasattr(self, 'model') and self.frozen:
-            self.model.eval()
-        return self
+        if not hasattr(self, 'model') or not self.frozen:
+            return None
+        return self.model
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """AdamW (on the head alone when frozen) with linear warmup then cosine decay per step; none for kNN.
@@ -339,21 +285,9 @@ class GeoLinkClassification(
         Returns:
             The optimizer and its per-step scheduler, or None in the kNN mode.
         """
-        hp = self.hparams
-        if hp['mode'] == 'knn':
+        if self.hparams['mode'] == 'knn':
             return None
-        trainable = self.head if self.frozen else self
-        optimizer = AdamW(param_groups(trainable, hp['weight_decay']), lr=hp['lr'])
-        total = int(self.trainer.estimated_stepping_batches)
-        max_epochs = self.trainer.max_epochs or 1
-        warmup = round(hp['warmup_epochs'] * total / max(max_epochs, 1))
-        scheduler = warmup_cosine_scheduler(
-            optimizer, warmup, total, hp['min_lr_ratio']
-        )
-        return {
-            'optimizer': optimizer,
-            'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
-        }
+        return self._adamw_warmup_cosine(self.head if self.frozen else self)
 
     def embed(self, images: Tensor, graphs: Any = None) -> Tensor:
         """Pooled embedding of each window (gradient-free when the model is frozen).
@@ -415,21 +349,6 @@ class GeoLinkClassification(
         """
         return self(batch['image'], batch.get('graph')).squeeze(1)
 
-    def _loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
-        """Loss of a batch.
-
-        Args:
-            y_hat: Scores.
-            y: Targets.
-
-        Returns:
-            The loss.
-        """
-        if self.hparams['loss'] == 'bce':
-            y = y.float()
-        loss: Tensor = self.criterion(y_hat, y)
-        return loss
-
     def training_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> Tensor | None:
@@ -443,20 +362,15 @@ class GeoLinkClassification(
         Returns:
             The loss, or None in the kNN mode.
         """
-        y = batch['label']
         if self.hparams['mode'] == 'knn':
             with torch.no_grad():
                 features = self.embed(batch['image'], batch.get('graph'))
-            self._bank_parts.append((features.detach(), y.detach()))
+            self._bank_parts.append((features.detach(), batch['label'].detach()))
             # Lightning's placeholder optimizer (no parameters): its no-op step counts the batch as a global
             # step, so checkpoints are written and step-based logging advances as in the other modes.
             cast(LightningOptimizer, self.optimizers()).step()
             return None
-        y_hat = self._scores(batch)
-        self.train_metrics(y_hat, y)
-        loss = self._loss(y_hat, y)
-        self.log('train_loss', loss, batch_size=y.shape[0])
-        return loss
+        return super().training_step(batch, batch_idx, dataloader_idx)
 
     def on_train_epoch_start(self) -> None:
         """Start a new kNN bank (``mode='knn'``): this epoch's training windows replace the last epoch's."""
@@ -516,36 +430,18 @@ class GeoLinkClassification(
         if self.hparams['mode'] == 'knn':
             self._finish_bank()
 
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
-        """Update the metrics of a stage and log its loss.
+    def _ready_to_evaluate(self) -> bool:
+        """Tell whether a validation or test step can run, finishing the kNN bank when it is still missing.
 
-        Args:
-            batch: A collated batch with ``image``, ``label`` and ``graph``.
-            stage: ``'val'`` or ``'test'``.
+        Returns:
+            False in the sanity-check validation of the kNN mode before the first training epoch (no bank to
+            classify against), True otherwise.
         """
         if self.hparams['mode'] == 'knn' and self.knn_bank is None:
             if self.trainer.sanity_checking:
-                return  # before the first training epoch: no bank to classify against
+                return False
             self._finish_bank()
-        y = batch['label']
-        y_hat = self._scores(batch)
-        metrics = self.val_metrics if stage == 'val' else self.test_metrics
-        metrics(y_hat, y)
-        self.log(
-            f'{stage}_loss', self._loss(y_hat, y), batch_size=y.shape[0], sync_dist=True
-        )
-
-    def validation_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        """Compute the validation loss and metrics.
-
-        Args:
-            batch: A collated batch with ``image``, ``label`` and ``graph``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the dataloader.
-        """
-        self._evaluate(batch, 'val')
+        return True
 
     def on_validation_epoch_end(self) -> None:
         """Log the validation metrics (nothing in a kNN sanity check, which has no bank yet)."""
@@ -553,18 +449,6 @@ class GeoLinkClassification(
             self.val_metrics.reset()
             return
         super().on_validation_epoch_end()
-
-    def test_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        """Compute the test loss and metrics.
-
-        Args:
-            batch: A collated batch with ``image``, ``label`` and ``graph``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the dataloader.
-        """
-        self._evaluate(batch, 'test')
 
     def predict_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
@@ -579,10 +463,7 @@ class GeoLinkClassification(
         Returns:
             Probabilities ``(B, num_outputs)``: softmax for multiclass, sigmoid for binary and multilabel.
         """
-        y_hat: Tensor = self(batch['image'], batch.get('graph'))
-        if self.hparams['task'] == 'multiclass':
-            return y_hat.softmax(dim=1)
-        return y_hat.sigmoid()
+        return self._probabilities(self(batch['image'], batch.get('graph')))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Save the kNN bank with the checkpoint (``mode='knn'``).

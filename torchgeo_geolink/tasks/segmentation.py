@@ -3,35 +3,30 @@
 
 """Semantic segmentation with a GeoLink encoder (image only or fused with OSM) and a UPerNet decoder."""
 
-import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, cast
 
 import kornia.augmentation as K
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from matplotlib.figure import Figure
 from torch import Tensor, nn
-from torch.optim import AdamW
 from torchgeo.tasks import BaseTask
 from torchgeo.tasks.mixins import ClassificationMixin
 from torchvision.models._api import WeightsEnum
 
 from ..models import GeoLinkFusionEncoder, GeoLinkSegmentationModel
-from ..models.weights import ARCHITECTURE_DEFAULTS, geolink_from_weights
+from ..models.weights import ARCHITECTURE_DEFAULTS
 from ..visualization import plot_graph, plot_image
-from .mixins import ProvenanceMixin, ResumableRandomnessMixin
-from .normalization import sync_normalization
-from .schedules import warmup_cosine_scheduler
-from .utils import param_groups
+from .downstream import DownstreamMixin
+from .mixins import ResumableRandomnessMixin
 
 __all__ = ('GeoLinkSegmentation',)
 
 
 class GeoLinkSegmentation(
-    ResumableRandomnessMixin, ProvenanceMixin, ClassificationMixin, BaseTask
+    ResumableRandomnessMixin, DownstreamMixin, ClassificationMixin, BaseTask
 ):
     """Semantic segmentation from GeoLink features, unimodal (image) or multimodal (image fused with OSM).
 
@@ -56,6 +51,8 @@ class GeoLinkSegmentation(
     """
 
     ignore = ('weights',)
+    _target_key = 'mask'
+    _train_loss_on_progress_bar = True
 
     def __init__(
         self,
@@ -131,32 +128,7 @@ class GeoLinkSegmentation(
     def configure_models(self) -> None:
         """Build the GeoLink encoder (from the weights when given), the fusion wrapper and the UPerNet."""
         hp = self.hparams
-        if self.weights is None and hp['architecture'] is not None:
-            # reloading a checkpoint: the recorded architecture, weights from the state dict
-            architecture = dict(hp['architecture'])
-        else:
-            architecture = {k: hp[k] for k in ('model', 'in_channels', 'img_size')}
-        geolink, provenance = geolink_from_weights(
-            self.weights, architecture, legacy=hp['legacy']
-        )
-        if self.weights is None and hp['architecture'] is not None:
-            provenance.source = 'lightning'
-            provenance.osm_trained = True
-        self.provenance = provenance
-        if hp['multimodal'] and self.weights is not None and not provenance.osm_trained:
-            warnings.warn(
-                f'{self.weights}: holds the image branch only; with multimodal=True the OSM branch and the '
-                'fusion block start at random (use multimodal=False for the image-only GeoLink)',
-                UserWarning,
-                stacklevel=2,
-            )
-        arch = provenance.architecture
-        hp['architecture'] = {k: arch[k] for k in ARCHITECTURE_DEFAULTS if k in arch}
-        hp['model'], hp['in_channels'] = arch['model'], arch['in_channels']
-        hp['img_size'] = geolink.img_size[0]
-        hp['legacy'] = geolink.legacy
-        if hp['mean'] is None and hp['std'] is None and provenance.mean is not None:
-            hp['mean'], hp['std'] = list(provenance.mean), list(provenance.std or [])
+        geolink = self._build_geolink('multimodal=True', 'multimodal=False')
         depth = len(cast(nn.Sequential, geolink.img_encoder.blocks))
         layers = hp['output_layers']
         if layers is None:
@@ -173,11 +145,7 @@ class GeoLinkSegmentation(
         self.model = GeoLinkSegmentationModel(
             encoder, num_classes=num_outputs, channels=hp['decoder_channels']
         )
-        if hp['freeze_backbone']:
-            self.model.encoder.requires_grad_(False)
-            self.model.encoder.eval()
-        else:  # the weights load in eval mode, and Lightning keeps the modes it finds at the start of fitting
-            self.model.train()
+        self._freeze(self.model)
 
     def uses_osm(self) -> bool:
         """Tell whether the model sees the OSM graphs.
@@ -195,56 +163,18 @@ class GeoLinkSegmentation(
         """
         return self.uses_osm() and not self.hparams['freeze_backbone']
 
-    def setup(self, stage: str) -> None:
-        """Agree with the datamodule on the normalization and check its tag encoder against the weights.
+    def _frozen_module(self) -> nn.Module | None:
+        """The encoder when ``freeze_backbone``: frozen and kept in eval mode.
 
-        Args:
-            stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.
-
-        Raises:
-            TagEncoderMismatchError: If the datamodule's tag encoder is not the one of the weights (multimodal
-                mode, unless ``allow_tag_encoder_mismatch``).
-        """
-        super().setup(stage)
-        sync_normalization(self)
-        self.check_provenance(stage)
-
-    def train(self, mode: bool = True) -> Self:
-        """Set the training mode, keeping a frozen encoder in eval mode.
-
-        Lightning switches the whole module between train and eval mode around every validation; a frozen
-        encoder (``freeze_backbone=True``) stays in eval mode throughout, so that its dropout (e.g. the fusion
-        block's) is off and it computes the same features in training as in evaluation.
-
-        Args:
-            mode: True for training mode, False for eval mode.
+        Its dropout (e.g. the fusion block's) is then off, and it computes the same features in training as in
+        evaluation.
 
         Returns:
-            The task.
+            The encoder, or None when it trains.
         """
-        super().train(mode)
-        if self.hparams.get('freeze_backbone') and hasattr(self, 'model'):
-            self.model.encoder.eval()
-        return self
-
-    def configure_optimizers(self) -> OptimizerLRScheduler:
-        """AdamW with linear warmup then cosine decay per step.
-
-        Returns:
-            The optimizer and its per-step scheduler.
-        """
-        hp = self.hparams
-        optimizer = AdamW(param_groups(self, hp['weight_decay']), lr=hp['lr'])
-        total = int(self.trainer.estimated_stepping_batches)
-        max_epochs = self.trainer.max_epochs or 1
-        warmup = round(hp['warmup_epochs'] * total / max(max_epochs, 1))
-        scheduler = warmup_cosine_scheduler(
-            optimizer, warmup, total, hp['min_lr_ratio']
-        )
-        return {
-            'optimizer': optimizer,
-            'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
-        }
+        if not self.hparams.get('freeze_backbone') or not hasattr(self, 'model'):
+            return None
+        return self.model.encoder
 
     def forward(self, images: Tensor, graphs: Any = None) -> Tensor:
         """Predict class scores.
@@ -272,41 +202,6 @@ class GeoLinkSegmentation(
         y_hat = self(batch['image'], batch.get('graph'))
         return y_hat.squeeze(1) if self.hparams['task'] == 'binary' else y_hat
 
-    def _loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
-        """Loss of a batch.
-
-        Args:
-            y_hat: Scores.
-            y: Targets.
-
-        Returns:
-            The loss.
-        """
-        if self.hparams['loss'] == 'bce':
-            y = y.float()
-        loss: Tensor = self.criterion(y_hat, y)
-        return loss
-
-    def training_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> Tensor:
-        """Compute the training loss and metrics.
-
-        Args:
-            batch: A collated batch with ``image``, ``mask`` and ``graph``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the dataloader.
-
-        Returns:
-            The loss.
-        """
-        y = batch['mask']
-        y_hat = self._scores(batch)
-        self.train_metrics(y_hat, y)
-        loss = self._loss(y_hat, y)
-        self.log('train_loss', loss, batch_size=y.shape[0], prog_bar=True)
-        return loss
-
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
@@ -317,12 +212,7 @@ class GeoLinkSegmentation(
             batch_idx: Index of the batch.
             dataloader_idx: Index of the dataloader.
         """
-        y = batch['mask']
-        y_hat = self._scores(batch)
-        self.val_metrics(y_hat, y)
-        self.log(
-            'val_loss', self._loss(y_hat, y), batch_size=y.shape[0], sync_dist=True
-        )
+        y_hat, _ = self._step(batch, 'val')
         if batch_idx < 10:
             self._log_figure(batch, y_hat, batch_idx)
 
@@ -415,23 +305,6 @@ class GeoLinkSegmentation(
             fig.suptitle(suptitle)
         return fig
 
-    def test_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        """Compute the test loss and metrics.
-
-        Args:
-            batch: A collated batch with ``image``, ``mask`` and ``graph``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the dataloader.
-        """
-        y = batch['mask']
-        y_hat = self._scores(batch)
-        self.test_metrics(y_hat, y)
-        self.log(
-            'test_loss', self._loss(y_hat, y), batch_size=y.shape[0], sync_dist=True
-        )
-
     def predict_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, Tensor | None]:
@@ -447,13 +320,8 @@ class GeoLinkSegmentation(
             ``transform`` of each window (None for non-georeferenced data), as TorchGeo's tasks.
         """
         y_hat = self(batch['image'], batch.get('graph'))
-        probabilities = (
-            y_hat.softmax(dim=1)
-            if self.hparams['task'] == 'multiclass'
-            else y_hat.sigmoid()
-        )
         return {
-            'probabilities': probabilities,
+            'probabilities': self._probabilities(y_hat),
             'bounds': batch.get('bounds'),
             'transform': batch.get('transform'),
         }
