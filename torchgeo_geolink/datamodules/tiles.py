@@ -167,6 +167,10 @@ class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
         """
         from litdata import StreamingDataLoader
 
+        # TorchGeo 0.10 private API, used here only: NonGeoDataModule's four public *_dataloader methods all
+        # call _dataloader_factory(split), so overriding it swaps the DataLoader class in one place instead of
+        # four; _valid_attribute picks the split's dataset/batch size with TorchGeo's own error messages.
+        # Recheck both when upgrading TorchGeo.
         dataset = self._valid_attribute(f'{split}_dataset', 'dataset')
         batch_size = self._valid_attribute(f'{split}_batch_size', 'batch_size')
         return StreamingDataLoader(
