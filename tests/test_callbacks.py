@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
-from tasks.conftest import BatchList
 from torch.utils.data import DataLoader
 
+from tests.tasks.batch_testing import BatchList
 from torchgeo_geolink.callbacks import KNNProbe
 from torchgeo_geolink.datamodules import GeoLinkDataModule
 from torchgeo_geolink.datasets import build_demo

@@ -13,11 +13,10 @@ from lightning.pytorch import Callback, LightningModule, Trainer, seed_everythin
 from torch.utils.data import DataLoader
 from torchgeo.main import main
 
+from tests.tasks.batch_testing import BatchList, make_batch
 from torchgeo_geolink.datamodules import dominant_class
 from torchgeo_geolink.datasets import build_demo
 from torchgeo_geolink.tasks import GeoLinkClassification, GeoLinkPretrain, weighted_knn
-
-from .conftest import BatchList, make_batch
 
 CONF = Path(__file__).resolve().parents[1] / 'conf'
 TINY: dict[str, Any] = {'model': 'vit_tiny_patch16_224', 'img_size': 32}

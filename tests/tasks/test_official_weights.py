@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import LightningDataModule, Trainer, seed_everything
 from torch.utils.data import DataLoader
 
+from tests.tasks.batch_testing import BatchList, make_batch
 from torchgeo_geolink.errors import TagEncoderMismatchError
 from torchgeo_geolink.models import (
     IMAGENET_MEAN,
@@ -20,8 +21,6 @@ from torchgeo_geolink.models import (
     save_official_checkpoint,
 )
 from torchgeo_geolink.tasks import GeoLinkPretrain, GeoLinkSegmentation
-
-from .conftest import BatchList, make_batch
 
 VIT = 'vit_tiny_patch16_224'
 SEG: dict[str, Any] = {

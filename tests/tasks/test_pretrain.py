@@ -11,10 +11,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader
 
+from tests.tasks.batch_testing import BatchList, make_batch
 from torchgeo_geolink.errors import CheckpointError
 from torchgeo_geolink.tasks import GeoLinkPretrain
-
-from .conftest import BatchList, make_batch
 
 TINY: dict[str, Any] = {
     'model': 'vit_tiny_patch16_224',

@@ -10,10 +10,9 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from torch.utils.data import DataLoader
 
+from tests.tasks.batch_testing import BatchList, make_batch
 from torchgeo_geolink.errors import CheckpointError
 from torchgeo_geolink.tasks import GeoLinkPretrain, GeoLinkSegmentation
-
-from .conftest import BatchList, make_batch
 
 SEG: dict[str, Any] = {
     'model': 'vit_tiny_patch16_224',

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Fixtures of the task tests: small synthetic GeoLink batches."""
+"""Test helpers of the task tests: small synthetic GeoLink batches."""
 
 from typing import Any
 
