@@ -177,7 +177,7 @@ def label_data(data_root: Path, seed: int, **kwargs: Any) -> GeoLinkDataModule:
             'val_fraction',
             'test_fraction',
             'min_features',
-            'tag_keys',
+            'demo_regions',
         }
     }
     args.update(root=str(data_root), demo_labels=True, seed=seed, length=EVAL_WINDOWS)

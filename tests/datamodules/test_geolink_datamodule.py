@@ -124,6 +124,24 @@ def test_region_rois() -> None:
         region_rois(footprint, 0.6, 0.4)
 
 
+def test_region_rois_split_every_disjoint_part() -> None:
+    # two cities far apart: each gives its own southern validation and northern test strip
+    south, north = shapely.box(0, 0, 10, 100), shapely.box(50, 1000, 70, 1050)
+    train, val, test = region_rois(shapely.union_all([south, north]), 0.2, 0.1)
+    assert val is not None and test is not None
+    assert val.equals(
+        shapely.union_all([shapely.box(0, 0, 10, 20), shapely.box(50, 1000, 70, 1010)])
+    )
+    assert test.equals(
+        shapely.union_all(
+            [shapely.box(0, 90, 10, 100), shapely.box(50, 1045, 70, 1050)]
+        )
+    )
+    assert train.area == pytest.approx(10 * 70 + 20 * 35)
+    assert shapely.intersection(train, val).area == 0
+    assert shapely.intersection(train, test).area == 0
+
+
 def test_merge_keep_first() -> None:
     a = {'bounds': torch.zeros(9), 'image': torch.zeros(1)}
     b = {'bounds': torch.ones(9), 'mask': torch.ones(1)}

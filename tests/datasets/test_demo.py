@@ -18,6 +18,7 @@ from torchgeo_geolink.datasets import (
     DEMO_CLASSES,
     DEMO_CRS,
     DEMO_OSM_PATH,
+    DEMO_REGIONS,
     DemoImage,
     DemoLabels,
     DemoPaths,
@@ -82,6 +83,28 @@ def test_demo_is_deterministic_and_idempotent(demo: DemoPaths, tmp_path: Path) -
     build_demo(tmp_path, seed=1)
     assert sha256(again.image) != sha256(demo.image)
     assert sha256(again.labels) == sha256(demo.labels)
+
+
+def test_second_region_and_unknown_region(tmp_path: Path) -> None:
+    kouvola = build_demo(tmp_path, region='kouvola')
+    assert kouvola.osm == DEMO_REGIONS['kouvola'] != DEMO_OSM_PATH
+    assert kouvola.image.name == 'kouvola_demo_image.tif'
+    stamp = json.loads((tmp_path / 'kouvola_demo.json').read_text())
+    assert stamp['osm_sha256'] == sha256(DEMO_REGIONS['kouvola'])
+    osm = OSMDataset(kouvola.osm, crs=DEMO_CRS, graph_mode='exact')
+    with rasterio.open(kouvola.image) as img:
+        xmin, ymin, xmax, ymax = osm.index.total_bounds
+        assert xmin <= img.bounds.left < xmin + 1 and ymax - 1 < img.bounds.top <= ymax
+        assert (
+            xmax - 1 < img.bounds.right <= xmax and ymin <= img.bounds.bottom < ymin + 1
+        )
+    # both regions' rasters make one dataset with two disjoint parts
+    helsinki = build_demo(tmp_path)
+    image = DemoImage([str(helsinki.image), str(kouvola.image)])
+    parts = shapely.get_parts(image.index.geometry.union_all())
+    assert len(parts) == 2
+    with pytest.raises(ValueError, match="unknown region 'tampere'"):
+        build_demo(tmp_path, region='tampere')
 
 
 def test_labels_follow_osm_land_use(demo: DemoPaths, osm: OSMDataset) -> None:

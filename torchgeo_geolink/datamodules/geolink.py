@@ -73,14 +73,15 @@ def region_rois(
 ) -> tuple[shapely.Geometry, shapely.Geometry | None, shapely.Geometry | None]:
     """Split a footprint into train, validation and test regions by horizontal strips (no spatial overlap).
 
-    The validation region is the southern ``val_fraction`` of the footprint's height, the test region the northern
-    ``test_fraction``; training gets the rest. The regions only share their boundary lines, and the samplers keep
-    every window inside its region, so no validation or test window overlaps a training window.
+    Every disjoint part of the footprint (e.g. two cities) is split on its own: its validation region is its
+    southern ``val_fraction`` of its height, its test region its northern ``test_fraction``, and training gets
+    the rest, so that every area contributes to every split. The regions only share their boundary lines, and
+    the samplers keep every window inside its region, so no validation or test window overlaps a training window.
 
     Args:
         footprint: the dataset's footprint.
-        val_fraction: share of the height given to validation (0 for none).
-        test_fraction: share of the height given to testing (0 for none).
+        val_fraction: share of each part's height given to validation (0 for none).
+        test_fraction: share of each part's height given to testing (0 for none).
 
     Returns:
         The train, validation and test regions (None where the fraction is 0).
@@ -91,22 +92,20 @@ def region_rois(
     .. versionadded:: 0.1
     """
     check_split_fractions(val_fraction, test_fraction)
-    xmin, ymin, xmax, ymax = footprint.bounds
-    height = ymax - ymin
-    y_val = ymin + val_fraction * height
-    y_test = ymax - test_fraction * height
-    train = shapely.intersection(footprint, shapely.box(xmin, y_val, xmax, y_test))
-    val = (
-        shapely.intersection(footprint, shapely.box(xmin, ymin, xmax, y_val))
-        if val_fraction > 0
-        else None
+    train, val, test = [], [], []
+    for part in shapely.get_parts(footprint):
+        xmin, ymin, xmax, ymax = part.bounds
+        height = ymax - ymin
+        y_val = ymin + val_fraction * height
+        y_test = ymax - test_fraction * height
+        train.append(shapely.intersection(part, shapely.box(xmin, y_val, xmax, y_test)))
+        val.append(shapely.intersection(part, shapely.box(xmin, ymin, xmax, y_val)))
+        test.append(shapely.intersection(part, shapely.box(xmin, y_test, xmax, ymax)))
+    return (
+        shapely.union_all(train),
+        shapely.union_all(val) if val_fraction > 0 else None,
+        shapely.union_all(test) if test_fraction > 0 else None,
     )
-    test = (
-        shapely.intersection(footprint, shapely.box(xmin, y_test, xmax, ymax))
-        if test_fraction > 0
-        else None
-    )
-    return train, val, test
 
 
 def dominant_class(mask: Tensor, ignore_index: int | None = None) -> Tensor:
@@ -183,6 +182,7 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         label_paths: str | Sequence[str] | None = None,
         root: str = 'data/geolink_demo',
         demo_labels: bool = False,
+        demo_regions: Sequence[str] = ('helsinki',),
         res: float | None = None,
         batch_size: int = 32,
         patch_size: int = 64,
@@ -217,11 +217,14 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         Args:
             image_paths: raster files (or directories) of the imagery; None uses the embedded demo.
             osm_paths: OSM vector files (GeoJSON, GeoPackage, Shapefile, GeoParquet, ``.osm.pbf``); None with the
-                demo uses the shipped Helsinki extract. Required when *image_paths* is given.
+                demo uses the shipped extracts of its regions. Required when *image_paths* is given.
             label_paths: optional label rasters (class values), returned as ``mask``.
             root: folder where the demo is built (only used when *image_paths* is None).
             demo_labels: with the demo, also load its land-use labels
                 (:data:`~torchgeo_geolink.datasets.DEMO_CLASSES`) as ``mask``.
+            demo_regions: the demo regions to render and join (keys of
+                :data:`~torchgeo_geolink.datasets.DEMO_REGIONS`); each is split into train, validation and test
+                strips on its own (see :func:`region_rois`).
             res: resolution to read the imagery at, in CRS units (default: the first raster's own).
             batch_size: windows per batch.
             patch_size: window side in pixels (at *res*).
@@ -289,6 +292,7 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         self.label_paths = label_paths
         self.root = root
         self.demo_labels = demo_labels
+        self.demo_regions = tuple(demo_regions)
         self.res = res
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
@@ -333,7 +337,8 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
     def prepare_data(self) -> None:
         """Build the embedded demo once (on one process) when it is used."""
         if self.is_demo:
-            build_demo(self.root)
+            for region in self.demo_regions:
+                build_demo(self.root, region=region)
 
     def _build_dataset(self) -> GeoDataset:
         """Create ``image (& labels) & osm``.
@@ -343,13 +348,13 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         """
         label: RasterDataset | None = None
         if self.is_demo:
-            paths = build_demo(self.root)
-            image: RasterDataset = DemoImage(paths.image, res=self.res)
+            demo = [build_demo(self.root, region=r) for r in self.demo_regions]
+            image: RasterDataset = DemoImage([str(p.image) for p in demo], res=self.res)
             osm_paths: str | Sequence[str] = (
-                str(paths.osm) if self.osm_paths is None else self.osm_paths
+                [str(p.osm) for p in demo] if self.osm_paths is None else self.osm_paths
             )
             if self.demo_labels:
-                label = DemoLabels(paths.labels, res=image.res)
+                label = DemoLabels([str(p.labels) for p in demo], res=image.res)
         else:
             assert self.image_paths is not None and self.osm_paths is not None
             image = _ImageRaster(_as_paths(self.image_paths), res=self.res)

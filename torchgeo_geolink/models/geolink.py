@@ -5,7 +5,7 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import timm
 import torch
@@ -15,7 +15,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 from torch_geometric.data import Batch, HeteroData
 from torch_geometric.nn import LayerNorm, Set2Set
-from torch_geometric.utils import to_dense_batch
+from torch_geometric.utils import scatter, to_dense_batch
 
 from ..osm.constants import NODE_TYPES
 from .graph_inputs import OSMInputs, osm_inputs
@@ -168,6 +168,7 @@ class GeoLink(nn.Module):
         gather_distributed: bool = False,
         legacy: bool = False,
         osm_node_positions: bool = False,
+        contrastive_readout: Literal['global', 'grid'] = 'global',
     ) -> None:
         """Initialize a new GeoLink model.
 
@@ -204,9 +205,19 @@ class GeoLink(nn.Module):
                 embedding before the OSM encoder, so that the graph embedding sees where objects lie in the window.
                 Not in the reference (its graph readout ignores positions); adds the ``osm_pos_embed`` parameters,
                 so it is off for the official checkpoints.
+            contrastive_readout: What the image-OSM contrast compares. ``'global'`` (the paper's): the mean
+                visible patch token against the Set2Set region readout of the graph. ``'grid'`` (not in the
+                paper): both modalities laid out on the patch grid, in spatial order, and projected as a whole:
+                every patch token of the whole (unmasked) image in its cell, against the sum of the embeddings of
+                the OSM nodes whose position falls in each cell. A global pooling has to learn where things lie
+                from the data; the grid readout compares the same place in both modalities by construction,
+                which lets a small model trained on a small area link them in a way that carries to a new area.
+                Adds the ``img_grid_prj`` and ``osm_grid_prj`` parameters (the Set2Set readout then only serves
+                :meth:`osm_embedding` without projection) and one unmasked ViT pass per step.
 
         Raises:
-            ValueError: If *img_encoder* is not a ViT or *loss_weights* does not hold three numbers.
+            ValueError: If *img_encoder* is not a ViT, *loss_weights* does not hold three numbers or
+                *contrastive_readout* is unknown.
         """
         super().__init__()
         if isinstance(img_encoder, str):
@@ -225,6 +236,10 @@ class GeoLink(nn.Module):
         if len(loss_weights) != 3:
             raise ValueError(
                 f'loss_weights must be (w_rec, w_cont, w_node), got {loss_weights!r}'
+            )
+        if contrastive_readout not in ('global', 'grid'):
+            raise ValueError(
+                f"contrastive_readout must be 'global' or 'grid', got {contrastive_readout!r}"
             )
         self.img_encoder = img_encoder
         patch_embed = cast(PatchEmbed, img_encoder.patch_embed)
@@ -336,6 +351,22 @@ class GeoLink(nn.Module):
         #: Projection of the node position encodings added to the OSM encoder's input (``osm_node_positions``).
         self.osm_pos_embed = (
             nn.Linear(_NODE_POS_DIM, osm_in_chans) if osm_node_positions else None
+        )
+        self.contrastive_readout = contrastive_readout
+        cells = self.grid_size[0] * self.grid_size[1]
+        grid_readout = contrastive_readout == 'grid'
+        #: Projections of the patch-grid layouts of both modalities (``contrastive_readout='grid'``).
+        self.img_grid_prj = (
+            nn.Linear(cells * embed_dim, consistency_embed_dim)
+            if grid_readout
+            else None
+        )
+        self.osm_grid_prj = (
+            nn.Linear(
+                cells * len(NODE_TYPES) * osm_out_embed_dim, consistency_embed_dim
+            )
+            if grid_readout
+            else None
         )
         self._init_weights()
 
@@ -662,6 +693,45 @@ class GeoLink(nn.Module):
         """
         return self.img_norm(self.run_blocks(self.embed_patches(images)))[:, 1:]
 
+    def grid_image_embedding(self, tokens: Tensor) -> Tensor:
+        """Project patch tokens laid out on the patch grid (``contrastive_readout='grid'``).
+
+        Args:
+            tokens: Every patch token in spatial order ``(B, L, embed_dim)``, as :meth:`patch_tokens` gives them.
+
+        Returns:
+            The L2-normalized contrastive image embedding ``(B, consistency_embed_dim)``.
+        """
+        assert self.img_grid_prj is not None
+        return F.normalize(self.img_grid_prj(tokens.flatten(1)).float(), dim=-1)
+
+    def grid_osm_embedding(self, h: dict[str, Tensor], inputs: OSMInputs) -> Tensor:
+        """Project the OSM node embeddings laid out on the patch grid (``contrastive_readout='grid'``).
+
+        Each node's embedding is added to the patch cell that holds the mean of its position points; the cells
+        of the node types are concatenated, in the order of the image's patch tokens.
+
+        Args:
+            h: Node embeddings per type (from :meth:`encode_osm`).
+            inputs: The batch's graph tensors.
+
+        Returns:
+            The L2-normalized contrastive OSM embedding ``(B, consistency_embed_dim)``.
+        """
+        assert self.osm_grid_prj is not None
+        rows, cols = self.grid_size
+        b = inputs.num_graphs
+        layers = []
+        for t in NODE_TYPES:
+            xy = inputs.pos[t].float().mean(dim=1)
+            col = (xy[:, 0] * cols).floor().clamp(0, cols - 1).long()
+            row = (xy[:, 1] * rows).floor().clamp(0, rows - 1).long()
+            cell = (inputs.batch[t] * rows + row) * cols + col
+            grid = scatter(h[t], cell, dim=0, dim_size=b * rows * cols, reduce='sum')
+            layers.append(grid.view(b, rows * cols, -1))
+        layout = torch.cat(layers, dim=-1).flatten(1)
+        return F.normalize(self.osm_grid_prj(layout).float(), dim=-1)
+
     def image_embedding(self, images: Tensor, project: bool = False) -> Tensor:
         """Pool whole images into one embedding each: the mean of :meth:`patch_tokens`.
 
@@ -673,9 +743,12 @@ class GeoLink(nn.Module):
         Returns:
             ``(B, embed_dim)``, or ``(B, consistency_embed_dim)`` with *project*.
         """
-        pooled = self.patch_tokens(images).mean(dim=1)
+        tokens = self.patch_tokens(images)
+        pooled = tokens.mean(dim=1)
         if not project:
             return pooled
+        if self.contrastive_readout == 'grid':
+            return self.grid_image_embedding(tokens)
         return F.normalize(self.img_consistency_prj(pooled).float(), dim=-1)
 
     def osm_embedding(
@@ -697,6 +770,8 @@ class GeoLink(nn.Module):
         region = self.graph_embedding(h, inputs, self.node_counts(inputs) > 0)
         if not project:
             return region
+        if self.contrastive_readout == 'grid':
+            return self.grid_osm_embedding(h, inputs)
         return F.normalize(self.osm_graph_consistency_prj(region).float(), dim=-1)
 
     def fuse(
@@ -787,7 +862,12 @@ class GeoLink(nn.Module):
         b = images.shape[0]
         tokens = self.patch_tokens(images)
         pooled = tokens.mean(dim=1)
-        image_proj = F.normalize(self.img_consistency_prj(pooled).float(), dim=-1)
+        grid_readout = self.contrastive_readout == 'grid'
+        image_proj = (
+            self.grid_image_embedding(tokens)
+            if grid_readout
+            else F.normalize(self.img_consistency_prj(pooled).float(), dim=-1)
+        )
         encoded = None
         if graphs is None:
             region = pooled.new_zeros(b, self.graph_aggr_embed_dim)
@@ -798,7 +878,12 @@ class GeoLink(nn.Module):
             counts = self.node_counts(inputs)
             region = self.graph_embedding(encoded[1], inputs, counts > 0)
             has_osm = (counts > 0).any(dim=1)
-        osm_proj = F.normalize(self.osm_graph_consistency_prj(region).float(), dim=-1)
+        if grid_readout and encoded is not None:
+            osm_proj = self.grid_osm_embedding(encoded[1], encoded[0])
+        else:
+            osm_proj = F.normalize(
+                self.osm_graph_consistency_prj(region).float(), dim=-1
+            )
         fused = self.fuse(tokens, graphs, encoded=encoded)[0].mean(dim=1)
         return GeoLinkEmbeddings(
             patch_tokens=tokens,
@@ -837,8 +922,13 @@ class GeoLink(nn.Module):
         loss_rec = masked_patch_loss(
             pred_img, images, mask, self.patch_size, self.norm_pix_loss
         )
-        img_embedding = F.normalize(
-            self.img_consistency_prj(latent[:, 1:].mean(dim=1)).float(), dim=-1
+        grid_readout = self.contrastive_readout == 'grid'
+        img_embedding = (
+            self.grid_image_embedding(self.patch_tokens(images))
+            if grid_readout
+            else F.normalize(
+                self.img_consistency_prj(latent[:, 1:].mean(dim=1)).float(), dim=-1
+            )
         )
 
         if graphs is None:
@@ -877,10 +967,13 @@ class GeoLink(nn.Module):
         h = self.encode_osm(x_masked, inputs)
 
         # graph-level contrast
-        graph_emb = self.graph_embedding(h, inputs, present)
-        osm_embedding = F.normalize(
-            self.osm_graph_consistency_prj(graph_emb).float(), dim=-1
-        )
+        if grid_readout:
+            osm_embedding = self.grid_osm_embedding(h, inputs)
+        else:
+            graph_emb = self.graph_embedding(h, inputs, present)
+            osm_embedding = F.normalize(
+                self.osm_graph_consistency_prj(graph_emb).float(), dim=-1
+            )
         loss_cont = info_nce_loss(
             img_embedding,
             osm_embedding,

@@ -83,6 +83,7 @@ _GEOLINK_ARGUMENTS = {
     'osm_in_channels': 'osm_in_chans',
     'osm_hidden_channels': 'osm_out_embed_dim',
     'osm_node_positions': 'osm_node_positions',
+    'contrastive_readout': 'contrastive_readout',
     'decoder_embed_dim': 'img_decoder_embed_dim',
     'decoder_depth': 'img_decoder_depth',
     'decoder_num_heads': 'img_decoder_num_heads',

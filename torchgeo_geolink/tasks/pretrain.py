@@ -4,7 +4,7 @@
 """GeoLink pretraining task: MAE reconstruction, image-OSM contrast and masked OSM node reconstruction."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import kornia.augmentation as K
 import matplotlib.pyplot as plt
@@ -71,6 +71,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
         osm_num_layers: int = _ARCH['osm_num_layers'],
         osm_edge_features: bool = _ARCH['osm_edge_features'],
         osm_node_positions: bool = _ARCH['osm_node_positions'],
+        contrastive_readout: Literal['global', 'grid'] = _ARCH['contrastive_readout'],
         decoder_embed_dim: int = _ARCH['decoder_embed_dim'],
         decoder_depth: int = _ARCH['decoder_depth'],
         decoder_num_heads: int = _ARCH['decoder_num_heads'],
@@ -111,6 +112,9 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
             osm_node_positions: Add a learnt encoding of each node's position in the window to its tag embedding
                 before the OSM encoder, so the contrastive graph embedding sees the layout (not in the paper; off
                 for the official checkpoints).
+            contrastive_readout: What the image-OSM contrast compares: ``'global'`` (the paper's: the mean patch
+                token against the Set2Set graph readout) or ``'grid'`` (both modalities on the patch grid, in
+                spatial order; not in the paper, see :class:`~torchgeo_geolink.models.GeoLink`).
             decoder_embed_dim: Width of the MAE decoder (512 in the paper).
             decoder_depth: Transformer blocks of the MAE decoder (2 in the paper).
             decoder_num_heads: Attention heads of the MAE decoder (16 in the paper).
