@@ -6,9 +6,11 @@
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import lightning
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 import torch
@@ -24,6 +26,7 @@ from torchgeo_geolink.datamodules import (
     region_rois,
 )
 from torchgeo_geolink.datasets import DEMO_CLASSES, DEMO_WITHHELD_KEYS, OSMDataset
+from torchgeo_geolink.samplers import find_osm_dataset
 from torchgeo_geolink.transforms import GeoLinkAugmentation
 
 PATCH = 32
@@ -158,6 +161,33 @@ def test_drop_osm_keys(city: dict[str, Path]) -> None:
     assert batch['graph']['point'].num_nodes == 0
     assert batch['graph']['polygon'].num_nodes > 0
     assert 'mask' not in batch
+
+
+def test_reads_only_the_osm_the_imagery_covers_and_caches_it(
+    city: dict[str, Path], tmp_path: Path
+) -> None:
+    # move half of the city out of the raster: those features are never read
+    frame = gpd.read_file(city['osm'])
+    outside = frame.copy()
+    outside['geometry'] = outside.geometry.translate(xoff=5_000)
+    wider = tmp_path / 'wider.gpkg'
+    pd.concat([frame, outside], ignore_index=True).pipe(gpd.GeoDataFrame).to_file(
+        wider, driver='GPKG'
+    )
+    cache = tmp_path / 'osm_cache'
+    dm = make_dm({**city, 'osm': wider}, osm_cache_dir=str(cache))
+    dm.setup('validate')
+    osm = find_osm_dataset(dm.dataset)
+    assert osm.cache_dir == str(cache) and any(cache.iterdir())
+    assert len(osm.geometries) == len(
+        OSMDataset(str(city['osm']), crs=CRS_UTM35).geometries
+    )
+    # the same windows as without the far-away copy
+    plain = make_dm(city)
+    plain.setup('validate')
+    a, b = next(iter(dm.val_dataloader())), next(iter(plain.val_dataloader()))
+    for t in ('polygon', 'line', 'point'):
+        assert torch.equal(a['graph'][t].pos, b['graph'][t].pos)
 
 
 def test_two_workers_give_the_same_batches(city: dict[str, Path]) -> None:

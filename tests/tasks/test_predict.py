@@ -286,6 +286,7 @@ def test_shipped_embed_config_matches_pretraining(
     assert embed['model']['class_path'] == pretrain['model']['class_path']
     keys = (
         'root',
+        'demo_regions',
         'res',
         'patch_size',
         'mean',

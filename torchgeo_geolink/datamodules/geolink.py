@@ -200,6 +200,7 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         tag_encoder_model: str | None = None,
         tag_dim: int = 512,
         tag_cache_dir: str | None = None,
+        osm_cache_dir: str | None = None,
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         augment: bool = True,
@@ -244,6 +245,9 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
             tag_encoder_model: model name or folder of the text encoder (``clip``/``sentence-transformers``).
             tag_dim: embedding width of the ``hashing`` encoder.
             tag_cache_dir: folder of an on-disk tag-embedding cache.
+            osm_cache_dir: folder of the on-disk cache of the prepared OSM store, shared by DataLoader workers and
+                DDP ranks and reused across runs (see :class:`~torchgeo_geolink.datasets.OSMDataset`); None for
+                no cache.
             mean: per-channel mean subtracted from the images; None (with *std* None) uses 0, or the statistics
                 recorded with the task's pretrained weights when it has them.
             std: per-channel divisor of the images; None uses 255 (8-bit imagery to ``[0, 1]``) or the weights'.
@@ -300,6 +304,7 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         self.min_features = min_features
         self.empty_fraction = empty_fraction
         self.drop_osm_keys = tuple(drop_osm_keys)
+        self.osm_cache_dir = osm_cache_dir
         self.osm_tag_keys = None if osm_tag_keys is None else tuple(osm_tag_keys)
         self.graph_mode = graph_mode
         self.tag_encoder = tag_encoder
@@ -367,6 +372,8 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
             self.tag_encoder, self.tag_encoder_model, self.tag_dim, self.tag_cache_dir
         )
         self.tag_encoder_identity = encoder.identity
+        # only the OSM the imagery covers is read: features outside it never meet a window
+        footprint = image.index.geometry.union_all()
         osm = OSMDataset(
             _as_paths(osm_paths),
             crs=CRS.from_user_input(image.crs),
@@ -375,6 +382,8 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
             graph_mode=self.graph_mode,
             drop_keys=self.drop_osm_keys,
             tag_keys=self.osm_tag_keys,
+            roi=footprint,
+            cache_dir=self.osm_cache_dir,
         )
         left: GeoDataset = image
         if label is not None:
