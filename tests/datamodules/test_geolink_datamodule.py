@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from pyproj import CRS
 from torch import Tensor, nn
 from torch_geometric.data import Batch
+from torchgeo.datasets import GeoDataset
 
 from torchgeo_geolink.datamodules import (
     GeoLinkDataModule,
@@ -177,6 +178,7 @@ def test_reads_only_the_osm_the_imagery_covers_and_caches_it(
     cache = tmp_path / 'osm_cache'
     dm = make_dm({**city, 'osm': wider}, osm_cache_dir=str(cache))
     dm.setup('validate')
+    assert isinstance(dm.dataset, GeoDataset)
     osm = find_osm_dataset(dm.dataset)
     assert osm.cache_dir == str(cache) and any(cache.iterdir())
     assert len(osm.geometries) == len(
