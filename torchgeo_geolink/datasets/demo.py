@@ -6,8 +6,8 @@
 The demo lets ``torchgeo fit --config geolink_pretrain.yaml`` run with no data of the user's. Its OSM side is real
 (the shipped extracts of central Helsinki and of a part of Kouvola, (c) OpenStreetMap contributors, ODbL); its
 imagery is **not** a real image: it is painted deterministically from those same OSM features (land use,
-buildings, roads, railways, water) with seeded texture and noise, in a projected CRS. It is good for checking that a pipeline learns image <-> OSM
-correspondence; it says nothing about performance on real imagery.
+buildings, roads, railways, water) with seeded texture and noise, in a projected CRS. It is good for checking
+that a pipeline learns image <-> OSM correspondence; it says nothing about performance on real imagery.
 """
 
 import hashlib

@@ -732,6 +732,44 @@ class GeoLink(nn.Module):
         layout = torch.cat(layers, dim=-1).flatten(1)
         return F.normalize(self.osm_grid_prj(layout).float(), dim=-1)
 
+    def _project_image(self, tokens: Tensor) -> Tensor:
+        """The contrastive image embedding of patch tokens, by :attr:`contrastive_readout`.
+
+        Args:
+            tokens: ``(B, L, embed_dim)``: every patch token in spatial order for the grid readout; any set of
+                patch tokens (e.g. the visible ones) for the global readout, which pools them.
+
+        Returns:
+            The L2-normalized embedding ``(B, consistency_embed_dim)``.
+        """
+        if self.contrastive_readout == 'grid':
+            return self.grid_image_embedding(tokens)
+        return F.normalize(self.img_consistency_prj(tokens.mean(dim=1)).float(), dim=-1)
+
+    def _project_osm(
+        self,
+        h: dict[str, Tensor],
+        inputs: OSMInputs,
+        present: Tensor,
+        region: Tensor | None = None,
+    ) -> Tensor:
+        """The contrastive OSM embedding of encoded nodes, by :attr:`contrastive_readout`.
+
+        Args:
+            h: Node embeddings per type (from :meth:`encode_osm`).
+            inputs: The batch's graph tensors.
+            present: ``(B, 3)`` bool, True where a graph has nodes of a type.
+            region: The region readout (:meth:`graph_embedding`) when already computed (global readout).
+
+        Returns:
+            The L2-normalized embedding ``(B, consistency_embed_dim)``.
+        """
+        if self.contrastive_readout == 'grid':
+            return self.grid_osm_embedding(h, inputs)
+        if region is None:
+            region = self.graph_embedding(h, inputs, present)
+        return F.normalize(self.osm_graph_consistency_prj(region).float(), dim=-1)
+
     def image_embedding(self, images: Tensor, project: bool = False) -> Tensor:
         """Pool whole images into one embedding each: the mean of :meth:`patch_tokens`.
 
@@ -744,12 +782,9 @@ class GeoLink(nn.Module):
             ``(B, embed_dim)``, or ``(B, consistency_embed_dim)`` with *project*.
         """
         tokens = self.patch_tokens(images)
-        pooled = tokens.mean(dim=1)
         if not project:
-            return pooled
-        if self.contrastive_readout == 'grid':
-            return self.grid_image_embedding(tokens)
-        return F.normalize(self.img_consistency_prj(pooled).float(), dim=-1)
+            return tokens.mean(dim=1)
+        return self._project_image(tokens)
 
     def osm_embedding(
         self, graphs: HeteroData | Batch, num_graphs: int, project: bool = False
@@ -767,12 +802,10 @@ class GeoLink(nn.Module):
         """
         inputs = self.osm_inputs(graphs, num_graphs)
         h = self.encode_osm(inputs.x, inputs)
-        region = self.graph_embedding(h, inputs, self.node_counts(inputs) > 0)
+        present = self.node_counts(inputs) > 0
         if not project:
-            return region
-        if self.contrastive_readout == 'grid':
-            return self.grid_osm_embedding(h, inputs)
-        return F.normalize(self.osm_graph_consistency_prj(region).float(), dim=-1)
+            return self.graph_embedding(h, inputs, present)
+        return self._project_osm(h, inputs, present)
 
     def fuse(
         self,
@@ -862,12 +895,7 @@ class GeoLink(nn.Module):
         b = images.shape[0]
         tokens = self.patch_tokens(images)
         pooled = tokens.mean(dim=1)
-        grid_readout = self.contrastive_readout == 'grid'
-        image_proj = (
-            self.grid_image_embedding(tokens)
-            if grid_readout
-            else F.normalize(self.img_consistency_prj(pooled).float(), dim=-1)
-        )
+        image_proj = self._project_image(tokens)
         encoded = None
         if graphs is None:
             region = pooled.new_zeros(b, self.graph_aggr_embed_dim)
@@ -878,12 +906,12 @@ class GeoLink(nn.Module):
             counts = self.node_counts(inputs)
             region = self.graph_embedding(encoded[1], inputs, counts > 0)
             has_osm = (counts > 0).any(dim=1)
-        if grid_readout and encoded is not None:
-            osm_proj = self.grid_osm_embedding(encoded[1], encoded[0])
-        else:
+        if encoded is None:
             osm_proj = F.normalize(
                 self.osm_graph_consistency_prj(region).float(), dim=-1
             )
+        else:
+            osm_proj = self._project_osm(encoded[1], encoded[0], counts > 0, region)
         fused = self.fuse(tokens, graphs, encoded=encoded)[0].mean(dim=1)
         return GeoLinkEmbeddings(
             patch_tokens=tokens,
@@ -922,13 +950,11 @@ class GeoLink(nn.Module):
         loss_rec = masked_patch_loss(
             pred_img, images, mask, self.patch_size, self.norm_pix_loss
         )
-        grid_readout = self.contrastive_readout == 'grid'
-        img_embedding = (
-            self.grid_image_embedding(self.patch_tokens(images))
-            if grid_readout
-            else F.normalize(
-                self.img_consistency_prj(latent[:, 1:].mean(dim=1)).float(), dim=-1
-            )
+        # the grid readout needs every patch in its cell, the masked encoder only gives the visible ones
+        img_embedding = self._project_image(
+            self.patch_tokens(images)
+            if self.contrastive_readout == 'grid'
+            else latent[:, 1:]
         )
 
         if graphs is None:
@@ -967,13 +993,7 @@ class GeoLink(nn.Module):
         h = self.encode_osm(x_masked, inputs)
 
         # graph-level contrast
-        if grid_readout:
-            osm_embedding = self.grid_osm_embedding(h, inputs)
-        else:
-            graph_emb = self.graph_embedding(h, inputs, present)
-            osm_embedding = F.normalize(
-                self.osm_graph_consistency_prj(graph_emb).float(), dim=-1
-            )
+        osm_embedding = self._project_osm(h, inputs, present)
         loss_cont = info_nce_loss(
             img_embedding,
             osm_embedding,
