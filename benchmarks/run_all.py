@@ -252,7 +252,7 @@ def report(runs: list[Run], quick: bool) -> str:
     if gpu is None:
         lines += [
             'No GPU was available when this report was written, so it has no GPU figures (ViT-L/16 bf16 pretraining',
-            'samples/s and model FLOPs utilisation). Run `make bench` on a GPU machine to add them: the training-step',
+            'samples/s and model FLOPs utilization). Run `make bench` on a GPU machine to add them: the training-step',
             'benchmark measures on CUDA when a device is present.',
             '',
         ]

@@ -55,7 +55,7 @@ SCENE = [
     (Point(155, 155), 'shop:bakery'),  # within the residential area
     (Point(175, 20), 'amenity:post_box'),
 ]
-COLOURS = {
+COLORS = {
     'leisure': (166, 219, 160),
     'building': (190, 174, 212),
     'landuse': (253, 218, 172),
@@ -79,12 +79,12 @@ def scene_image(frame: gpd.GeoDataFrame, size: int = 256) -> torch.Tensor:
         if geometry.geom_type == 'Point':
             continue
         shape = geometry if geometry.geom_type == 'Polygon' else geometry.buffer(2.5)
-        colour = COLOURS.get(key, (120, 120, 120))
+        color = COLORS.get(key, (120, 120, 120))
         mask = rasterize([shape], out_shape=(size, size), transform=transform).astype(
             bool
         )
         for c in range(3):
-            image[c][mask] = colour[c]
+            image[c][mask] = color[c]
     return torch.from_numpy(image)
 
 

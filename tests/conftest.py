@@ -143,6 +143,22 @@ def official_graph(counts: dict[str, int], seed: int) -> HeteroData:
     return graph
 
 
+def save_tile(
+    root: Path,
+    name: str,
+    image: np.ndarray,
+    graph: HeteroData,
+    label: np.ndarray | None = None,
+) -> None:
+    """Save one tile in GeoLink's tile format: ``img/<name>.png``, ``label/<name>.png`` and ``graph/<name>.pt``."""
+    for d in ('img', 'label', 'graph'):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(root / 'img' / f'{name}.png')
+    if label is not None:
+        Image.fromarray(label).save(root / 'label' / f'{name}.png')
+    torch.save(graph, root / 'graph' / f'{name}.pt')
+
+
 def write_tiles(
     root: Path,
     names: list[str],
@@ -157,20 +173,17 @@ def write_tiles(
     """
     graphs = {}
     rng = np.random.default_rng(0)
-    for d in ('img', 'label', 'graph'):
-        (root / d).mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
         pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / 'img' / f'{name}.png')
+        raw = None
         if labels:
             raw = np.array(label_values, dtype=np.uint8)[
                 rng.integers(0, len(label_values), (size, size))
             ]
-            Image.fromarray(raw).save(root / 'label' / f'{name}.png')
         graphs[name] = official_graph(
             {'polygon': 2 + i, 'line': 1, 'point': i % 2}, seed=i
         )
-        torch.save(graphs[name], root / 'graph' / f'{name}.pt')
+        save_tile(root, name, pixels, graphs[name], raw)
     return graphs
 
 

@@ -135,7 +135,7 @@ def test_plot_graph_edges_by_type_skip_self_loops() -> None:
     assert 'point (3)' in legend
 
 
-def test_plot_graph_colour_by_relation() -> None:
+def test_plot_graph_color_by_relation() -> None:
     fig = plot_graph(torch.rand(3, 40, 40), make_graph(), color_by='relation')
     ax = fig.axes[0]
     labels = {c.get_label() for c in ax.collections if isinstance(c, LineCollection)}
@@ -191,7 +191,7 @@ def test_plot_graph_batch_of_one_and_errors() -> None:
     with pytest.raises(ValueError, match='batch of 2'):
         plot_graph(torch.rand(3, 10, 10), Batch.from_data_list([graph, graph]))
     with pytest.raises(ValueError, match='color_by'):
-        plot_graph(torch.rand(3, 10, 10), graph, color_by='colour')  # ty: ignore[invalid-argument-type]
+        plot_graph(torch.rand(3, 10, 10), graph, color_by='color')  # ty: ignore[invalid-argument-type]
     bad = make_graph()
     bad['line'].pos = torch.zeros(1, 3, 3)
     with pytest.raises(ValueError, match=r"graph\['line'\].pos"):
@@ -332,13 +332,13 @@ def test_image_display_scaling() -> None:
     shown = np.asarray(fig.axes[0].images[0].get_array())
     np.testing.assert_allclose(shown[0, 0], [1.0, 0.2, 0.0])
     plt.close(fig)
-    normalised = torch.linspace(-2, 2, 4 * 50 * 50).reshape(4, 50, 50)
-    fig = plot_embedding_pca(normalised, torch.randn(4, 2, 2), torch.randn(4, 2, 2))
+    normalized = torch.linspace(-2, 2, 4 * 50 * 50).reshape(4, 50, 50)
+    fig = plot_embedding_pca(normalized, torch.randn(4, 2, 2), torch.randn(4, 2, 2))
     shown = np.asarray(fig.axes[0].images[0].get_array())
     assert shown.shape == (50, 50, 3)  # first three of four channels
     assert shown.min() == 0.0
     assert shown.max() == 1.0
     # Joint stretch: the first channel (lowest values) is darker than the third everywhere.
     assert np.all(shown[..., 0] <= shown[..., 2])
-    grey = plot_attention(torch.rand(8, 8), torch.rand(1, 4))
-    assert np.asarray(grey.axes[0].images[0].get_array()).shape == (8, 8, 3)
+    gray = plot_attention(torch.rand(8, 8), torch.rand(1, 4))
+    assert np.asarray(gray.axes[0].images[0].get_array()).shape == (8, 8, 3)

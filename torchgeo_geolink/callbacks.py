@@ -353,7 +353,7 @@ class KNNProbe(Callback):
         parts, self._val_parts = self._val_parts, []
         bank, bank_labels = self._train_pool(trainer, pl_module)
         if bank.shape[0] == 0:  # the same on every process: all embed the whole pool
-            rank_zero_warn('KNNProbe: no labelled training windows; nothing logged')
+            rank_zero_warn('KNNProbe: no labeled training windows; nothing logged')
             return
         device = bank.device
         correct = torch.zeros((), device=device)
@@ -377,6 +377,6 @@ class KNNProbe(Callback):
         correct = trainer.strategy.reduce(correct, reduce_op='sum')
         total = trainer.strategy.reduce(total, reduce_op='sum')
         if float(total) == 0:
-            rank_zero_warn('KNNProbe: no labelled validation windows; nothing logged')
+            rank_zero_warn('KNNProbe: no labeled validation windows; nothing logged')
             return
         pl_module.log('val_knn_top1', correct / total, prog_bar=True)

@@ -10,10 +10,10 @@ import lightning
 import numpy as np
 import torch
 from lightning import LightningModule, Trainer
-from PIL import Image
 from torch import Tensor, nn
 from torch_geometric.data import Batch, HeteroData
 
+from tests.conftest import save_tile
 from torchgeo_geolink.datamodules import GeoLinkTilesDataModule
 
 SIZE = 24
@@ -22,8 +22,6 @@ POS_COLS = {'polygon': 8, 'line': 6, 'point': 2}
 
 def write_tiles(root: Path, count: int) -> None:
     """Tiles whose image is dark with a bright square, labeled 2 (raw, i.e. class 1) under the square."""
-    for d in ('img', 'label', 'graph'):
-        (root / d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(count):
         x0, y0 = (int(v) for v in rng.integers(2, SIZE - 10, 2))
@@ -31,8 +29,6 @@ def write_tiles(root: Path, count: int) -> None:
         pixels[y0 : y0 + 8, x0 : x0 + 8] = 230
         label = np.ones((SIZE, SIZE), np.uint8)
         label[y0 : y0 + 8, x0 : x0 + 8] = 2
-        Image.fromarray(pixels).save(root / 'img' / f'tile{i}.png')
-        Image.fromarray(label).save(root / 'label' / f'tile{i}.png')
         graph = HeteroData()
         cx, cy = (x0 + 4) / SIZE, (y0 + 4) / SIZE
         pos = torch.tensor(
@@ -41,7 +37,7 @@ def write_tiles(root: Path, count: int) -> None:
         graph['polygon'].x = torch.cat([torch.randn(1, 512), pos[None]], dim=1)
         graph['polygon', 'to', 'polygon'].edge_index = torch.tensor([[0], [0]])
         graph['polygon', 'to', 'polygon'].edge_attr = torch.eye(6)[:1]
-        torch.save(graph, root / 'graph' / f'tile{i}.pt')
+        save_tile(root, f'tile{i}', pixels, graph, label)
 
 
 class Recorder(LightningModule):

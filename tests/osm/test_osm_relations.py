@@ -334,9 +334,9 @@ def test_build_edges_matches_all_pairs_reference(
 
 def test_build_edges_matches_reference_on_random_city() -> None:
     rng = np.random.default_rng(0)
-    centres = rng.uniform(0, 100, size=(60, 2))
+    centers = rng.uniform(0, 100, size=(60, 2))
     polygons = list(
-        shapely.buffer(shapely.points(centres), rng.uniform(1, 8, 60), quad_segs=2)
+        shapely.buffer(shapely.points(centers), rng.uniform(1, 8, 60), quad_segs=2)
     )
     starts = rng.uniform(0, 100, size=(30, 2))
     lines = [

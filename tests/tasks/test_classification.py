@@ -38,7 +38,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-class LabelledBatches(BatchList):
+class LabeledBatches(BatchList):
     """Synthetic batches with a ``label`` per window."""
 
     def __init__(self, n: int, batch_size: int = 4, seed: int = 0) -> None:
@@ -213,8 +213,8 @@ def test_linear_probe_frozen_in_eval_mode(
     modes = RecordModes()
     trainer = fit(
         task,
-        LabelledBatches(2),
-        LabelledBatches(1, seed=50),
+        LabeledBatches(2),
+        LabeledBatches(1, seed=50),
         tmp_path,
         max_epochs=2,
         callbacks=[modes],
@@ -249,8 +249,8 @@ def test_finetune_trains_the_encoder(tmp_path: Path) -> None:
     modes = RecordModes()
     fit(
         task,
-        LabelledBatches(2),
-        LabelledBatches(1, seed=50),
+        LabeledBatches(2),
+        LabeledBatches(1, seed=50),
         tmp_path,
         callbacks=[modes],
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_cli import CONF, city  # noqa: F401 (fixture)
+from tests.tasks.test_cli import CONF, city  # noqa: F401 (fixture)
 
 
 @pytest.mark.slow

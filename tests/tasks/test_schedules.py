@@ -6,8 +6,16 @@ import pickle
 
 import pytest
 import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
 
-from torchgeo_geolink.tasks.schedules import WarmupCosine, warmup_cosine_scheduler
+from torchgeo_geolink.tasks.schedules import (
+    WarmupCosine,
+    adamw_warmup_cosine,
+    warmup_cosine_scheduler,
+)
 
 
 def test_warmup_then_cosine() -> None:
@@ -76,3 +84,56 @@ def test_matches_torch_sequential_lr_within_the_run_and_holds_after() -> None:
         lib_opt.step()
         ours.step()
         lib.step()
+
+
+class _Linear(LightningModule):
+    def __init__(self, warmup_steps: int | None) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+        self.warmup_steps = warmup_steps
+        self.lrs: list[float] = []
+
+    def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
+        self.lrs.append(self.trainer.optimizers[0].param_groups[0]['lr'])
+        return self.layer(batch[0]).square().mean()
+
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        return adamw_warmup_cosine(
+            self.layer,
+            self.trainer,
+            lr=1.0,
+            weight_decay=0.05,
+            min_lr_ratio=0.1,
+            warmup_epochs=1.0,
+            warmup_steps=self.warmup_steps,
+        )
+
+
+def _fit(warmup_steps: int | None) -> _Linear:
+    module = _Linear(warmup_steps)
+    loader = DataLoader(TensorDataset(torch.randn(8, 3)), batch_size=2)
+    Trainer(
+        max_epochs=3,
+        accelerator='cpu',
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(module, loader)
+    return module
+
+
+@pytest.mark.parametrize(('warmup_steps', 'expected_warmup'), [(None, 4), (2, 2)])
+def test_adamw_warmup_cosine_spans_the_trainers_steps(
+    warmup_steps: int | None, expected_warmup: int
+) -> None:
+    # 3 epochs of 4 steps; warmup_epochs=1 is 4 steps unless warmup_steps overrides
+    module = _fit(warmup_steps)
+    expected = WarmupCosine(expected_warmup, 12, 0.1)
+    assert module.lrs == pytest.approx([expected(step) for step in range(12)])
+    optimizer = module.trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.AdamW)
+    decays = [group['weight_decay'] for group in optimizer.param_groups]
+    assert decays == [0.05, 0.0]
+    # the bias (one dimension) is not decayed
+    assert module.layer.bias is optimizer.param_groups[1]['params'][0]

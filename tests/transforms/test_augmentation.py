@@ -281,7 +281,7 @@ def test_empty_graphs_and_batches() -> None:
     assert len(out['graph'].to_data_list()) == 3
 
 
-def test_identity_is_a_no_op_and_jitter_changes_only_colours() -> None:
+def test_identity_is_a_no_op_and_jitter_changes_only_colors() -> None:
     batch = make_batch([(0.2, 0.2, 0.3), (0.4, 0.4, 0.3)])
     aug = GeoLinkAugmentation(
         crop_p=0, hflip_p=0, vflip_p=0, rot90_p=0, color_jitter=None

@@ -226,11 +226,11 @@ def render_demo(
     image += (ripple * water)[None]
 
     def paint(
-        mask: NDArray[np.bool_], colour: Sequence[float], jitter: float = 6.0
+        mask: NDArray[np.bool_], color: Sequence[float], jitter: float = 6.0
     ) -> None:
         """Overwrite the masked pixels with a color and some noise."""
         noise = rng.standard_normal((3, int(mask.sum()))).astype(np.float32) * jitter
-        image[:, mask] = np.asarray(colour, np.float32)[:, None] + noise
+        image[:, mask] = np.asarray(color, np.float32)[:, None] + noise
 
     # Paved areas (squares, parkings, platforms).
     paved_rows = [
@@ -249,7 +249,7 @@ def render_demo(
     highway = np.array(
         [tags[r].get('highway', '') for r in line_rows.tolist()], dtype=object
     )
-    for values, road_width, colour in _ROADS:
+    for values, road_width, color in _ROADS:
         rows = line_rows[np.isin(highway, list(values))]
         if len(rows) == 0:
             continue
@@ -260,7 +260,7 @@ def render_demo(
             road,
             transform,
         )
-        paint(road > 0, colour, 5.0)
+        paint(road > 0, color, 5.0)
 
     # Railways: ballast bed with dark rails; tram tracks as thin dark lines on the street.
     railway = np.array(
@@ -301,13 +301,13 @@ def render_demo(
     palette_index = np.array(
         [_feature_hash(geoms[r]) % len(_ROOFS) for r in building_rows], dtype=np.int64
     )
-    roof_colour = np.concatenate([np.zeros((1, 3), np.float32), _ROOFS[palette_index]])
+    roof_color = np.concatenate([np.zeros((1, 3), np.float32), _ROOFS[palette_index]])
     roof = roof_ids > 0
     roof_noise = (
         _smooth_noise(rng, shape, 3.0) * 5
         + rng.standard_normal(shape).astype(np.float32) * 4
     )
-    image[:, roof] = roof_colour[roof_ids[roof]].T + roof_noise[roof][None]
+    image[:, roof] = roof_color[roof_ids[roof]].T + roof_noise[roof][None]
 
     # Illumination, sensor noise and optics.
     light = 1 + 0.06 * _smooth_noise(rng, shape, 150.0)

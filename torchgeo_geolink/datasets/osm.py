@@ -628,7 +628,7 @@ class OSMDataset(GeoDataset):
             ax.set_facecolor('whitesmoke')
         ax.set_xlim(0, width)
         ax.set_ylim(height, 0)
-        colours = {'polygon': 'tab:orange', 'line': 'tab:blue', 'point': 'tab:red'}
+        colors = {'polygon': 'tab:orange', 'line': 'tab:blue', 'point': 'tab:red'}
         if 'osm_bounds' in sample:
             xmin, ymin, xmax, ymax = sample['osm_bounds'].tolist()
 
@@ -662,7 +662,7 @@ class OSMDataset(GeoDataset):
                     for ring in rings:
                         xy = to_pixels(shapely.get_coordinates(ring))
                         ax.plot(
-                            xy[:, 0], xy[:, 1], color=colours[node_type], linewidth=1
+                            xy[:, 0], xy[:, 1], color=colors[node_type], linewidth=1
                         )
         for node_type in NODE_TYPES:
             pos = sample.get(f'osm_{node_type}_pos')
@@ -674,7 +674,7 @@ class OSMDataset(GeoDataset):
                 xy[:, 0],
                 xy[:, 1],
                 s=8,
-                c=colours[node_type],
+                c=colors[node_type],
                 marker=marker,
                 label=f'{node_type} ({len(pos)})',
             )

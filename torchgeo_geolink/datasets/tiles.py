@@ -369,7 +369,7 @@ class GeoLinkTiles(NonGeoDataset):
         height, width = image.shape[:2]
         ax = axs[0, 0]
         ax.imshow(image)
-        colours = {'polygon': 'tab:orange', 'line': 'tab:blue', 'point': 'tab:red'}
+        colors = {'polygon': 'tab:orange', 'line': 'tab:blue', 'point': 'tab:red'}
         for node_type in NODE_TYPES:
             pos: Tensor | None = sample.get(f'osm_{node_type}_pos')
             if pos is None or len(pos) == 0:
@@ -379,7 +379,7 @@ class GeoLinkTiles(NonGeoDataset):
                 xy[:, 0],
                 xy[:, 1],
                 s=6,
-                c=colours[node_type],
+                c=colors[node_type],
                 label=f'{node_type} ({len(pos)})',
             )
         if any(len(sample.get(f'osm_{t}_pos', ())) for t in NODE_TYPES):

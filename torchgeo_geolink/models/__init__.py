@@ -6,14 +6,7 @@
 from .fusion import GeoLinkFusionEncoder
 from .geolink import DenseOSMTokens, GeoLink, GeoLinkEmbeddings, GeoLinkOutput
 from .graph_inputs import OSMInputs, osm_inputs
-from .losses import (
-    info_nce_loss,
-    masked_node_loss,
-    masked_patch_loss,
-    patchify,
-    reconstruct_images,
-    unpatchify,
-)
+from .losses import info_nce_loss, masked_node_loss, masked_patch_loss
 from .masking import (
     random_node_mask,
     random_patch_mask,
@@ -21,6 +14,7 @@ from .masking import (
     rank_within_groups,
 )
 from .osm_encoder import BipartiteGATConv, OSMHeteroGAT
+from .patches import patchify, reconstruct_images, unpatchify
 from .pos_embed import node_pos_embed, sincos_1d, sincos_2d, sincos_grid_table
 from .two_way import TwoWayAttentionBlock
 from .upernet import Feature2Pyramid, GeoLinkSegmentationModel, UPerNetHead

@@ -101,21 +101,15 @@ class GeoLinkFusionEncoder(nn.Module):
         model = self.model
         b = images.shape[0]
         rows, cols = model.grid_size
-        # GeoLink.run_blocks, stopping at every requested block
-        x = model.prepend_cls(model.embed_patches(images))
+        blocks = model.block_outputs(model.embed_patches(images), self.output_layers)
         outputs: list[Tensor] = []
         attention = None
-        for i, block in enumerate(cast(nn.Sequential, model.img_encoder.blocks)):
-            x = block(x)
-            if i not in self.output_layers:
-                continue
-            if self.hybrid and i == self.last_layer:
+        for layer, x in zip(self.output_layers, blocks, strict=True):
+            if self.hybrid and layer == self.last_layer:
                 tokens, attention = self._hybrid(x, graphs)
             else:
                 tokens = x[:, 1:]
             outputs.append(tokens.transpose(1, 2).reshape(b, -1, rows, cols))
-            if i == self.output_layers[-1]:
-                break
         return outputs, attention
 
     def _hybrid(

@@ -462,6 +462,30 @@ class GeoLink(nn.Module):
         """
         return cast(nn.Module, self.img_encoder.blocks)(self.prepend_cls(tokens))
 
+    def block_outputs(self, tokens: Tensor, layers: Sequence[int]) -> list[Tensor]:
+        """Prepend GeoLink's CLS token, run the ViT blocks and keep some of their outputs.
+
+        The blocks after the last requested one do not run.
+
+        Args:
+            tokens: Patch tokens with position encodings ``(B, N, embed_dim)``.
+            layers: Increasing indices of the blocks whose outputs are kept.
+
+        Returns:
+            One ``(B, 1 + N, embed_dim)`` tensor per requested block (no final norm).
+
+        .. versionadded:: 0.1
+        """
+        x = self.prepend_cls(tokens)
+        outputs: list[Tensor] = []
+        for i, block in enumerate(cast(nn.Sequential, self.img_encoder.blocks)):
+            if len(outputs) == len(layers):
+                break
+            x = block(x)
+            if i in layers:
+                outputs.append(x)
+        return outputs
+
     def forward_img_encoder(
         self,
         images: Tensor,

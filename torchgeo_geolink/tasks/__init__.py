@@ -6,7 +6,7 @@
 from .classification import GeoLinkClassification, weighted_knn
 from .metrics import CrossModalRetrieval
 from .pretrain import GeoLinkPretrain
-from .schedules import WarmupCosine, warmup_cosine_scheduler
+from .schedules import WarmupCosine, adamw_warmup_cosine, warmup_cosine_scheduler
 from .segmentation import GeoLinkSegmentation
 
 __all__ = (
@@ -15,6 +15,7 @@ __all__ = (
     'GeoLinkPretrain',
     'GeoLinkSegmentation',
     'WarmupCosine',
+    'adamw_warmup_cosine',
     'warmup_cosine_scheduler',
     'weighted_knn',
 )

@@ -57,7 +57,7 @@ def weighted_knn(
     .. versionadded:: 0.1
     """
     if bank.shape[0] == 0:
-        raise ValueError('weighted_knn: the bank of labelled embeddings is empty')
+        raise ValueError('weighted_knn: the bank of labeled embeddings is empty')
     if bank.shape[0] != bank_labels.shape[0]:
         msg = f'weighted_knn: {bank.shape[0]} bank embeddings but {bank_labels.shape[0]} labels'
         raise ValueError(msg)

@@ -8,14 +8,12 @@ from typing import Any, Self
 
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
-from torch.optim import AdamW
 
 from ..models import GeoLink
 from ..models.weights import ARCHITECTURE_DEFAULTS, geolink_from_weights
 from .mixins import ProvenanceMixin
 from .normalization import sync_normalization
-from .schedules import warmup_cosine_scheduler
-from .utils import param_groups
+from .schedules import adamw_warmup_cosine
 
 __all__ = ('DownstreamMixin',)
 
@@ -164,17 +162,14 @@ class DownstreamMixin(ProvenanceMixin):
             The optimizer and its per-step scheduler.
         """
         hp = self.hparams
-        optimizer = AdamW(param_groups(module, hp['weight_decay']), lr=hp['lr'])
-        total = int(self.trainer.estimated_stepping_batches)
-        max_epochs = self.trainer.max_epochs or 1
-        warmup = round(hp['warmup_epochs'] * total / max(max_epochs, 1))
-        scheduler = warmup_cosine_scheduler(
-            optimizer, warmup, total, hp['min_lr_ratio']
+        return adamw_warmup_cosine(
+            module,
+            self.trainer,
+            lr=hp['lr'],
+            weight_decay=hp['weight_decay'],
+            min_lr_ratio=hp['min_lr_ratio'],
+            warmup_epochs=hp['warmup_epochs'],
         )
-        return {
-            'optimizer': optimizer,
-            'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
-        }
 
     def _scores(self, batch: dict[str, Any]) -> Tensor:
         """Class scores of a batch.

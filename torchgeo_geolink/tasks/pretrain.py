@@ -11,7 +11,6 @@ import matplotlib.pyplot as plt
 import torch
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
-from torch.optim import AdamW
 from torchgeo.tasks import BaseTask
 from torchvision.models._api import WeightsEnum
 
@@ -27,8 +26,7 @@ from ..writers import window_bounds
 from .metrics import CrossModalRetrieval, embedding_std
 from .mixins import ProvenanceMixin, ResumableRandomnessMixin
 from .normalization import sync_normalization
-from .schedules import warmup_cosine_scheduler
-from .utils import param_groups
+from .schedules import adamw_warmup_cosine
 from .validation import run_baseline_validation
 
 __all__ = ('GeoLinkPretrain',)
@@ -199,28 +197,16 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
             The optimizer and its per-step scheduler.
         """
         hp = self.hparams
-        optimizer = AdamW(
-            param_groups(self.model, hp['weight_decay']),
+        return adamw_warmup_cosine(
+            self.model,
+            self.trainer,
             lr=hp['lr'],
-            betas=tuple(hp['betas']),
+            weight_decay=hp['weight_decay'],
+            min_lr_ratio=hp['min_lr_ratio'],
+            warmup_epochs=hp['warmup_epochs'],
+            warmup_steps=hp['warmup_steps'],
+            betas=hp['betas'],
         )
-        total = int(self.trainer.estimated_stepping_batches)
-        if hp['warmup_steps'] is not None:
-            warmup = int(hp['warmup_steps'])
-        else:
-            max_epochs = self.trainer.max_epochs or 1
-            warmup = (
-                round(hp['warmup_epochs'] * total / max(max_epochs, 1))
-                if max_epochs > 0
-                else 0
-            )
-        scheduler = warmup_cosine_scheduler(
-            optimizer, warmup, total, hp['min_lr_ratio']
-        )
-        return {
-            'optimizer': optimizer,
-            'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
-        }
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> tuple[Tensor, Any]:
         """Run the model on a batch and log the losses of a stage.

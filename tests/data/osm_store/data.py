@@ -26,7 +26,7 @@ from torchgeo_geolink.osm import EDGE_TYPES, NODE_TYPES
 HERE = Path(__file__).resolve().parent
 PBF = HERE.parents[2] / 'torchgeo_geolink' / 'data' / 'helsinki.osm.pbf'
 
-#: Windows as ``(dx, dy, width, height)`` from the lower-left corner of the dataset, in metres (UTM).
+#: Windows as ``(dx, dy, width, height)`` from the lower-left corner of the dataset, in meters (UTM).
 UTM_WINDOWS = (
     (300.0, 400.0, 150.0, 150.0),
     (520.0, 910.0, 224.0, 224.0),
