@@ -248,11 +248,7 @@ def test_finetune_trains_the_encoder(tmp_path: Path) -> None:
     block = task.model.img_encoder.blocks[0].attn.qkv.weight.clone()
     modes = RecordModes()
     fit(
-        task,
-        LabeledBatches(2),
-        LabeledBatches(1, seed=50),
-        tmp_path,
-        callbacks=[modes],
+        task, LabeledBatches(2), LabeledBatches(1, seed=50), tmp_path, callbacks=[modes]
     )
     assert all(modes.model) and all(modes.head)
     assert not torch.equal(block, task.model.img_encoder.blocks[0].attn.qkv.weight)
