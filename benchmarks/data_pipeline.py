@@ -3,11 +3,12 @@
 
 """Per-core throughput of paired image + OSM graph samples: ours (induced, exact) vs TorchGeo raster & vector.
 
-Writes the shipped Helsinki extract (EPSG:4326) to one GeoPackage layer and a 1 m, 3-band GeoTIFF over the same
-area in UTM 35N, then times the same random 224 x 224 px windows on the image's pixel grid (as TorchGeo's
-samplers draw them), single process, one torch thread. Each pipeline is timed ``--repeat`` times and the best
-run is kept (the machine may be shared); ratios are against TorchGeo's ``raster & vector`` of the same run.
-Issue 2's target: ours (induced) >= 250 paired samples/s per core.
+Writes the shipped Helsinki extract (EPSG:4326) to one GeoPackage layer and a 1 m,
+3-band GeoTIFF over the same area in UTM 35N, then times the same random 224 x 224 px
+windows on the image's pixel grid (as TorchGeo's samplers draw them), single process,
+one torch thread. Each pipeline is timed ``--repeat`` times and the best run is kept
+(the machine may be shared); ratios are against TorchGeo's ``raster & vector`` of the
+same run. Issue 2's target: ours (induced) >= 250 paired samples/s per core.
 
 Usage: ``python benchmarks/data_pipeline.py [--windows 400] [--repeat 3] [--quick]``
 """

@@ -3,11 +3,13 @@
 
 """Benchmark OSMGraphBuilder against a straightforward all-pairs builder (like the reference) on synthetic tiles.
 
-Tiles hold N polygons (buildings plus some larger land-use areas), N/2 lines and N points at constant, city-like
-density, with GeoLink labels drawn from a realistic tag vocabulary. Both builders start from the same
-GeoDataFrame and include tag encoding with the default hashing encoder (our builder starts with a cold cache each
-run, the all-pairs one encodes every tag of every feature, one string at a time, like the reference), positions
-and the nine edge sets. Targets: >= 100x faster than all-pairs at N = 800, growth exponent <= 1.2 (N 100 -> 800).
+Tiles hold N polygons (buildings plus some larger land-use areas), N/2 lines and N
+points at constant, city-like density, with GeoLink labels drawn from a realistic tag
+vocabulary. Both builders start from the same GeoDataFrame and include tag encoding with
+the default hashing encoder (our builder starts with a cold cache each run, the
+all-pairs one encodes every tag of every feature, one string at a time, like the
+reference), positions and the nine edge sets. Targets: >= 100x faster than all-pairs at
+N = 800, growth exponent <= 1.2 (N 100 -> 800).
 
 Usage: ``python benchmarks/graph_builder.py [--quick]`` (quick: N <= 800).
 """

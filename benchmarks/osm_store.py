@@ -3,21 +3,27 @@
 
 """OSM store at region scale: load time, memory per feature, reprojection and window rate vs. feature count.
 
-The shipped Helsinki extract (about 13k features) is tiled side by side ``k`` times (each copy shifted east by the
-extract's width, its ``name`` tags made unique, so tag strings grow with the size as in a real region) and
-written once to one GeoParquet file per size. Each size is measured in a fresh subprocess:
+The shipped Helsinki extract (about 13k features) is tiled side by side ``k`` times
+(each copy shifted east by the extract's width, its ``name`` tags made unique, so tag
+strings grow with the size as in a real region) and written once to one GeoParquet file
+per size. Each size is measured in a fresh subprocess:
 
-* ``load``: ``OSMDataset(path)`` (read, clean, intern tags, encode distinct tag strings) in the file's EPSG:4326;
+* ``load``: ``OSMDataset(path)`` (read, clean, intern tags, encode distinct tag strings)
+  in the file's EPSG:4326;
 * ``reproject``: ``ds.crs = EPSG:32635``, what ``image & osm`` does with a UTM image;
-* ``prepare``: the first window (STRtree, node positions and the induced-mode relations, built lazily in UTM);
-* ``windows/s``: random 224 m windows of the induced graph after that, single process, one torch thread;
-* ``peak RSS`` of the process, and per feature above the one-copy baseline (``(RSS_k - RSS_1) / (n_k - n_1)``).
+* ``prepare``: the first window (STRtree, node positions and the induced-mode relations,
+  built lazily in UTM);
+* ``windows/s``: random 224 m windows of the induced graph after that, single process,
+  one torch thread;
+* ``peak RSS`` of the process, and per feature above the one-copy baseline
+  (``(RSS_k - RSS_1) / (n_k - n_1)``).
 
-Targets (issue "Scale"): <= 1.5 KB peak RSS per feature above the one-copy baseline, >= 20k features/s for the
-whole load (load + reproject + prepare), reprojection <= 25 % of the load, and at the largest size >= 80 % of the
-one-copy window rate.
+Targets (issue "Scale"): <= 1.5 KB peak RSS per feature above the one-copy baseline, >=
+20k features/s for the whole load (load + reproject + prepare), reprojection <= 25 % of
+the load, and at the largest size >= 80 % of the one-copy window rate.
 
-Usage: ``python benchmarks/osm_store.py [--copies 1 10 40] [--windows 300] [--quick] [--workdir DIR]``
+Usage:
+``python benchmarks/osm_store.py [--copies 1 10 40] [--windows 300] [--quick] [--workdir DIR]``
 (quick: copies 1 and 2, 100 windows).
 """
 
@@ -119,8 +125,8 @@ def measure(path: Path, windows: int) -> dict[str, float]:
     _ = ds[xmin : xmin + WINDOW, ymin : ymin + WINDOW]
     prepare = time.perf_counter() - start
     rng = np.random.default_rng(0)
-    # Windows over the first copy only, so every size serves the same windows (the rate then shows the cost of
-    # the store's size alone).
+    # Windows over the first copy only, so every size serves the same windows (the rate
+    # then shows the cost of the store's size alone).
     width = (xmax - xmin) / max(1, round((xmax - xmin) / 1100.0))
     xs = rng.uniform(xmin, xmin + width - WINDOW, windows)
     ys = rng.uniform(ymin, ymax - WINDOW, windows)

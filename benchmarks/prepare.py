@@ -3,15 +3,18 @@
 
 """Throughput of ``python -m torchgeo_geolink.prepare`` on Ray Data, and reading shards vs building on the fly.
 
-Tiles of 224 x 224 m (3-band GeoTIFFs at 1 m, UTM 35N) on a grid over the shipped Helsinki extract (a dense city
-center: a few hundred OSM nodes per tile) are prepared twice, on a fresh local Ray runtime with 1 and with 2
-workers (hashing tag encoder, so the text model is not part of the time). Reported per run: the wall time of the
-shard step and the tiles per second per core from the shard tasks' own times (graph build + tag lookup +
-writing, without Ray's worker start-up), then the projection of that rate to GeoLink's 1.27 M pretraining pairs.
-Last, one process reads the prepared training split (graphs only, and with images) with litdata and, for
-comparison, builds the same tiles' graphs on the fly (clip + :class:`~torchgeo_geolink.osm.OSMGraphBuilder` per
-tile, as a data loader without a prepared corpus would); the corpus is also prepared with ``embeddings='table'``
-(node embeddings recomputed from the tag table on reading) to compare its size and reading rate.
+Tiles of 224 x 224 m (3-band GeoTIFFs at 1 m, UTM 35N) on a grid over the shipped
+Helsinki extract (a dense city center: a few hundred OSM nodes per tile) are prepared
+twice, on a fresh local Ray runtime with 1 and with 2 workers (hashing tag encoder, so
+the text model is not part of the time). Reported per run: the wall time of the shard
+step and the tiles per second per core from the shard tasks' own times (graph build +
+tag lookup + writing, without Ray's worker start-up), then the projection of that rate
+to GeoLink's 1.27 M pretraining pairs. Last, one process reads the prepared training
+split (graphs only, and with images) with litdata and, for comparison, builds the same
+tiles' graphs on the fly (clip + :class:`~torchgeo_geolink.osm.OSMGraphBuilder` per
+tile, as a data loader without a prepared corpus would); the corpus is also prepared
+with ``embeddings='table'`` (node embeddings recomputed from the tag table on reading)
+to compare its size and reading rate.
 
 Usage: ``python benchmarks/prepare.py [--tiles 90] [--tiles-per-shard 8] [--quick]``
 """
@@ -188,7 +191,8 @@ def main() -> None:
             outputs[workers] = out
         graphs_count, graphs_rate = read_rate(outputs[2], images=False)
         _, images_rate = read_rate(outputs[2], images=True)
-        # The same corpus with node embeddings stored as tag-table rows (built in process, no Ray).
+        # The same corpus with node embeddings stored as tag-table rows (built in
+        # process, no Ray).
         compact = root / 'corpus-table'
         prepare(
             tiles,

@@ -3,20 +3,23 @@
 
 """The paper's ablation in miniature: does OSM in pretraining make the image encoder better?
 
-With one compute budget (the demo pretraining of ``geolink_pretrain.yaml``) and several seeds, three encoders are
-compared on the demo's held-out region (the validation strip, never seen in pretraining):
+With one compute budget (the demo pretraining of ``geolink_pretrain.yaml``) and several
+seeds, three encoders are compared on the demo's held-out region (the validation strip,
+never seen in pretraining):
 
 1. ``random``: the untrained model (random initialization, same architecture);
-2. ``mae``: pretrained with the image reconstruction loss only (``cont_weight = node_weight = 0``);
+2. ``mae``: pretrained with the image reconstruction loss only
+   (``cont_weight = node_weight = 0``);
 3. ``geolink``: pretrained with the three GeoLink objectives.
 
-Each frozen encoder is evaluated with (a) a land-use linear probe and a weighted kNN on the pooled image
-embedding (target: the dominant class of the demo label raster in each window), (b) segmentation with a frozen
-encoder and a trained UPerNet head (mIoU), and for ``geolink`` also (c) segmentation on the fused image + OSM
-embeddings, with the OSM keys that define the labels withheld from the graphs. Evaluation settings are fixed
-here, before any result; the script prints a table of mean +- std over the seeds and ends with the line
-``pretraining value: geolink - mae linear probe: +X points (std Y)`` (percentage points of overall accuracy,
-std of the per-seed differences).
+Each frozen encoder is evaluated with (a) a land-use linear probe and a weighted kNN on
+the pooled image embedding (target: the dominant class of the demo label raster in each
+window), (b) segmentation with a frozen encoder and a trained UPerNet head (mIoU), and
+for ``geolink`` also (c) segmentation on the fused image + OSM embeddings, with the OSM
+keys that define the labels withheld from the graphs. Evaluation settings are fixed
+here, before any result; the script prints a table of mean +- std over the seeds and
+ends with the line ``pretraining value: geolink - mae linear probe: +X points (std Y)``
+(percentage points of overall accuracy, std of the per-seed differences).
 
 Usage::
 
@@ -111,7 +114,8 @@ def pretrain(
         out: Folder for the checkpoint.
 
     Returns:
-        The checkpoint and the final ``val_retrieval_top1`` (NaN for ``random``, which is not validated).
+        The checkpoint and the final ``val_retrieval_top1`` (NaN for ``random``, which
+        is not validated).
     """
     model_args, data_args, _ = demo_config()
     model_args['baseline_validation'] = False
@@ -198,7 +202,8 @@ def evaluate_encoder(
         root: Folder for Lightning's files.
 
     Returns:
-        ``linear``, ``knn`` (overall accuracy, %), ``seg`` and, for ``geolink``, ``seg_fused`` (mIoU, %).
+        ``linear``, ``knn`` (overall accuracy, %), ``seg`` and, for ``geolink``,
+        ``seg_fused`` (mIoU, %).
     """
     n = len(DEMO_CLASSES)
     out: dict[str, float] = {}

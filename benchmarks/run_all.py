@@ -3,12 +3,14 @@
 
 """Run every benchmark script of this folder and write their tables to ``benchmarks/RESULTS.md``.
 
-Each script measures its own baseline in the same run (the all-pairs graph builder, TorchGeo's
-``VectorDataset``, a bare MAE step) and prints a table of ratios against it; this runner only executes the
-scripts as subprocesses (with ``--quick`` when a script offers it, unless ``--full``), records the exact command,
-and adds the machine, versions and date.
+Each script measures its own baseline in the same run (the all-pairs graph builder,
+TorchGeo's ``VectorDataset``, a bare MAE step) and prints a table of ratios against it;
+this runner only executes the scripts as subprocesses (with ``--quick`` when a script
+offers it, unless ``--full``), records the exact command, and adds the machine, versions
+and date.
 
-Usage: ``python benchmarks/run_all.py [--full] [--only NAME ...] [--timeout SECONDS] [--output PATH]``
+Usage:
+``python benchmarks/run_all.py [--full] [--only NAME ...] [--timeout SECONDS] [--output PATH]``
 (``make bench`` runs it with the defaults).
 """
 
@@ -28,7 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-#: Scripts in the order the report shows them; any other ``*.py`` of this folder follows, alphabetically.
+#: Scripts in the order the report shows them; any other ``*.py`` of this folder
+#: follows, alphabetically.
 ORDER = ('graph_builder', 'data_pipeline', 'train_step')
 
 #: Distributions whose versions the report lists.
@@ -191,7 +194,8 @@ def as_markdown(text: str) -> str:
     if not text:
         return '_(no output)_'
     if re.search(r'^\|[\s:-]*-{3,}', text, flags=re.MULTILINE):
-        # a script's own '# Title' lines would break the report's heading levels: show them in bold
+        # a script's own '# Title' lines would break the report's heading levels: show
+        # them in bold
         return re.sub(r'^#+\s+(.+)$', r'**\1**', text, flags=re.MULTILINE)
     return f'```text\n{text}\n```'
 

@@ -3,12 +3,14 @@
 
 """Time one GeoLink training step (forward, backward, AdamW) against a bare MAE step in the same process.
 
-The MAE baseline is the same model called without graphs: same ViT, batch, masking and decoder. Synthetic OSM
-graphs have 100-400 nodes per sample (realistic tiles). Ends with ``geolink/mae step ratio: X``.
+The MAE baseline is the same model called without graphs: same ViT, batch, masking and
+decoder. Synthetic OSM graphs have 100-400 nodes per sample (realistic tiles). Ends with
+``geolink/mae step ratio: X``.
 
-    python benchmarks/train_step.py            # CPU: ViT-S/16 at batch 32 and ViT-B/16 at batch 8
-    python benchmarks/train_step.py --quick    # CPU: ViT-S/16 at batch 8
-    python benchmarks/train_step.py --device cuda  # ViT-L/16, bf16 autocast, batch 256, samples/s and MFU
+    python benchmarks/train_step.py            # CPU: ViT-S/16 at batch 32 and ViT-B/16
+    at batch 8 python benchmarks/train_step.py --quick    # CPU: ViT-S/16 at batch 8
+    python benchmarks/train_step.py --device cuda  # ViT-L/16, bf16 autocast, batch 256,
+    samples/s and MFU
 """
 
 import argparse

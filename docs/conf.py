@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 import torchgeo_geolink
 
-# -- Project information -------------------------------------------------------------------------------------------
+# -- Project information
+# -------------------------------------------------------------------------------------------
 
 project = 'torchgeo-geolink'
 author = 'torchgeo-geolink Contributors'
@@ -27,7 +28,8 @@ copyright = 'torchgeo-geolink Contributors'
 version = '.'.join(torchgeo_geolink.__version__.split('.')[:2])
 release = torchgeo_geolink.__version__
 
-# -- General configuration -----------------------------------------------------------------------------------------
+# -- General configuration
+# -----------------------------------------------------------------------------------------
 
 extensions = [
     'myst_parser',
@@ -45,9 +47,10 @@ myst_heading_anchors = 3
 
 # Every cross-reference must resolve (-W turns a miss into an error) ...
 nitpicky = True
-# ... except references into third-party packages, which only resolve when their inventories can be downloaded:
-# offline (CI, this machine) intersphinx falls back to an empty inventory and these stay unresolved. Our own
-# namespace, torchgeo_geolink, is deliberately NOT listed: a broken reference to it fails the build.
+# ... except references into third-party packages, which only resolve when their
+# inventories can be downloaded: offline (CI, this machine) intersphinx falls back to an
+# empty inventory and these stay unresolved. Our own namespace, torchgeo_geolink, is
+# deliberately NOT listed: a broken reference to it fails the build.
 _EXTERNAL = (
     'torch',
     'torch_geometric',
@@ -119,7 +122,8 @@ _TORCHGEO_BARE = (
 nitpick_ignore_regex = [
     (_ROLES, rf'({"|".join(re.escape(name) for name in _EXTERNAL)})(\..+)?'),
     (_ROLES, rf'({"|".join(_BUILTINS)})'),
-    # Bare names that typing annotations and Google docstrings produce for third-party types.
+    # Bare names that typing annotations and Google docstrings produce for third-party
+    # types.
     (
         _ROLES,
         r'(Tensor|Module|HeteroData|Batch|Figure|Axes|Path|Sample|BoundingBox|CRS|Affine|GeoDataFrame)',
@@ -132,11 +136,13 @@ nitpick_ignore_regex = [
     (_ROLES, _TORCHGEO_BARE),
 ]
 
-# -- autodoc / napoleon ----------------------------------------------------------------------------------------------
+# -- autodoc / napoleon
+# ----------------------------------------------------------------------------------------------
 
 autodoc_default_options = {
     'members': True,
-    # __init__ holds the constructor's Args; the others are the dataset/sampler/callable protocols.
+    # __init__ holds the constructor's Args; the others are the dataset/sampler/callable
+    # protocols.
     'special-members': '__init__, __call__, __getitem__, __len__, __iter__, __and__, __or__',
     'show-inheritance': True,
     'member-order': 'bysource',
@@ -149,10 +155,12 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 
-# -- intersphinx (offline-safe) --------------------------------------------------------------------------------------
+# -- intersphinx (offline-safe)
+# --------------------------------------------------------------------------------------
 
-# Each project has two locations: its online objects.inv, then an empty local inventory. Sphinx warns only when
-# every location of a project fails, so an offline build loads the empty one silently.
+# Each project has two locations: its online objects.inv, then an empty local inventory.
+# Sphinx warns only when every location of a project fails, so an offline build loads
+# the empty one silently.
 _EMPTY = '_static/empty.inv'
 _INVENTORIES = {
     'python': 'https://docs.python.org/3',
@@ -177,7 +185,8 @@ intersphinx_mapping = {
 }
 intersphinx_timeout = 2
 
-# -- HTML ----------------------------------------------------------------------------------------------------------
+# -- HTML
+# ----------------------------------------------------------------------------------------------------------
 
 html_theme = 'pydata_sphinx_theme'
 html_static_path = ['_static']
@@ -190,7 +199,8 @@ html_theme_options = {
 html_show_sourcelink = False
 
 
-# -- Tutorials -----------------------------------------------------------------------------------------------------
+# -- Tutorials
+# -----------------------------------------------------------------------------------------------------
 
 _STUB = re.compile(r'<!--\s*jupytext:\s*(?P<script>[\w.-]+\.py)\s*-->')
 
@@ -198,8 +208,9 @@ _STUB = re.compile(r'<!--\s*jupytext:\s*(?P<script>[\w.-]+\.py)\s*-->')
 def _render_tutorial(script: Path) -> str:
     """Render a jupytext percent-format script as MyST Markdown, with its saved figures.
 
-    Markdown cells are copied, code cells become ``python`` code blocks, and after the n-th code cell that calls
-    ``plt.show()`` the figure ``_static/tutorials/<stem>_<n>.png`` saved by ``docs/make_figures.py`` is shown.
+    Markdown cells are copied, code cells become ``python`` code blocks, and after the
+    n-th code cell that calls ``plt.show()`` the figure
+    ``_static/tutorials/<stem>_<n>.png`` saved by ``docs/make_figures.py`` is shown.
 
     Args:
         script: the tutorial script.
@@ -241,9 +252,10 @@ _AUTOMODULE = re.compile(
 def _constants_section(module_name: str) -> str:
     """Document the constants a subpackage exports.
 
-    ``automodule`` documents imported classes and functions listed in ``__all__`` but not imported data, so the
-    upper-case names of ``__all__`` are appended as ``autodata`` entries (their text is the ``#:`` comment in the
-    defining module, see :func:`_on_process_docstring`).
+    ``automodule`` documents imported classes and functions listed in ``__all__`` but
+    not imported data, so the upper-case names of ``__all__`` are appended as
+    ``autodata`` entries (their text is the ``#:`` comment in the defining module, see
+    :func:`_on_process_docstring`).
 
     Args:
         module_name: the subpackage.
@@ -380,10 +392,11 @@ def _on_missing_reference(
 ) -> Element | None:
     """Resolve references to our objects by the name they are documented under.
 
-    The API pages document every public object under its subpackage (``torchgeo_geolink.osm.TagEncoder``), while
-    type hints and some docstrings name the defining module (``torchgeo_geolink.osm.encoders.TagEncoder``) or
-    only the object (``TagEncoder``). Such a reference resolves when exactly one documented object of this
-    package matches; anything else stays unresolved (and fails the nitpicky build).
+    The API pages document every public object under its subpackage
+    (``torchgeo_geolink.osm.TagEncoder``), while type hints and some docstrings name the
+    defining module (``torchgeo_geolink.osm.encoders.TagEncoder``) or only the object
+    (``TagEncoder``). Such a reference resolves when exactly one documented object of
+    this package matches; anything else stays unresolved (and fails the nitpicky build).
 
     Args:
         app: the Sphinx application.

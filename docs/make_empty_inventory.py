@@ -3,9 +3,10 @@
 
 """Write ``_static/empty.inv``: a valid Sphinx inventory that lists no objects.
 
-``conf.py`` gives every intersphinx project this file as a second location, so an offline build (CI, air-gapped
-machines) loads the empty inventory instead of warning that the project's ``objects.inv`` is unreachable.
-Run once with ``python docs/make_empty_inventory.py``; the output is committed.
+``conf.py`` gives every intersphinx project this file as a second location, so an
+offline build (CI, air-gapped machines) loads the empty inventory instead of warning
+that the project's ``objects.inv`` is unreachable. Run once with
+``python docs/make_empty_inventory.py``; the output is committed.
 """
 
 import zlib

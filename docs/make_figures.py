@@ -3,10 +3,12 @@
 
 """Regenerate the figures of the documentation (committed under ``docs/_static``).
 
-``make docs`` does not run this: the PNGs are committed. Run ``python docs/make_figures.py`` after changing the
-plotting code or a tutorial. It draws the concept figures with the library's own plotting functions and runs each
-tutorial script with ``plt.show`` replaced by "save the current figure as
-``_static/tutorials/<script>_<n>.png``", the names ``docs/conf.py`` shows after the n-th ``plt.show()``.
+``make docs`` does not run this: the PNGs are committed. Run
+``python docs/make_figures.py`` after changing the plotting code or a tutorial. It draws
+the concept figures with the library's own plotting functions and runs each tutorial
+script with ``plt.show`` replaced by "save the current figure as
+``_static/tutorials/<script>_<n>.png``", the names ``docs/conf.py`` shows after the n-th
+``plt.show()``.
 
 Usage: ``python docs/make_figures.py [--skip-tutorials]``.
 """

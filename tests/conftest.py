@@ -168,8 +168,8 @@ def write_tiles(
 ) -> dict[str, HeteroData]:
     """Write tiny tiles in GeoLink's tile format and return their graphs.
 
-    Each tile is a noise PNG image, a PNG of raw labels drawn from *label_values* (UFZ values by default) and an
-    official ``.pt`` graph (:func:`official_graph`).
+    Each tile is a noise PNG image, a PNG of raw labels drawn from *label_values* (UFZ
+    values by default) and an official ``.pt`` graph (:func:`official_graph`).
     """
     graphs = {}
     rng = np.random.default_rng(0)

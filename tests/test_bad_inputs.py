@@ -3,9 +3,10 @@
 
 """A battery of bad and odd inputs for every reader, each with the exact outcome it must have.
 
-Every row writes its input itself (under ``tmp_path``) and states one outcome: either a valid result, checked for
-the contract (finite values, ids and edge indices in range, nothing valid dropped), or one of our error types
-whose message names the file (or key) and the problem.
+Every row writes its input itself (under ``tmp_path``) and states one outcome: either a
+valid result, checked for the contract (finite values, ids and edge indices in range,
+nothing valid dropped), or one of our error types whose message names the file (or key)
+and the problem.
 """
 
 import functools
@@ -57,7 +58,8 @@ from torchgeo_geolink.samplers import OSMGriddedPatchSampler, OSMRandomPatchSamp
 
 X0, Y0 = CITY_ORIGIN
 ORTHO = '+proj=ortho +lat_0=60 +lon_0=25 +datum=WGS84'  #: the far side of the Earth is not on the map
-#: Number of features of the default synthetic city (16 buildings, 16 shops, 10 streets).
+#: Number of features of the default synthetic city (16 buildings, 16 shops, 10
+#: streets).
 CITY_FEATURES = 42
 
 
@@ -67,8 +69,8 @@ class Case:
 
     Attributes:
         name: the row's id.
-        run: writes the input under the given folder and feeds it to the reader; for a valid input it checks the
-            result's contract itself.
+        run: writes the input under the given folder and feeds it to the reader; for a
+            valid input it checks the result's contract itself.
         raises: the error the input must raise (None: it must give a valid result).
         match: a regular expression the error (or warning) message must match.
         names: a text the error message must contain (the file's or the key's name).
@@ -464,7 +466,8 @@ def test_gdal_formats_give_only_the_tags(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Vector files: odd geometries (repaired, flattened, exploded or dropped; nothing valid lost)
+# Vector files: odd geometries (repaired, flattened, exploded or dropped; nothing valid
+# lost)
 
 
 @case('polygon-self-intersecting')
@@ -676,7 +679,8 @@ def _(tmp: Path) -> Any:
 
 @case('torchgeo-openstreetmap-file')
 def _(tmp: Path) -> Any:
-    # written by TorchGeo's own OpenStreetMap code: per-key tag columns, osm_id, osm_type, an integer label
+    # written by TorchGeo's own OpenStreetMap code: per-key tag columns, osm_id,
+    # osm_type, an integer label
     osm = OpenStreetMap.__new__(OpenStreetMap)
     osm.classes = [{'name': 'buildings', 'selector': [{'building': '*'}]}]
     square = [
@@ -797,7 +801,8 @@ class Raster(RasterDataset):
     names='img',
 )
 def _(tmp: Path) -> Any:
-    # TorchGeo skips files it cannot open while indexing; with none left it says the dataset is not found
+    # TorchGeo skips files it cannot open while indexing; with none left it says the
+    # dataset is not found
     write_geotiff(tmp / 'full.tif', (X0, Y0, X0 + 64, Y0 + 64), CITY_CRS)
     data = (tmp / 'full.tif').read_bytes()
     (tmp / 'full.tif').unlink()
@@ -845,7 +850,8 @@ def _(tmp: Path) -> Any:
 
 @case('raster-window-partly-outside')
 def _(tmp: Path) -> Any:
-    # filled as TorchGeo's mosaic fills it (0 without nodata), the inside part read as is
+    # filled as TorchGeo's mosaic fills it (0 without nodata), the inside part read as
+    # is
     write_geotiff(tmp / 'img' / 'a.tif', (X0, Y0, X0 + 64, Y0 + 64), CITY_CRS)
     raster = WindowedRaster(tmp / 'img')
     image = raster[X0 + 32 : X0 + 96, Y0 : Y0 + 64]['image']
@@ -1273,7 +1279,8 @@ def _(tmp: Path) -> Any:
 
 @case('sampler-gridded-covers-region')
 def _(tmp: Path) -> Any:
-    # 37 px windows, 33 px stride, a region that is no multiple of the resolution: every point is covered
+    # 37 px windows, 33 px stride, a region that is no multiple of the resolution: every
+    # point is covered
     frame = city_frame()
     frame = frame.set_geometry(frame.translate(0.45, 0.9))
     frame.to_file(tmp / 'shifted.gpkg')

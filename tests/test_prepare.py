@@ -36,7 +36,8 @@ pytest.importorskip('litdata')
 from torchgeo_geolink.datasets.streaming import GeoLinkStreamingTiles
 
 UTM = CRS.from_epsg(32635)
-#: Tiles of the Helsinki extract: six 100 m GeoTIFFs in UTM 35N and two lon/lat boxes (SkyScript-like).
+#: Tiles of the Helsinki extract: six 100 m GeoTIFFs in UTM 35N and two lon/lat boxes
+#: (SkyScript-like).
 SIDE = 100.0
 
 
@@ -192,7 +193,8 @@ def test_resume_builds_only_missing_shards(
     run = tmp_path / 'run'
     shutil.copytree(prepared, run)
     before = stored(run)
-    # Simulate a run interrupted before shard 1 finished: no marker, no chunks, no merged index.
+    # Simulate a run interrupted before shard 1 finished: no marker, no chunks, no
+    # merged index.
     (run / 'shards' / '000001.json').unlink()
     for split in ('train', 'val'):
         for path in (run / split).glob('chunk-1-*'):
@@ -315,7 +317,8 @@ def test_tag_table_encodes_each_string_once(tmp_path: Path) -> None:
         tmp_path / 't', ['b:2', 'c:3'], encoder, tmp_path / 'cache'
     )
     assert (len(table), encoded, encoder.calls) == (3, 1, [2, 1])
-    # A new table for the same encoder is filled from the persistent cache, without encoding.
+    # A new table for the same encoder is filled from the persistent cache, without
+    # encoding.
     table, encoded = TagTable.write(
         tmp_path / 'u', ['a:1', 'c:3'], encoder, tmp_path / 'cache'
     )

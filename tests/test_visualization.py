@@ -97,7 +97,8 @@ def test_plot_graph_nodes_at_pixel_positions() -> None:
     artists = gid_map(ax)
     polygons = artists['nodes:polygon']
     assert isinstance(polygons, PathCollection)
-    # Polygon nodes sit at their centroid (the last pos point), scaled to (width, height).
+    # Polygon nodes sit at their centroid (the last pos point), scaled to (width,
+    # height).
     np.testing.assert_allclose(
         np.asarray(polygons.get_offsets()), [[15.0, 7.5], [50.0, 37.5]]
     )
@@ -147,7 +148,8 @@ def test_plot_graph_color_by_relation() -> None:
         np.asarray(crosses.get_colors())[0],
         to_rgba(RELATION_COLORS['crosses'], alpha=0.8),
     )
-    # line->polygon and polygon->line crossing edges share one color group per edge type.
+    # line->polygon and polygon->line crossing edges share one color group per edge
+    # type.
     assert sum(c.get_label() == 'crosses' for c in ax.collections) == 2
 
 
@@ -268,7 +270,8 @@ def test_embedding_pca_rgb_recovers_structure() -> None:
         torch.arange(w, dtype=torch.float32),
         indexing='ij',
     )
-    # 16 channels: a strong left-right gradient, a weaker top-bottom one, a tiny noise floor.
+    # 16 channels: a strong left-right gradient, a weaker top-bottom one, a tiny noise
+    # floor.
     basis = torch.randn(16, 3)
     signal = torch.stack(
         [10 * (xs - xs.mean()), 3 * (ys - ys.mean()), 0.01 * torch.randn(h, w)]
@@ -288,7 +291,8 @@ def test_embedding_pca_rgb_recovers_structure() -> None:
     corr_y = torch.corrcoef(torch.stack([rgb[..., 1].flatten(), ys.flatten()]))[0, 1]
     assert abs(corr_x) > 0.99
     assert abs(corr_y) > 0.99
-    # Deterministic colors: invariant to an offset, a positive scale and a permutation of the channels.
+    # Deterministic colors: invariant to an offset, a positive scale and a permutation
+    # of the channels.
     torch.testing.assert_close(embedding_pca_rgb(embedding), rgb)
     torch.testing.assert_close(
         embedding_pca_rgb(3 * embedding - 7), rgb, atol=1e-3, rtol=0
@@ -324,7 +328,8 @@ def test_plot_embedding_pca_panels() -> None:
 
 
 def test_image_display_scaling() -> None:
-    # 8-bit images are shown as they are; float images are stretched jointly (2nd-98th percentile) to [0, 1].
+    # 8-bit images are shown as they are; float images are stretched jointly (2nd-98th
+    # percentile) to [0, 1].
     image = torch.zeros(3, 10, 10, dtype=torch.uint8)
     image[0] = 255
     image[1] = 51
@@ -338,7 +343,8 @@ def test_image_display_scaling() -> None:
     assert shown.shape == (50, 50, 3)  # first three of four channels
     assert shown.min() == 0.0
     assert shown.max() == 1.0
-    # Joint stretch: the first channel (lowest values) is darker than the third everywhere.
+    # Joint stretch: the first channel (lowest values) is darker than the third
+    # everywhere.
     assert np.all(shown[..., 0] <= shown[..., 2])
     gray = plot_attention(torch.rand(8, 8), torch.rand(1, 4))
     assert np.asarray(gray.axes[0].images[0].get_array()).shape == (8, 8, 3)

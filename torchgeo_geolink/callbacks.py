@@ -73,28 +73,34 @@ def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
 class KNNProbe(Callback):
     """Log the weighted kNN accuracy of the frozen current encoder every N validation epochs (``val_knn_top1``).
 
-    As the kNN monitor of DINO/iBOT runs, learning becomes visible during self-supervised pretraining: at a
-    probed validation, the model (in eval mode, without gradients) embeds a labeled pool of training windows
-    and the validation windows, and every validation window is classified by a weighted vote of its *k* most
-    cosine-similar training windows (:func:`~torchgeo_geolink.tasks.weighted_knn`). The top-1 accuracy is
-    logged as ``val_knn_top1``.
+    As the kNN monitor of DINO/iBOT runs, learning becomes visible during
+    self-supervised pretraining: at a probed validation, the model (in eval mode,
+    without gradients) embeds a labeled pool of training windows and the validation
+    windows, and every validation window is classified by a weighted vote of its *k*
+    most cosine-similar training windows (:func:`~torchgeo_geolink.tasks.weighted_knn`).
+    The top-1 accuracy is logged as ``val_knn_top1``.
 
-    * Validation pool: the validation batches as Lightning delivers them (after the datamodule's transforms).
-    * Training pool: with a :class:`~torchgeo_geolink.datamodules.GeoLinkDataModule`, a grid of windows over
-      its training region (at its evaluation stride and ``min_features``), transformed as validation batches are
-      (normalized, not augmented); with another datamodule, its ``train_dataset`` in order. It is never drawn
-      from the training sampler, whose state would otherwise change.
+    * Validation pool: the validation batches as Lightning delivers them (after the
+      datamodule's transforms).
+    * Training pool: with a :class:`~torchgeo_geolink.datamodules.GeoLinkDataModule`, a
+      grid of windows over its training region (at its evaluation stride and
+      ``min_features``), transformed as validation batches are (normalized, not
+      augmented); with another datamodule, its ``train_dataset`` in order. It is never
+      drawn from the training sampler, whose state would otherwise change.
 
     Batches need a ``label`` ``(B,)`` per window: use
-    ``GeoLinkDataModule(demo_labels=True, target='dominant_class')`` (or ``label_paths``); GeoLinkPretrain
-    ignores the extra key. The probe draws no random numbers that training would see: the torch, NumPy and
-    ``random`` generators are restored after it, the modules' train/eval modes too, so a run with the probe
-    trains exactly like one without it. The first validation after the sanity check (e.g. the baseline
-    validation of the untrained model) is probed, then every *every_n_epochs*-th one and the one of the last
-    epoch. Under DDP each process embeds the whole training pool and its share of the validation pool; the
-    accuracy is reduced over processes.
+    ``GeoLinkDataModule(demo_labels=True, target='dominant_class')`` (or
+    ``label_paths``); GeoLinkPretrain ignores the extra key. The probe draws no random
+    numbers that training would see: the torch, NumPy and ``random`` generators are
+    restored after it, the modules' train/eval modes too, so a run with the probe trains
+    exactly like one without it. The first validation after the sanity check (e.g. the
+    baseline validation of the untrained model) is probed, then every
+    *every_n_epochs*-th one and the one of the last epoch. Under DDP each process embeds
+    the whole training pool and its share of the validation pool; the accuracy is
+    reduced over processes.
 
-    The model is the task's ``model`` attribute, a :class:`~torchgeo_geolink.models.GeoLink`.
+    The model is the task's ``model`` attribute, a
+    :class:`~torchgeo_geolink.models.GeoLink`.
 
     .. versionadded:: 0.1
     """
@@ -113,10 +119,13 @@ class KNNProbe(Callback):
         Args:
             every_n_epochs: Probe every this many validations.
             k: Neighbors of the vote (20 as DINO).
-            temperature: Temperature of the vote weights ``exp(similarity / temperature)`` (0.07 as DINO).
-            embedding: ``'image'`` (mean final-norm patch token), ``'image_projected'`` (the L2-normalized
-                contrastive image embedding) or ``'fused'`` (mean hybrid image-OSM token).
-            max_train_windows: Use at most this many training windows, evenly spread over the pool (None: all).
+            temperature: Temperature of the vote weights
+                ``exp(similarity / temperature)`` (0.07 as DINO).
+            embedding: ``'image'`` (mean final-norm patch token), ``'image_projected'``
+                (the L2-normalized contrastive image embedding) or ``'fused'`` (mean
+                hybrid image-OSM token).
+            max_train_windows: Use at most this many training windows, evenly spread
+                over the pool (None: all).
             ignore_index: Label left out of both pools.
 
         Raises:
@@ -187,10 +196,12 @@ class KNNProbe(Callback):
 
         Args:
             pl_module: The task.
-            batch: A batch on the device with ``image``, ``label`` (and ``graph`` for ``'fused'``).
+            batch: A batch on the device with ``image``, ``label`` (and ``graph`` for
+                ``'fused'``).
 
         Returns:
-            The embeddings ``(B, D)`` and labels ``(B,)`` (without the *ignore_index* windows).
+            The embeddings ``(B, D)`` and labels ``(B,)`` (without the *ignore_index*
+            windows).
 
         Raises:
             ValueError: If the batch has no ``label``.
@@ -373,7 +384,8 @@ class KNNProbe(Callback):
                 )
                 correct += (probabilities.argmax(dim=1) == val_labels).sum()
                 total += val_labels.numel()
-        # Every process takes part in the reductions, also one without validation windows.
+        # Every process takes part in the reductions, also one without validation
+        # windows.
         correct = trainer.strategy.reduce(correct, reduce_op='sum')
         total = trainer.strategy.reduce(total, reduce_op='sum')
         if float(total) == 0:

@@ -3,8 +3,9 @@
 
 """Exception types raised by torchgeo-geolink.
 
-Every error names what failed (the file, the feature, the checkpoint key) and what is wrong, so that a bad input
-is reported where it enters, not as a stack trace from deep inside a dependency.
+Every error names what failed (the file, the feature, the checkpoint key) and what is
+wrong, so that a bad input is reported where it enters, not as a stack trace from deep
+inside a dependency.
 """
 
 __all__ = (

@@ -3,9 +3,10 @@
 
 """Prepare a paper-scale tile corpus: one exact GeoLink graph per tile, built on Ray Data, written as litdata shards.
 
-GeoLink pretrains on image tiles paired with the OpenStreetMap features clipped to each tile's bounding box (about
-1.27 M pairs in the paper). Building those graphs inside the training data loader costs every DataLoader worker and
-every DDP rank the same CPU work on every epoch; this module builds them once:
+GeoLink pretrains on image tiles paired with the OpenStreetMap features clipped to each
+tile's bounding box (about 1.27 M pairs in the paper). Building those graphs inside the
+training data loader costs every DataLoader worker and every DDP rank the same CPU work
+on every epoch; this module builds them once:
 
 .. code-block:: bash
 
@@ -15,26 +16,33 @@ every DDP rank the same CPU work on every epoch; this module builds them once:
    # cluster: the same command on the head node of a running Ray cluster (``ray start``)
    RAY_ADDRESS=auto python -m torchgeo_geolink.prepare --tiles tiles.parquet --osm europe/ --output /shared/corpus/
 
-and :class:`~torchgeo_geolink.datasets.GeoLinkStreamingTiles` streams the result to (multi-node) DDP training.
+and :class:`~torchgeo_geolink.datasets.GeoLinkStreamingTiles` streams the result to
+(multi-node) DDP training.
 
-The run has four steps, each resumable (a rerun with the same inputs and settings skips what is done):
+The run has four steps, each resumable (a rerun with the same inputs and settings skips
+what is done):
 
-1. **Plan**: the tile index is read, each tile gets its split, and the tiles are ordered along a Hilbert curve
-   (of their centers in longitude/latitude) and cut into shards of ``tiles_per_shard`` neighboring tiles, so that
-   a shard needs the OSM features of a small area only. The plan is written to ``plan.parquet``.
-2. **Stage**: each OSM source is read once (one Ray task per file), reduced to the features that meet a tile,
-   and written as a GeoParquet file (tags as JSON text, geometries repaired, spatially sorted, with a bounding-box
-   covering column so that a shard reads only its row groups, and each feature's row in the source so that a
+1. **Plan**: the tile index is read, each tile gets its split, and the tiles are ordered
+   along a Hilbert curve (of their centers in longitude/latitude) and cut into shards of
+   ``tiles_per_shard`` neighboring tiles, so that a shard needs the OSM features of a
+   small area only. The plan is written to ``plan.parquet``.
+2. **Stage**: each OSM source is read once (one Ray task per file), reduced to the
+   features that meet a tile, and written as a GeoParquet file (tags as JSON text,
+   geometries repaired, spatially sorted, with a bounding-box covering column so that a
+   shard reads only its row groups, and each feature's row in the source so that a
    tile's features keep the source's order).
-3. **Tag table**: every distinct tag string of the staged features is embedded once, in batches, by the tag
-   encoder (on a GPU when given one) and stored as one float32 table (``tags/``); a
-   :class:`~torchgeo_geolink.osm.CachedTagEncoder` folder (``tag_cache_dir``) keeps the embeddings for later
-   corpora. Workers only look strings up in the memory-mapped table.
-4. **Shards**: Ray Data tasks build the shards (``num_workers`` at a time; each worker process opens the tag
-   table once and keeps it for the following shards). Per tile, the features meeting its box are clipped to it
-   (:func:`clip_to_tile`) and :class:`~torchgeo_geolink.osm.OSMGraphBuilder` builds the graph exactly as GeoLink
-   does per tile. Samples are written with litdata's writer into ``<split>/`` (one chunk series and one index
-   per shard) and a marker file per finished shard; the split indexes are merged at the end.
+3. **Tag table**: every distinct tag string of the staged features is embedded once, in
+   batches, by the tag encoder (on a GPU when given one) and stored as one float32 table
+   (``tags/``); a :class:`~torchgeo_geolink.osm.CachedTagEncoder` folder
+   (``tag_cache_dir``) keeps the embeddings for later corpora. Workers only look strings
+   up in the memory-mapped table.
+4. **Shards**: Ray Data tasks build the shards (``num_workers`` at a time; each worker
+   process opens the tag table once and keeps it for the following shards). Per tile,
+   the features meeting its box are clipped to it (:func:`clip_to_tile`) and
+   :class:`~torchgeo_geolink.osm.OSMGraphBuilder` builds the graph exactly as GeoLink
+   does per tile. Samples are written with litdata's writer into ``<split>/`` (one chunk
+   series and one index per shard) and a marker file per finished shard; the split
+   indexes are merged at the end.
 
 .. versionadded:: 0.1
 """
@@ -94,7 +102,8 @@ __all__ = (
 
 #: Version of the output layout; a folder written by another version is not resumed.
 FORMAT_VERSION = 1
-#: Layers of GDAL's OSM driver holding features (``multilinestrings`` and ``other_relations`` are left out).
+#: Layers of GDAL's OSM driver holding features (``multilinestrings`` and
+#: ``other_relations`` are left out).
 PBF_LAYERS = ('points', 'lines', 'multipolygons')
 #: Raster suffixes read as georeferenced tiles when the tile index is given as images.
 RASTER_SUFFIXES = ('.tif', '.tiff', '.jp2', '.vrt', '.img')
@@ -196,13 +205,15 @@ def _index_from_frame(
     """Turn a tile-index table (GeoParquet of footprints or a table of boxes) into plan columns.
 
     Args:
-        frame: The table: a geometry column, or ``xmin/ymin/xmax/ymax``, ``west/south/east/north`` or a ``bbox``
-            column of four numbers; optionally ``name``, ``image``, ``crs`` and ``split``.
+        frame: The table: a geometry column, or ``xmin/ymin/xmax/ymax``,
+            ``west/south/east/north`` or a ``bbox`` column of four numbers; optionally
+            ``name``, ``image``, ``crs`` and ``split``.
         source: The file it was read from (for messages and relative image paths).
         crs: CRS of tiles whose table declares none.
 
     Returns:
-        Columns ``name``, ``image``, ``crs``, ``xmin``, ``ymin``, ``xmax``, ``ymax`` and (when given) ``split``.
+        Columns ``name``, ``image``, ``crs``, ``xmin``, ``ymin``, ``xmax``, ``ymax`` and
+        (when given) ``split``.
 
     Raises:
         TileError: If the boxes or the CRS cannot be found.
@@ -290,26 +301,31 @@ def read_tile_index(
 
     Accepted inputs (mixed freely):
 
-    * raster files (``.tif``, ``.tiff``, ``.jp2``, ``.vrt``, ``.img``) or folders of them: each file is a tile
-      whose box and CRS are read with rasterio (north-up rasters only);
-    * a table of tiles: a GeoParquet/GeoPackage/GeoJSON of tile footprints (the box of each geometry is used), or
-      a plain Parquet file with ``xmin/ymin/xmax/ymax``, ``west/south/east/north`` or a ``bbox`` column. Optional
-      columns: ``name`` (default: the image's stem), ``image`` (path of the image, relative to the table's folder),
-      ``crs`` (one CRS per tile; otherwise the table's CRS or ``crs``) and ``split`` (``train``/``val``/``test``).
+    * raster files (``.tif``, ``.tiff``, ``.jp2``, ``.vrt``, ``.img``) or folders of
+      them: each file is a tile whose box and CRS are read with rasterio (north-up
+      rasters only);
+    * a table of tiles: a GeoParquet/GeoPackage/GeoJSON of tile footprints (the box of
+      each geometry is used), or a plain Parquet file with ``xmin/ymin/xmax/ymax``,
+      ``west/south/east/north`` or a ``bbox`` column. Optional columns: ``name``
+      (default: the image's stem), ``image`` (path of the image, relative to the table's
+      folder), ``crs`` (one CRS per tile; otherwise the table's CRS or ``crs``) and
+      ``split`` (``train``/``val``/``test``).
 
     Args:
         tiles: Files or folders.
         crs: CRS of tile tables that declare none.
-        val_fraction: Share of validation tiles, assigned by a CRC-32 hash of the name, for tiles without ``split``.
+        val_fraction: Share of validation tiles, assigned by a CRC-32 hash of the name,
+            for tiles without ``split``.
         test_fraction: Share of test tiles, likewise.
 
     Returns:
-        One row per tile, sorted by name, with columns ``name``, ``image`` (absolute path or ``''``), ``crs``
-        (authority string or WKT), ``xmin``, ``ymin``, ``xmax``, ``ymax`` (in the tile's CRS) and ``split``.
+        One row per tile, sorted by name, with columns ``name``, ``image`` (absolute
+        path or ``''``), ``crs`` (authority string or WKT), ``xmin``, ``ymin``,
+        ``xmax``, ``ymax`` (in the tile's CRS) and ``split``.
 
     Raises:
-        TileError: If a file cannot be read, lacks a CRS, holds an invalid box or a split name is unknown, or if
-            two tiles share a name or no tile is found.
+        TileError: If a file cannot be read, lacks a CRS, holds an invalid box or a
+            split name is unknown, or if two tiles share a name or no tile is found.
         ValueError: If the split fractions are invalid.
 
     .. versionadded:: 0.1
@@ -450,7 +466,8 @@ class PrepareReport:
     features: int
     #: Distinct tag strings in the tag table.
     tag_strings: int
-    #: Tag strings this run passed to the tag encoder (the others came from the table or the cache).
+    #: Tag strings this run passed to the tag encoder (the others came from the table or
+    #: the cache).
     tag_strings_encoded: int
     #: Wall-clock seconds per step (plan, stage, tags, shards, index).
     seconds: dict[str, float]
@@ -459,8 +476,9 @@ class PrepareReport:
 class TagTable:
     """Persistent table of distinct tag strings and their embeddings (float32, memory-mapped when read).
 
-    Stored as ``table.json`` (encoder identity, width, count), ``strings.parquet`` (one string per row) and
-    ``embeddings.npy``. Every DataLoader worker, Ray worker and node opening the same folder shares the pages.
+    Stored as ``table.json`` (encoder identity, width, count), ``strings.parquet`` (one
+    string per row) and ``embeddings.npy``. Every DataLoader worker, Ray worker and node
+    opening the same folder shares the pages.
 
     .. versionadded:: 0.1
     """
@@ -551,9 +569,11 @@ class TagTable:
         Args:
             root: Its folder.
             strings: Tag strings it must hold.
-            encoder: Tag encoder; an existing table must come from an encoder of the same identity.
-            cache_dir: Also keep the embeddings in this :class:`~torchgeo_geolink.osm.CachedTagEncoder` folder
-                (reused by later tables and by :class:`~torchgeo_geolink.osm.OSMGraphBuilder`).
+            encoder: Tag encoder; an existing table must come from an encoder of the
+                same identity.
+            cache_dir: Also keep the embeddings in this
+                :class:`~torchgeo_geolink.osm.CachedTagEncoder` folder (reused by later
+                tables and by :class:`~torchgeo_geolink.osm.OSMGraphBuilder`).
 
         Returns:
             The table and the number of strings passed to the encoder.
@@ -591,7 +611,8 @@ class TagTable:
         encoded = len(cached) - before
         root.mkdir(parents=True, exist_ok=True)
         stamp = uuid.uuid4().hex
-        # Write the new table beside the old one, then swap the three files (readers reopen by table.json).
+        # Write the new table beside the old one, then swap the three files (readers
+        # reopen by table.json).
         all_strings = old_strings + new
         tmp_strings = root / f'.strings.{stamp}.parquet'
         tmp_embeddings = root / f'.embeddings.{stamp}.npy'
@@ -671,19 +692,22 @@ def clip_to_tile(
 ) -> gpd.GeoDataFrame:
     """The features of one tile, clipped to its box, as GeoLink builds a tile's graph from them.
 
-    Features meeting the box are taken; those whose bounding box lies inside it are kept whole, the others are
-    clipped to it (:func:`shapely.clip_by_rect`) and split into parts, of which only those of the feature's own
-    dimension are kept (a polygon that only touches the tile along its edge gives no node).
+    Features meeting the box are taken; those whose bounding box lies inside it are kept
+    whole, the others are clipped to it (:func:`shapely.clip_by_rect`) and split into
+    parts, of which only those of the feature's own dimension are kept (a polygon that
+    only touches the tile along its edge gives no node).
 
     Args:
         features: Features in the tile's CRS with a ``tags`` column (or any tag columns
-            :func:`~torchgeo_geolink.osm.tags_from_frame` understands); geometries valid.
+            :func:`~torchgeo_geolink.osm.tags_from_frame` understands); geometries
+            valid.
         bounds: Tile ``(xmin, ymin, xmax, ymax)``.
         tree: :class:`shapely.STRtree` of ``features.geometry`` (built when None).
 
     Returns:
-        One row per kept part, in feature order, with the feature's columns, a fresh ``RangeIndex`` and a
-        ``feature`` column holding the feature's row position in ``features``.
+        One row per kept part, in feature order, with the feature's columns, a fresh
+        ``RangeIndex`` and a ``feature`` column holding the feature's row position in
+        ``features``.
 
     .. versionadded:: 0.1
     """
@@ -722,7 +746,8 @@ def _read_source(path: Path) -> gpd.GeoDataFrame:
         Columns ``tags`` (dict) and ``geometry`` (valid, in the file's CRS).
 
     Raises:
-        OSMFileError: If the file cannot be read, declares no CRS or its layers disagree on it.
+        OSMFileError: If the file cannot be read, declares no CRS or its layers disagree
+            on it.
     """
     name = path.name.lower()
     frames: list[gpd.GeoDataFrame] = []
@@ -738,7 +763,8 @@ def _read_source(path: Path) -> gpd.GeoDataFrame:
             )
             for layer in layers:
                 with warnings.catch_warnings():
-                    # GDAL's OSM driver reports each broken multipolygon ring; they are repaired here.
+                    # GDAL's OSM driver reports each broken multipolygon ring; they are
+                    # repaired here.
                     warnings.filterwarnings(
                         'ignore', category=RuntimeWarning, module='pyogrio'
                     )
@@ -961,9 +987,10 @@ def _tile_groups(
 ) -> list[tuple[str, pd.DataFrame]]:
     """Split a shard's tiles into groups of one CRS whose union box is compact, to read their OSM at once.
 
-    Tiles are taken in plan (Hilbert) order; a tile joins the current group while the group's union box stays
-    within ``sparsity`` times the tiles' summed area (a shard of scattered tiles then reads several small boxes
-    instead of one box spanning them all).
+    Tiles are taken in plan (Hilbert) order; a tile joins the current group while the
+    group's union box stays within ``sparsity`` times the tiles' summed area (a shard of
+    scattered tiles then reads several small boxes instead of one box spanning them
+    all).
 
     Args:
         plan: The shard's rows of the plan.
@@ -1015,12 +1042,13 @@ def _tag_rows(
 
     Args:
         sample: The flattened graph; its ``osm_<type>_x`` keys are removed.
-        tags: Tags of each row of the tile's clipped feature table (what ``osm_<type>_id`` points into).
+        tags: Tags of each row of the tile's clipped feature table (what
+            ``osm_<type>_id`` points into).
         output: The run's output folder.
 
     Returns:
-        ``tags_<type>_rows`` (int32, the table row of each tag string, node by node) and ``tags_<type>_ptr``
-        (int64 ``(N + 1,)`` offsets).
+        ``tags_<type>_rows`` (int32, the table row of each tag string, node by node) and
+        ``tags_<type>_ptr`` (int64 ``(N + 1,)`` offsets).
     """
     root = output / 'tags'
     table = _cached_table(str(root), (root / 'table.json').stat().st_mtime_ns)
@@ -1046,15 +1074,18 @@ def build_shard(
 
     Args:
         shard: The shard number.
-        output: The run's output folder (with ``manifest.json``, ``plan.parquet``, staged sources and tag table).
-        builder: Graph builder to use (default: one answering from the run's tag table, with the run's settings).
+        output: The run's output folder (with ``manifest.json``, ``plan.parquet``,
+            staged sources and tag table).
+        builder: Graph builder to use (default: one answering from the run's tag table,
+            with the run's settings).
 
     Returns:
-        The shard's marker: ``shard``, tiles per split, ``nodes``, ``edges`` and ``seconds`` (reading, building
-        and writing the shard).
+        The shard's marker: ``shard``, tiles per split, ``nodes``, ``edges`` and
+        ``seconds`` (reading, building and writing the shard).
 
     Raises:
-        PreparedDataError: If the folder is not a planned run or a tag string is missing from its table.
+        PreparedDataError: If the folder is not a planned run or a tag string is missing
+            from its table.
 
     .. versionadded:: 0.1
     """
@@ -1096,7 +1127,8 @@ def build_shard(
             )
             if not len(frame):
                 continue
-            # Back to the source's own feature order (node order within a type follows it).
+            # Back to the source's own feature order (node order within a type follows
+            # it).
             frame = frame.sort_values('row', kind='stable').drop(columns='row')
             if not same:
                 frame = frame.to_crs(tile_crs)
@@ -1129,7 +1161,8 @@ def build_shard(
                 sample.update(_tag_rows(sample, clipped['tags'].tolist(), output))
             nodes += sum(int(graph[t].num_nodes) for t in graph.node_types)
             edges += sum(int(graph[e].edge_index.shape[1]) for e in graph.edge_types)
-            # Strings are stored as UTF-8 bytes: litdata would embed the content of a string naming a file.
+            # Strings are stored as UTF-8 bytes: litdata would embed the content of a
+            # string naming a file.
             item: dict[str, Any] = {
                 'name': tile.name.encode(),
                 'image': tile.image.encode(),
@@ -1176,7 +1209,8 @@ def _cached_builder(output: str, table_stamp: int) -> OSMGraphBuilder:
 
     Args:
         output: The run's output folder.
-        table_stamp: Modification time of its tag table (a rewritten table gives a new builder).
+        table_stamp: Modification time of its tag table (a rewritten table gives a new
+            builder).
 
     Returns:
         A builder answering from the run's tag table, with the run's settings.
@@ -1334,36 +1368,48 @@ def prepare(
 ) -> PrepareReport:
     """Prepare a tile corpus: plan, stage the OSM sources, fill the tag table and build every shard (resumable).
 
-    Steps 2 and 4 (staging, shards) run on Ray Data: on the cluster at ``address`` or ``RAY_ADDRESS`` when given
-    (every node must see ``output``, the sources and the images at the same paths), otherwise on a local Ray
-    runtime with ``num_workers`` CPUs (started and stopped here unless Ray is already initialized).
-    ``num_workers=0`` builds everything in this process without Ray (for debugging and small corpora).
+    Steps 2 and 4 (staging, shards) run on Ray Data: on the cluster at ``address`` or
+    ``RAY_ADDRESS`` when given (every node must see ``output``, the sources and the
+    images at the same paths), otherwise on a local Ray runtime with ``num_workers``
+    CPUs (started and stopped here unless Ray is already initialized). ``num_workers=0``
+    builds everything in this process without Ray (for debugging and small corpora).
 
-    A rerun into the same ``output`` with the same inputs and settings skips the finished sources and shards and
-    rebuilds only the missing ones; other inputs or settings raise :class:`~torchgeo_geolink.errors.PreparedDataError`.
+    A rerun into the same ``output`` with the same inputs and settings skips the
+    finished sources and shards and rebuilds only the missing ones; other inputs or
+    settings raise :class:`~torchgeo_geolink.errors.PreparedDataError`.
 
     Args:
         tiles: Tile index (see :func:`read_tile_index`).
-        osm: OSM sources: ``.osm.pbf``, GeoParquet or any vector file GDAL reads, or folders of them (one or many
-            regions; features of all sources are combined per tile).
+        osm: OSM sources: ``.osm.pbf``, GeoParquet or any vector file GDAL reads, or
+            folders of them (one or many regions; features of all sources are combined
+            per tile).
         output: Output folder.
-        tag_encoder: Tag encoder (default :class:`~torchgeo_geolink.osm.HashingTagEncoder`; use
-            :class:`~torchgeo_geolink.osm.CLIPTagEncoder`, on a GPU, to reproduce the official features). It only
-            runs in this process, once per distinct tag string.
-        tag_cache_dir: :class:`~torchgeo_geolink.osm.CachedTagEncoder` folder kept across corpora.
-        key_frequency: ``{key: count}`` JSON of tag-key frequencies (default: the shipped table).
-        tiles_per_shard: Neighboring tiles per shard (one Ray task and one chunk series each).
+        tag_encoder: Tag encoder (default
+            :class:`~torchgeo_geolink.osm.HashingTagEncoder`; use
+            :class:`~torchgeo_geolink.osm.CLIPTagEncoder`, on a GPU, to reproduce the
+            official features). It only runs in this process, once per distinct tag
+            string.
+        tag_cache_dir: :class:`~torchgeo_geolink.osm.CachedTagEncoder` folder kept
+            across corpora.
+        key_frequency: ``{key: count}`` JSON of tag-key frequencies (default: the
+            shipped table).
+        tiles_per_shard: Neighboring tiles per shard (one Ray task and one chunk series
+            each).
         num_workers: Ray workers (default: the CPUs of the cluster, or of this machine).
         address: Ray cluster address (``'auto'``: the cluster this node belongs to).
         crs: CRS of tile tables that declare none.
-        val_fraction: Share of validation tiles (hash of the name) for tiles without a ``split`` column.
+        val_fraction: Share of validation tiles (hash of the name) for tiles without a
+            ``split`` column.
         test_fraction: Share of test tiles, likewise.
-        errors: A feature whose geometry cannot be used is dropped (``'drop'``) or stops the run (``'raise'``).
-        equals_first: Label identical geometries ``equals`` (GeoLink's reference code does not).
-        embeddings: How node embeddings are stored: ``'float32'`` (as built), ``'float16'`` (half the size, read
-            back as float32) or ``'table'`` (each node's rows in the tag table; the reader recomputes the
-            embeddings from the memory-mapped table, exactly; on the Helsinki extract the shards shrink 8-fold,
-            what remains is mostly the edge tables).
+        errors: A feature whose geometry cannot be used is dropped (``'drop'``) or stops
+            the run (``'raise'``).
+        equals_first: Label identical geometries ``equals`` (GeoLink's reference code
+            does not).
+        embeddings: How node embeddings are stored: ``'float32'`` (as built),
+            ``'float16'`` (half the size, read back as float32) or ``'table'`` (each
+            node's rows in the tag table; the reader recomputes the embeddings from the
+            memory-mapped table, exactly; on the Helsinki extract the shards shrink
+            8-fold, what remains is mostly the edge tables).
         compression: litdata chunk compression (``'zstd'``) or None.
         chunk_bytes: Target size of a litdata chunk.
         progress: Show progress (Ray Data's bars and a line per step).
@@ -1445,7 +1491,8 @@ def prepare(
             )
             raise PreparedDataError(msg)
     else:
-        # Small row groups: each shard task reads only its own (the plan is sorted by shard).
+        # Small row groups: each shard task reads only its own (the plan is sorted by
+        # shard).
         plan.to_parquet(output / 'plan.parquet', index=False, row_group_size=4096)
         _atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     seconds['plan'] = time.perf_counter() - clock

@@ -3,10 +3,12 @@
 
 """Plots of GeoLink inputs and outputs: OSM graphs over imagery, cross-modal attention and embedding maps.
 
-Every function takes plain tensors and PyG :class:`~torch_geometric.data.HeteroData` graphs that follow the
-package's graph contract (node types ``polygon``, ``line``, ``point`` with ``pos`` of shape ``(N, K, 2)``
-normalized to the window, x right and y down), so it works on the output of any dataset, transform or model of
-the package without importing them. Every function returns the :class:`~matplotlib.figure.Figure` it drew.
+Every function takes plain tensors and PyG :class:`~torch_geometric.data.HeteroData`
+graphs that follow the package's graph contract (node types ``polygon``, ``line``,
+``point`` with ``pos`` of shape ``(N, K, 2)`` normalized to the window, x right and y
+down), so it works on the output of any dataset, transform or model of the package
+without importing them. Every function returns the :class:`~matplotlib.figure.Figure` it
+drew.
 """
 
 import math
@@ -45,7 +47,8 @@ NODE_STYLES: dict[str, dict[str, str]] = {
     'point': {'marker': 'o', 'color': '#7570b3'},
 }
 
-#: Which of a node's ``pos`` points marks it: the centroid (last of a polygon's 4 points, first of a line's 3).
+#: Which of a node's ``pos`` points marks it: the centroid (last of a polygon's 4
+#: points, first of a line's 3).
 _ANCHOR = {'polygon': -1, 'line': 0, 'point': 0}
 
 _TAB10 = [to_hex(plt.get_cmap('tab10')(i)) for i in range(10)]
@@ -55,7 +58,8 @@ EDGE_COLORS: dict[tuple[str, str, str], str] = {
     edge_type: _TAB10[i % 10] for i, edge_type in enumerate(EDGE_TYPES)
 }
 
-#: Color of each spatial predicate (``edge_attr`` column name), shared by all edge types.
+#: Color of each spatial predicate (``edge_attr`` column name), shared by all edge
+#: types.
 RELATION_COLORS: dict[str, str] = {
     name: _TAB10[i % 10]
     for i, name in enumerate(
@@ -72,9 +76,10 @@ RELATION_COLORS: dict[str, str] = {
 def _image_to_rgb(image: Tensor) -> np.ndarray:
     """Turn an image tensor into an array that :meth:`~matplotlib.axes.Axes.imshow` can show.
 
-    The first three channels are shown as RGB (one channel as gray). 8-bit images are divided by 255; other
-    images are stretched from their 2nd to 98th percentile (over all shown channels together, which keeps the
-    color balance) to [0, 1], so normalized imagery displays as well as raw reflectance.
+    The first three channels are shown as RGB (one channel as gray). 8-bit images are
+    divided by 255; other images are stretched from their 2nd to 98th percentile (over
+    all shown channels together, which keeps the color balance) to [0, 1], so normalized
+    imagery displays as well as raw reflectance.
 
     Args:
         image: ``(C, H, W)`` or ``(H, W)`` image.
@@ -127,8 +132,8 @@ def plot_image(
     """Draw an image in its pixel frame, as the other plots of this module do.
 
     Args:
-        image: ``(C, H, W)`` or ``(H, W)`` image; the first three channels are shown (8-bit images as they are,
-            others contrast-stretched).
+        image: ``(C, H, W)`` or ``(H, W)`` image; the first three channels are shown
+            (8-bit images as they are, others contrast-stretched).
         ax: axes to draw on (default: a new figure).
         title: axes title.
 
@@ -185,21 +190,24 @@ def plot_graph(
 ) -> Figure:
     """Draw an OSM graph over its image: nodes at their positions, edges colored by relation.
 
-    Each node is drawn at its centroid (the last of a polygon's 4 ``pos`` points, the first of a line's 3, the
-    point itself), with one marker per node type. Each edge is a straight segment between the centroids of its
-    two nodes; self loops are not drawn.
+    Each node is drawn at its centroid (the last of a polygon's 4 ``pos`` points, the
+    first of a line's 3, the point itself), with one marker per node type. Each edge is
+    a straight segment between the centroids of its two nodes; self loops are not drawn.
 
     Args:
-        image: ``(C, H, W)`` or ``(H, W)`` image of the window the graph was built for; the first three channels
-            are shown (8-bit images as they are, others contrast-stretched).
-        graph: one graph (not a batch of several) with node types ``polygon``, ``line`` and ``point`` carrying
-            ``pos`` of shape ``(N, K, 2)`` normalized to the window, x right and y down.
-        color_by: ``'edge_type'`` colors edges by which of the 9 ``(src, 'to', dst)`` types they belong to;
-            ``'relation'`` colors them by their spatial predicate (the ``edge_attr`` one-hot column: touches,
-            overlaps, covers, crosses, within, delaunay, ...).
+        image: ``(C, H, W)`` or ``(H, W)`` image of the window the graph was built for;
+            the first three channels are shown (8-bit images as they are, others
+            contrast-stretched).
+        graph: one graph (not a batch of several) with node types ``polygon``, ``line``
+            and ``point`` carrying ``pos`` of shape ``(N, K, 2)`` normalized to the
+            window, x right and y down.
+        color_by: ``'edge_type'`` colors edges by which of the 9 ``(src, 'to', dst)``
+            types they belong to; ``'relation'`` colors them by their spatial predicate
+            (the ``edge_attr`` one-hot column: touches, overlaps, covers, crosses,
+            within, delaunay, ...).
         edge_types: the edge types to draw (default: all present in *graph*).
-        show_positions: also draw every ``pos`` point (a polygon's 3 interior samples, a line's start and end)
-            as small dots.
+        show_positions: also draw every ``pos`` point (a polygon's 3 interior samples, a
+            line's start and end) as small dots.
         node_size: marker area of the nodes, in points squared.
         ax: axes to draw on (default: a new figure).
         title: axes title.
@@ -208,8 +216,8 @@ def plot_graph(
         The figure drawn on.
 
     Raises:
-        ValueError: If *graph* is a batch of several graphs, *color_by* is unknown, or a ``pos`` or
-            ``edge_attr`` has the wrong shape.
+        ValueError: If *graph* is a batch of several graphs, *color_by* is unknown, or a
+            ``pos`` or ``edge_attr`` has the wrong shape.
         TypeError: If *graph* is not a heterogeneous graph.
 
     .. versionadded:: 0.1
@@ -343,21 +351,23 @@ def plot_attention(
 ) -> Figure:
     """Show, for chosen OSM objects, their attention over the image patches as heat maps on the image.
 
-    *attention* is what the two-way cross-modal block's "OSM objects attend to patches" step computes: one
-    distribution over the ``h * w`` patches per OSM node. Each chosen node gets one panel: the image with the
-    node's patch attention drawn over it (each patch a cell of the heat map), and optionally a cross at the
-    node's position.
+    *attention* is what the two-way cross-modal block's "OSM objects attend to patches"
+    step computes: one distribution over the ``h * w`` patches per OSM node. Each chosen
+    node gets one panel: the image with the node's patch attention drawn over it (each
+    patch a cell of the heat map), and optionally a cross at the node's position.
 
     Args:
         image: ``(C, H, W)`` or ``(H, W)`` image the patches were cut from.
-        attention: ``(num_nodes, h * w)``, ``(num_nodes, h, w)`` or ``(B, num_nodes, h, w)`` attention weights.
-        node_ids: indices (along the node axis of *attention*) of the objects to show (default: the first
-            ``min(num_nodes, ncols)``).
+        attention: ``(num_nodes, h * w)``, ``(num_nodes, h, w)`` or
+            ``(B, num_nodes, h, w)`` attention weights.
+        node_ids: indices (along the node axis of *attention*) of the objects to show
+            (default: the first ``min(num_nodes, ncols)``).
         index: which sample to show when *attention* has a batch axis.
-        grid: the patch grid ``(h, w)`` when *attention* is ``(num_nodes, h * w)`` and not square.
+        grid: the patch grid ``(h, w)`` when *attention* is ``(num_nodes, h * w)`` and
+            not square.
         labels: one title per node of the node axis (e.g. the objects' OSM tags).
-        positions: ``(num_nodes, 2)`` node positions normalized to the window (x right, y down), marked with a
-            cross.
+        positions: ``(num_nodes, 2)`` node positions normalized to the window (x right,
+            y down), marked with a cross.
         alpha: opacity of the heat map.
         cmap: matplotlib color map of the heat map.
         ncols: panels per row.
@@ -366,8 +376,8 @@ def plot_attention(
         The figure, one panel per chosen node.
 
     Raises:
-        ValueError: If *attention* has an unsupported shape or its patch axis cannot be reshaped to *grid*, or
-            *labels*/*positions* do not have one entry per node.
+        ValueError: If *attention* has an unsupported shape or its patch axis cannot be
+            reshaped to *grid*, or *labels*/*positions* do not have one entry per node.
         IndexError: If a node id or *index* is out of range.
 
     .. versionadded:: 0.1
@@ -461,15 +471,16 @@ def plot_attention(
 def embedding_pca_rgb(embedding: Tensor) -> Tensor:
     """Project ``(C, h, w)`` patch embeddings on their first 3 principal components, as an RGB image.
 
-    The principal components are computed in torch (SVD of the centered ``(h * w, C)`` matrix), each component's
-    sign is fixed so that its largest loading is positive (deterministic colors), and each component is
-    stretched to [0, 1] over the map.
+    The principal components are computed in torch (SVD of the centered ``(h * w, C)``
+    matrix), each component's sign is fixed so that its largest loading is positive
+    (deterministic colors), and each component is stretched to [0, 1] over the map.
 
     Args:
         embedding: ``(C, h, w)`` patch embeddings.
 
     Returns:
-        ``(h, w, 3)`` float tensor in [0, 1]; components beyond the rank of the embedding are 0.
+        ``(h, w, 3)`` float tensor in [0, 1]; components beyond the rank of the
+        embedding are 0.
 
     Raises:
         ValueError: If *embedding* is not 3-D.
@@ -506,9 +517,10 @@ def plot_embedding_pca(
 ) -> Figure:
     """Show the image beside PCA maps (3 components as RGB) of its unimodal and fused patch embeddings.
 
-    Similar colors mean similar embeddings. Comparing the unimodal map (the image encoder alone) with the fused
-    map (after the cross-modal block that lets patches attend to OSM objects) shows what OSM adds: e.g. patches
-    of one land-use polygon sharing a color.
+    Similar colors mean similar embeddings. Comparing the unimodal map (the image
+    encoder alone) with the fused map (after the cross-modal block that lets patches
+    attend to OSM objects) shows what OSM adds: e.g. patches of one land-use polygon
+    sharing a color.
 
     Args:
         image: ``(C, H, W)`` or ``(H, W)`` image.
@@ -520,7 +532,8 @@ def plot_embedding_pca(
         The figure, with three panels.
 
     Raises:
-        ValueError: If an embedding is not ``(C, h, w)`` or *titles* does not have three entries.
+        ValueError: If an embedding is not ``(C, h, w)`` or *titles* does not have three
+            entries.
 
     .. versionadded:: 0.1
     """
@@ -550,11 +563,12 @@ def plot_label_panels(
 ) -> Figure | None:
     """Draw a sample's ``mask`` and ``prediction`` class maps on consecutive axes, as TorchGeo's datasets do.
 
-    Both maps share one color per class, so that the label and the prediction can be compared by eye. Pixels
-    equal to *ignore_index* are left blank.
+    Both maps share one color per class, so that the label and the prediction can be
+    compared by eye. Pixels equal to *ignore_index* are left blank.
 
     Args:
-        axes: One axis per map present in *sample*, in the order ``mask``, ``prediction``.
+        axes: One axis per map present in *sample*, in the order ``mask``,
+            ``prediction``.
         sample: A sample with ``mask`` and/or ``prediction`` ``(H, W)`` class indices.
         num_classes: Number of classes (the color scale).
         ignore_index: Class value drawn blank.

@@ -28,7 +28,8 @@ from .errors import PredictionError
 
 __all__ = ('EMBEDDING_NAMES', 'EmbeddingWriter', 'window_bounds')
 
-#: Pooled embeddings returned by :meth:`~torchgeo_geolink.tasks.GeoLinkPretrain.predict_step`.
+#: Pooled embeddings returned by
+#: :meth:`~torchgeo_geolink.tasks.GeoLinkPretrain.predict_step`.
 EMBEDDING_NAMES: tuple[str, ...] = (
     'image',
     'osm',
@@ -44,10 +45,11 @@ _GEOPARQUET_VERSION = '1.1.0'
 def window_bounds(batch: Mapping[str, Any]) -> Tensor:
     """The bounds of every window of a collated batch, in the dataset CRS.
 
-    The OSM graphs' ``bounds`` (float64, from :class:`~torchgeo_geolink.datasets.OSMDataset`) are used when
-    present; otherwise the raster ``bounds`` of TorchGeo (``(B, 9)``: ``x.start, x.stop, x.step, y.start,
-    y.stop, y.step, t...``, or ``(B, 4)``), which TorchGeo stores as float32 and so are rounded at large
-    coordinates.
+    The OSM graphs' ``bounds`` (float64, from
+    :class:`~torchgeo_geolink.datasets.OSMDataset`) are used when present; otherwise the
+    raster ``bounds`` of TorchGeo (``(B, 9)``:
+    ``x.start, x.stop, x.step, y.start, y.stop, y.step, t...``, or ``(B, 4)``), which
+    TorchGeo stores as float32 and so are rounded at large coordinates.
 
     Args:
         batch: a batch of :func:`~torchgeo_geolink.datasets.collate_geolink`.
@@ -129,27 +131,33 @@ class _ParquetStream:
 class EmbeddingWriter(BasePredictionWriter):
     """Write the pooled embeddings of every predicted window as one GeoParquet row, and patch feature maps.
 
-    Consumes the predictions of :meth:`~torchgeo_geolink.tasks.GeoLinkPretrain.predict_step` batch by batch
-    (constant memory) under ``torchgeo predict``. The file ``<output_dir>/<filename>`` holds, per window in
-    prediction order:
+    Consumes the predictions of
+    :meth:`~torchgeo_geolink.tasks.GeoLinkPretrain.predict_step` batch by batch
+    (constant memory) under ``torchgeo predict``. The file ``<output_dir>/<filename>``
+    holds, per window in prediction order:
 
     * ``window``: the window's index (0, 1, ... in prediction order);
-    * ``geometry``: the window as a box polygon in the dataset CRS (recorded in the GeoParquet metadata, so
-      :func:`geopandas.read_parquet` returns it);
-    * ``has_osm``: whether the window has OSM nodes (without, the OSM embeddings come from an empty graph);
-    * one fixed-size list column (``pa.list_(pa.float32(), D)``) per name in *embeddings*: ``image`` (mean
-      patch token), ``osm`` (OSM region readout), ``fused`` (mean hybrid image-OSM token), ``image_projected`` and
-      ``osm_projected`` (the L2-normalized contrastive embeddings);
-    * with *patch_features*, ``patch_features``: the path (relative to the Parquet file) of the window's GeoTIFF.
+    * ``geometry``: the window as a box polygon in the dataset CRS (recorded in the
+      GeoParquet metadata, so :func:`geopandas.read_parquet` returns it);
+    * ``has_osm``: whether the window has OSM nodes (without, the OSM embeddings come
+      from an empty graph);
+    * one fixed-size list column (``pa.list_(pa.float32(), D)``) per name in
+      *embeddings*: ``image`` (mean patch token), ``osm`` (OSM region readout),
+      ``fused`` (mean hybrid image-OSM token), ``image_projected`` and ``osm_projected``
+      (the L2-normalized contrastive embeddings);
+    * with *patch_features*, ``patch_features``: the path (relative to the Parquet file)
+      of the window's GeoTIFF.
 
-    With *patch_features*, every window's patch tokens are also written as a float32 GeoTIFF
-    ``<output_dir>/<patch_dir>/<window>.tif``: one band per channel, one pixel per ViT patch (row 0 at the
-    top), georeferenced by the window bounds, in the dataset CRS.
+    With *patch_features*, every window's patch tokens are also written as a float32
+    GeoTIFF ``<output_dir>/<patch_dir>/<window>.tif``: one band per channel, one pixel
+    per ViT patch (row 0 at the top), georeferenced by the window bounds, in the dataset
+    CRS.
 
-    The file is written as ``<filename>.partial`` and renamed when prediction ends, so an interrupted run leaves
-    no truncated file under the final name. Under several processes each writes its own
-    ``<stem>.rank<k>.parquet`` (and its own patch folder); with several prediction dataloaders, dataloader ``i
-    > 0`` writes ``<stem>.<i>.parquet``. Existing files of the same names are replaced.
+    The file is written as ``<filename>.partial`` and renamed when prediction ends, so
+    an interrupted run leaves no truncated file under the final name. Under several
+    processes each writes its own ``<stem>.rank<k>.parquet`` (and its own patch folder);
+    with several prediction dataloaders, dataloader ``i > 0`` writes
+    ``<stem>.<i>.parquet``. Existing files of the same names are replaced.
 
     .. versionadded:: 0.1
     """
@@ -171,11 +179,12 @@ class EmbeddingWriter(BasePredictionWriter):
             embeddings: pooled embeddings to write, a subset of :data:`EMBEDDING_NAMES`.
             patch_features: also write each window's patch feature map as a GeoTIFF.
             patch_dir: folder of the GeoTIFFs, relative to *output_dir*.
-            crs: CRS of the window bounds (any form :class:`pyproj.CRS` reads); default: the CRS of the
-                prediction dataset.
+            crs: CRS of the window bounds (any form :class:`pyproj.CRS` reads); default:
+                the CRS of the prediction dataset.
 
         Raises:
-            ValueError: if an embedding name is unknown or *filename* does not end in ``.parquet``.
+            ValueError: if an embedding name is unknown or *filename* does not end in
+                ``.parquet``.
         """
         super().__init__(write_interval='batch')
         unknown = sorted(set(embeddings) - set(EMBEDDING_NAMES))
@@ -269,15 +278,18 @@ class EmbeddingWriter(BasePredictionWriter):
         Args:
             trainer: the trainer.
             pl_module: the task.
-            prediction: the output of ``predict_step``: ``bounds`` ``(B, 4)``, ``has_osm`` ``(B,)``, the pooled
-                embeddings ``(B, D)`` and, with *patch_features*, ``patch_features`` ``(B, D, rows, cols)``.
-            batch_indices: indices of the batch's samples (unused: windows are numbered in prediction order).
+            prediction: the output of ``predict_step``: ``bounds`` ``(B, 4)``,
+                ``has_osm`` ``(B,)``, the pooled embeddings ``(B, D)`` and, with
+                *patch_features*, ``patch_features`` ``(B, D, rows, cols)``.
+            batch_indices: indices of the batch's samples (unused: windows are numbered
+                in prediction order).
             batch: the batch.
             batch_idx: index of the batch.
             dataloader_idx: index of the prediction dataloader.
 
         Raises:
-            PredictionError: if the prediction lacks a key or its parts disagree on the number of windows.
+            PredictionError: if the prediction lacks a key or its parts disagree on the
+                number of windows.
         """
         needed = ['bounds', 'has_osm', *self.embeddings]
         if self.patch_features:

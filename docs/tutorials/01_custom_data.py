@@ -4,10 +4,11 @@
 # %% [markdown]
 # # Your own raster and OSM files: paired samples and graphs
 #
-# This tutorial pairs a GeoTIFF with an OpenStreetMap file, samples windows where OSM exists, and looks at the
-# GeoLink graph of each window. Any raster TorchGeo reads and any vector file GDAL reads (GeoJSON, GeoPackage,
-# Shapefile, GeoParquet, `.osm.pbf`) will do; to stay offline we use the package's demo: a real OSM extract of
-# Helsinki and an image *rendered* from it (synthetic, not a photograph).
+# This tutorial pairs a GeoTIFF with an OpenStreetMap file, samples windows where OSM
+# exists, and looks at the GeoLink graph of each window. Any raster TorchGeo reads and
+# any vector file GDAL reads (GeoJSON, GeoPackage, Shapefile, GeoParquet, `.osm.pbf`)
+# will do; to stay offline we use the package's demo: a real OSM extract of Helsinki and
+# an image *rendered* from it (synthetic, not a photograph).
 
 # %%
 import tempfile
@@ -34,9 +35,10 @@ print(demo.image, DEMO_OSM_PATH.name)
 # %% [markdown]
 # ## Two datasets, one intersection
 #
-# The image is a plain TorchGeo `RasterDataset`. The OSM file is an `OSMDataset`: read once, reprojected,
-# tags normalized, geometries repaired and indexed. `image & osm` reprojects the OSM features to the image's
-# CRS (here EPSG:3067, meters) and resolution.
+# The image is a plain TorchGeo `RasterDataset`. The OSM file is an `OSMDataset`: read
+# once, reprojected, tags normalized, geometries repaired and indexed. `image & osm`
+# reprojects the OSM features to the image's CRS (here EPSG:3067, meters) and
+# resolution.
 
 # %%
 image = RasterDataset(paths=demo.image)
@@ -48,9 +50,9 @@ print(dataset.crs, dataset.res)
 # %% [markdown]
 # ## Windows where OSM exists
 #
-# `OSMRandomPatchSampler` places windows where OSM features are, so few samples are wasted on empty graphs.
-# Each sample holds the image chip and the window's graph flattened into `osm_*` tensors;
-# `sample_to_graph` rebuilds the PyG `HeteroData`.
+# `OSMRandomPatchSampler` places windows where OSM features are, so few samples are
+# wasted on empty graphs. Each sample holds the image chip and the window's graph
+# flattened into `osm_*` tensors; `sample_to_graph` rebuilds the PyG `HeteroData`.
 
 # %%
 sampler = OSMRandomPatchSampler(dataset, size=224, length=4, generator=0)
@@ -61,9 +63,9 @@ print(sample['image'].shape)
 print(graph)
 
 # %% [markdown]
-# Node positions are normalized to the window (x right, y down), so the graph draws directly over the chip:
-# here edges are colored by their spatial relation, and the small dots are each polygon's interior samples and
-# each line's ends.
+# Node positions are normalized to the window (x right, y down), so the graph draws
+# directly over the chip: here edges are colored by their spatial relation, and the
+# small dots are each polygon's interior samples and each line's ends.
 
 # %%
 fig = plot_graph(
@@ -81,7 +83,8 @@ plt.show()
 # %% [markdown]
 # ## Batches
 #
-# `collate_geolink` stacks the images and joins the graphs into one PyG `Batch`, ready for the model.
+# `collate_geolink` stacks the images and joins the graphs into one PyG `Batch`, ready
+# for the model.
 
 # %%
 loader = DataLoader(dataset, sampler=sampler, batch_size=4, collate_fn=collate_geolink)

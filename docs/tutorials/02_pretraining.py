@@ -4,10 +4,12 @@
 # %% [markdown]
 # # Pretraining with `torchgeo fit`
 #
-# GeoLink pretraining is a TorchGeo task, `GeoLinkPretrain`, trained by the TorchGeo command line from a YAML
-# file: `torchgeo fit --config geolink_pretrain.yaml` (that is what `make pretrain` runs). This tutorial runs
-# the same command, from Python, on a *tiny* configuration (a ViT-Tiny on 64 x 64 windows of the demo data, two
-# training steps) so that it finishes in seconds on a CPU; the real configuration only changes sizes.
+# GeoLink pretraining is a TorchGeo task, `GeoLinkPretrain`, trained by the TorchGeo
+# command line from a YAML file: `torchgeo fit --config geolink_pretrain.yaml` (that is
+# what `make pretrain` runs). This tutorial runs the same command, from Python, on a
+# *tiny* configuration (a ViT-Tiny on 64 x 64 windows of the demo data, two training
+# steps) so that it finishes in seconds on a CPU; the real configuration only changes
+# sizes.
 
 # %%
 import tempfile
@@ -22,9 +24,10 @@ work = Path(tempfile.mkdtemp())
 # %% [markdown]
 # ## The configuration
 #
-# `model` names the task and its arguments, `data` the data module (here the embedded Helsinki demo: image
-# rendered from OSM, OSM from the shipped extract), `trainer` the Lightning trainer. Everything can be
-# overridden on the command line, e.g. `--trainer.devices 4` or `--model.init_args.lr 1e-4`.
+# `model` names the task and its arguments, `data` the data module (here the embedded
+# Helsinki demo: image rendered from OSM, OSM from the shipped extract), `trainer` the
+# Lightning trainer. Everything can be overridden on the command line, e.g.
+# `--trainer.devices 4` or `--model.init_args.lr 1e-4`.
 
 # %%
 config = f"""
@@ -60,7 +63,8 @@ path.write_text(config)
 # %% [markdown]
 # ## Training
 #
-# `torchgeo.main.main` is the `torchgeo` command; `['fit', '--config', ...]` are its arguments.
+# `torchgeo.main.main` is the `torchgeo` command; `['fit', '--config', ...]` are its
+# arguments.
 
 # %%
 main(['fit', '--config', str(path)])
@@ -68,9 +72,10 @@ main(['fit', '--config', str(path)])
 # %% [markdown]
 # ## What was logged
 #
-# The task logs the total loss and its three parts: the masked-image reconstruction (`rec`), the image-OSM
-# contrastive loss (`cont`) and the masked OSM node reconstruction (`node`). A checkpoint is saved for the
-# embeddings and segmentation tutorial.
+# The task logs the total loss and its three parts: the masked-image reconstruction
+# (`rec`), the image-OSM contrastive loss (`cont`) and the masked OSM node
+# reconstruction (`node`). A checkpoint is saved for the embeddings and segmentation
+# tutorial.
 
 # %%
 metrics = pd.read_csv(next(work.glob('lightning_logs/version_*/metrics.csv')))

@@ -4,11 +4,13 @@
 # %% [markdown]
 # # Embeddings and segmentation from a checkpoint
 #
-# A pretrained GeoLink gives two kinds of patch embeddings: *unimodal* ones from the image encoder alone, and a
-# *hybrid* map in which every patch has attended to the OSM objects of its window through the pretrained
-# two-way block. This tutorial extracts both from a checkpoint and fine-tunes a UPerNet segmentation model on
-# them. To run in seconds on a CPU it first makes its own tiny checkpoint (a ViT-Tiny, one training step on the
-# demo data); with the official weights, pass the `.pth` file instead (see "Using the official checkpoints").
+# A pretrained GeoLink gives two kinds of patch embeddings: *unimodal* ones from the
+# image encoder alone, and a *hybrid* map in which every patch has attended to the OSM
+# objects of its window through the pretrained two-way block. This tutorial extracts
+# both from a checkpoint and fine-tunes a UPerNet segmentation model on them. To run in
+# seconds on a CPU it first makes its own tiny checkpoint (a ViT-Tiny, one training step
+# on the demo data); with the official weights, pass the `.pth` file instead (see "Using
+# the official checkpoints").
 
 # %%
 import tempfile
@@ -50,8 +52,9 @@ trainer.save_checkpoint(checkpoint)
 # %% [markdown]
 # ## Unimodal and hybrid embeddings
 #
-# `GeoLinkFusionEncoder` returns the token maps of chosen ViT blocks; when the last block is listed, its map is
-# replaced by the hybrid image + OSM map. The images are normalized by the data module's `aug` as in training.
+# `GeoLinkFusionEncoder` returns the token maps of chosen ViT blocks; when the last
+# block is listed, its map is replaced by the hybrid image + OSM map. The images are
+# normalized by the data module's `aug` as in training.
 
 # %%
 model = GeoLinkPretrain.load_from_checkpoint(checkpoint).model.eval()
@@ -67,7 +70,8 @@ with torch.no_grad():
 print([tuple(m.shape) for m in fused_maps], tuple(unimodal.shape))
 
 # %% [markdown]
-# A PCA of each map (three components as RGB) shows which patches the model considers alike.
+# A PCA of each map (three components as RGB) shows which patches the model considers
+# alike.
 
 # %%
 raw = next(iter(datamodule.val_dataloader()))['image'][0]
@@ -77,9 +81,12 @@ plt.show()
 # %% [markdown]
 # ## Segmentation
 #
-# `GeoLinkSegmentation` builds the same encoder from the checkpoint (`weights=`), adds a UPerNet head and trains
-# on the demo's land-use labels. They are derived from OSM land-use tags, so the data module was told to withhold
-# those keys (`drop_osm_keys=DEMO_WITHHELD_KEYS`) from the graphs: the OSM input must not contain the answer. `multimodal=True` feeds the hybrid map; `multimodal=False` the image alone.
+# `GeoLinkSegmentation` builds the same encoder from the checkpoint (`weights=`), adds a
+# UPerNet head and trains on the demo's land-use labels. They are derived from OSM
+# land-use tags, so the data module was told to withhold those keys
+# (`drop_osm_keys=DEMO_WITHHELD_KEYS`) from the graphs: the OSM input must not contain
+# the answer. `multimodal=True` feeds the hybrid map; `multimodal=False` the image
+# alone.
 
 # %%
 segmentation = GeoLinkSegmentation(

@@ -4,14 +4,16 @@
 # %% [markdown]
 # # What the model links: attention of OSM objects over image patches
 #
-# In GeoLink's two-way block, every OSM object (a token built from its tags, its graph neighborhood and its
-# position) attends to the image patches. That attention shows which part of the image the model associates
-# with each object. This tutorial extracts it with `GeoLinkFusionEncoder.forward_with_attention` and draws it
-# with `plot_attention`.
+# In GeoLink's two-way block, every OSM object (a token built from its tags, its graph
+# neighborhood and its position) attends to the image patches. That attention shows
+# which part of the image the model associates with each object. This tutorial extracts
+# it with `GeoLinkFusionEncoder.forward_with_attention` and draws it with
+# `plot_attention`.
 #
-# To stay fast and offline it uses a ViT-Tiny trained for a single step on the demo data, so its attention is
-# close to uniform; load the official checkpoint (`load_official_checkpoint(path, legacy=True)`, with graphs
-# built by `CLIPTagEncoder`) to see the pretrained links.
+# To stay fast and offline it uses a ViT-Tiny trained for a single step on the demo
+# data, so its attention is close to uniform; load the official checkpoint
+# (`load_official_checkpoint(path, legacy=True)`, with graphs built by `CLIPTagEncoder`)
+# to see the pretrained links.
 
 # %%
 import tempfile
@@ -41,8 +43,9 @@ model = task.model.eval()
 # %% [markdown]
 # ## Attention of every OSM token over the patches
 #
-# The attention has shape `(B, M, L)`: for each of the `B` windows, `M` OSM tokens (padded to the largest graph)
-# over the `L = h * w` patches. `dense_osm_tokens` tells which node each token is.
+# The attention has shape `(B, M, L)`: for each of the `B` windows, `M` OSM tokens
+# (padded to the largest graph) over the `L = h * w` patches. `dense_osm_tokens` tells
+# which node each token is.
 
 # %%
 datamodule.setup('validate')
@@ -63,8 +66,9 @@ print(tuple(attention.shape), model.grid_size)
 # %% [markdown]
 # ## The first window's objects
 #
-# For window 0, keep the valid tokens, find each one's node type, index and centroid (the last `pos` point of
-# a polygon, the first of a line), and show the attention of a few objects next to the graph.
+# For window 0, keep the valid tokens, find each one's node type, index and centroid
+# (the last `pos` point of a polygon, the first of a line), and show the attention of a
+# few objects next to the graph.
 
 # %%
 valid = tokens.valid[0]
@@ -87,6 +91,7 @@ fig = plot_attention(
 plt.show()
 
 # %% [markdown]
-# Each panel is one object: the heat map is its attention over the patches (one color scale for all panels),
-# the cross its centroid. A pretrained model concentrates an object's attention on the patches that show it
-# (a building's roof, a road's course); this one-step model has not learnt that yet.
+# Each panel is one object: the heat map is its attention over the patches (one color
+# scale for all panels), the cross its centroid. A pretrained model concentrates an
+# object's attention on the patches that show it (a building's roof, a road's course);
+# this one-step model has not learnt that yet.

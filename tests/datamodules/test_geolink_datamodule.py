@@ -129,7 +129,8 @@ def test_region_rois() -> None:
 
 
 def test_region_rois_split_every_disjoint_part() -> None:
-    # two cities far apart: each gives its own southern validation and northern test strip
+    # two cities far apart: each gives its own southern validation and northern test
+    # strip
     south, north = shapely.box(0, 0, 10, 100), shapely.box(50, 1000, 70, 1050)
     train, val, test = region_rois(shapely.union_all([south, north]), 0.2, 0.1)
     assert val is not None and test is not None

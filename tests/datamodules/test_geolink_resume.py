@@ -3,10 +3,11 @@
 
 """A run resumed from a checkpoint sees the training windows of the uninterrupted run, and ends the same.
 
-Real Lightning Trainer and :class:`~torchgeo_geolink.datamodules.GeoLinkDataModule` on the demo data (demo
-imagery and the shipped Helsinki OSM extract, random training windows drawn by
-:class:`~torchgeo_geolink.samplers.OSMRandomPatchSampler`, augmented on the device), with a tiny model that
-uses images and graphs, dropout, and the tasks' resumable randomness.
+Real Lightning Trainer and :class:`~torchgeo_geolink.datamodules.GeoLinkDataModule` on
+the demo data (demo imagery and the shipped Helsinki OSM extract, random training
+windows drawn by :class:`~torchgeo_geolink.samplers.OSMRandomPatchSampler`, augmented on
+the device), with a tiny model that uses images and graphs, dropout, and the tasks'
+resumable randomness.
 """
 
 from pathlib import Path
@@ -138,8 +139,9 @@ def assert_same_weights(a: TinyModel, b: TinyModel) -> None:
 def test_resume_sees_the_windows_of_the_uninterrupted_run(
     demo: tuple[str, GeoDataset], tmp_path: Path
 ) -> None:
-    # The uninterrupted run validates every 2 batches and keeps a checkpoint after each validation (one in the
-    # middle of the first epoch, at step 2, and one at its end, at step 4) and one after the training step 3.
+    # The uninterrupted run validates every 2 batches and keeps a checkpoint after each
+    # validation (one in the middle of the first epoch, at step 2, and one at its end,
+    # at step 4) and one after the training step 3.
     full = WindowRecorder()
     after_validation = ModelCheckpoint(dirpath=tmp_path / 'val', save_top_k=-1)
     after_step = ModelCheckpoint(
@@ -167,13 +169,14 @@ def test_resume_sees_the_windows_of_the_uninterrupted_run(
             ckpt_path=ckpt,
             val_check_interval=2,
         )
-        # Lightning counts the batch of a checkpoint written at its end as done: the resumed run goes on with
-        # the next batch's windows.
+        # Lightning counts the batch of a checkpoint written at its end as done: the
+        # resumed run goes on with the next batch's windows.
         expected = {s: w for s, w in full.windows.items() if s > step}
         assert resumed.windows == expected, step
         if step == 3:
-            # The tasks reseed their randomness (augmentations, dropout) after each validation, not after each
-            # step: from a checkpoint between validations only the windows are those of the uninterrupted run.
+            # The tasks reseed their randomness (augmentations, dropout) after each
+            # validation, not after each step: from a checkpoint between validations
+            # only the windows are those of the uninterrupted run.
             continue
         assert_same_weights(task, full_task)
         for name in ('train_loss', 'val_loss'):

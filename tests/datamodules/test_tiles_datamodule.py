@@ -91,8 +91,9 @@ def test_tiles_datamodule_with_trainer(tmp_path: Path) -> None:
         assert isinstance(graph, Batch)
         image, mask = batch['image'], batch['mask']
         assert image.shape[-2:] == (SIZE, SIZE) and mask.shape[-2:] == (SIZE, SIZE)
-        # the label still covers the bright square after the joint augmentation (bilinear image vs nearest
-        # mask: only pixels on the square's edge may disagree)
+        # the label still covers the bright square after the joint augmentation
+        # (bilinear image vs nearest mask: only pixels on the square's edge may
+        # disagree)
         bright = image.mean(1) > 0.5
         assert ((mask == 1) == bright).float().mean() > 0.9
         # every kept polygon centroid sits on its square

@@ -133,7 +133,8 @@ def test_labels_follow_osm_land_use(demo: DemoPaths, osm: OSMDataset) -> None:
     )
     got = labels[lines[inside], cols[inside]]
     expected = np.array([landuse_class(osm.tags[r]) for r in rows])[inside]
-    # smaller land-use areas are painted over larger ones, so a few points show the nested area's class
+    # smaller land-use areas are painted over larger ones, so a few points show the
+    # nested area's class
     assert (got == expected).mean() > 0.9
     # each present class covers some area
     counts = np.bincount(labels.ravel(), minlength=len(DEMO_CLASSES))
@@ -168,7 +169,8 @@ def test_render_small_scene_and_classes() -> None:
     )
     assert image.shape == (3, 40, 40) and image.dtype == np.uint8
     assert transform.c == 0.0 and transform.f == 40.0
-    # labels: the pond is painted over the park (smaller area wins), buildings and roads are not land use
+    # labels: the pond is painted over the park (smaller area wins), buildings and roads
+    # are not land use
     assert labels[40 - 10, 10] == DEMO_CLASSES.index('water')
     assert labels[40 - 30, 30] == DEMO_CLASSES.index('green')
     assert labels[40 - 20, 38] == DEMO_CLASSES.index('green')

@@ -71,7 +71,8 @@ def test_formats(tmp_path: Path, suffix: str) -> None:
     if suffix == 'parquet':
         frame.to_parquet(path)
     elif suffix == 'shp':
-        # One geometry type per shapefile, tags as GeoLink labels (shapefile field names are cut at 10 chars).
+        # One geometry type per shapefile, tags as GeoLink labels (shapefile field names
+        # are cut at 10 chars).
         path = tmp_path / 'shp'
         path.mkdir()
         types = frame.geom_type.to_numpy()
@@ -107,7 +108,8 @@ def test_formats(tmp_path: Path, suffix: str) -> None:
 
 
 def test_directory_and_mismatched_crs(tmp_path: Path) -> None:
-    # Two files in different CRSs: both end up in the dataset CRS, next to sidecar files that are not read.
+    # Two files in different CRSs: both end up in the dataset CRS, next to sidecar files
+    # that are not read.
     city_frame().to_file(tmp_path / 'a.gpkg')
     shifted = city_frame(origin=(X0 + 400, Y0)).to_crs(4326)
     shifted.to_file(tmp_path / 'b.geojson')
@@ -166,7 +168,8 @@ def test_helsinki_pbf() -> None:
     report = ds.reports[0]
     assert report.repaired > 0  # the extract's multipolygons hold broken rings
     assert report.kept == len(ds.geometries)
-    # GDAL types every area as a MultiPolygon: only those with several parts count as exploded.
+    # GDAL types every area as a MultiPolygon: only those with several parts count as
+    # exploded.
     assert report.exploded == 3
     assert report.dropped_nonfinite == 0
     assert report.dropped_empty + report.dropped_degenerate == 28
@@ -207,8 +210,8 @@ def test_image_and_osm_dataloader(tmp_path: Path, city_raster: Path) -> None:
 
 
 def test_alignment_4326_osm_on_utm_raster(tmp_path: Path) -> None:
-    # A square burned into a UTM GeoTIFF; its polygon stored in EPSG:4326. After `image & osm` the polygon's
-    # node positions must fall on the burned pixels.
+    # A square burned into a UTM GeoTIFF; its polygon stored in EPSG:4326. After
+    # `image & osm` the polygon's node positions must fall on the burned pixels.
     square = shapely.box(X0 + 60, Y0 + 90, X0 + 100, Y0 + 130)
     write_geotiff(
         tmp_path / 'img' / 'image.tif',
@@ -229,7 +232,8 @@ def test_alignment_4326_osm_on_utm_raster(tmp_path: Path) -> None:
     cols = (pos[:, 0] * 128).long()
     rows = (pos[:, 1] * 128).long()
     assert torch.all(image[rows, cols] == 255)
-    # Centroid: pixel (col 40, row 68) from the top-left corner of the window, to within a pixel.
+    # Centroid: pixel (col 40, row 68) from the top-left corner of the window, to within
+    # a pixel.
     torch.testing.assert_close(
         pos[3] * 128, torch.tensor([40.0, 68.0]), atol=1.0, rtol=0
     )
@@ -250,7 +254,8 @@ def test_induced_and_exact_agree(city_gpkg: Path) -> None:
                 a[f'osm_{t}_pos'], b[f'osm_{t}_pos'], atol=1e-5, rtol=0
             )
             torch.testing.assert_close(a[f'osm_{t}_x'], b[f'osm_{t}_x'])
-        # Same-type relations of whole features agree (only clipping-dependent relations may differ).
+        # Same-type relations of whole features agree (only clipping-dependent relations
+        # may differ).
         for key in (
             'osm_polygon_to_polygon_edge_index',
             'osm_point_to_polygon_edge_index',
@@ -261,7 +266,8 @@ def test_induced_and_exact_agree(city_gpkg: Path) -> None:
 
 
 def test_cut_features_exploded(tmp_path: Path) -> None:
-    # A U-shaped polygon cut by the window into two parts: two nodes with the same id, sharing relations.
+    # A U-shaped polygon cut by the window into two parts: two nodes with the same id,
+    # sharing relations.
     u_shape = shapely.Polygon(
         [(0, 0), (30, 0), (30, 30), (20, 30), (20, 10), (10, 10), (10, 30), (0, 30)]
     )
@@ -335,7 +341,8 @@ def test_missing_crs(tmp_path: Path) -> None:
         frame.drop(columns='geometry'), geometry=list(frame.geometry), crs=None
     )
     frame.to_file(tmp_path / 'nocrs.geojson')
-    # GDAL reads a GeoJSON without "crs" as WGS 84: UTM coordinates must not be taken for degrees.
+    # GDAL reads a GeoJSON without "crs" as WGS 84: UTM coordinates must not be taken
+    # for degrees.
     with pytest.raises(OSMFileError, match=r'nocrs\.geojson.*not longitudes/latitudes'):
         OSMDataset(tmp_path / 'nocrs.geojson')
     frame[frame.geom_type == 'Polygon'][['building', 'geometry']].to_file(
@@ -457,7 +464,8 @@ def test_invalid_graph_mode(city_gpkg: Path) -> None:
 
 
 def test_induced_subgraph_matches_reference() -> None:
-    # The vectorized induced subgraph equals a per-edge-type reference built from the global relations.
+    # The vectorized induced subgraph equals a per-edge-type reference built from the
+    # global relations.
     ds = OSMDataset(HELSINKI_PBF, crs=CRS.from_epsg(32635), res=1.0)
     rows_of = {t: np.flatnonzero(ds.kinds == k) for k, t in enumerate(NODE_TYPES)}
     edges = ds.builder.build_edges(*(ds.geometries[rows_of[t]] for t in NODE_TYPES))

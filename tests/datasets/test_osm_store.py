@@ -138,7 +138,8 @@ def test_cache_invalidated(tmp_path: Path) -> None:
 
 
 def test_cache_follows_crs_change(tmp_path: Path, city_raster: Path) -> None:
-    # image & osm sets the OSM dataset's CRS: the reprojected store gets its own entry, reused next time.
+    # image & osm sets the OSM dataset's CRS: the reprojected store gets its own entry,
+    # reused next time.
     cache = tmp_path / 'cache'
     city_frame().to_crs(4326).to_file(tmp_path / 'city.geojson')
     reference = OSMDataset(tmp_path / 'city.geojson', crs=CITY_CRS)
@@ -155,7 +156,8 @@ def test_cache_shared_by_workers(tmp_path: Path, city_gpkg: Path) -> None:
     cache = tmp_path / 'cache'
     ds = OSMDataset(city_gpkg, cache_dir=cache)
     plain = OSMDataset(city_gpkg)
-    # A cache-backed dataset pickles as the path of its entry: workers map the same files (no copy).
+    # A cache-backed dataset pickles as the path of its entry: workers map the same
+    # files (no copy).
     builder = len(pickle.dumps(ds.builder))  # the encoder and the key-weight table
     assert len(pickle.dumps(ds)) - builder < 10_000 < len(pickle.dumps(plain)) - builder
     clone = pickle.loads(pickle.dumps(ds))
@@ -318,8 +320,9 @@ def test_empty_and_inverted_windows(
 
 
 def test_relations_once_in_the_final_crs(tmp_path: Path) -> None:
-    # image & osm sets the CRS after creation: only the geometries are reprojected, the relations are derived
-    # once, in the final CRS, and equal those of a dataset created in that CRS.
+    # image & osm sets the CRS after creation: only the geometries are reprojected, the
+    # relations are derived once, in the final CRS, and equal those of a dataset created
+    # in that CRS.
     city_frame().to_crs(4326).to_file(tmp_path / 'city.geojson')
     lazy = OSMDataset(tmp_path / 'city.geojson')
     assert lazy.store._edges is None and lazy.store._positions is None

@@ -86,7 +86,8 @@ def test_same_as_parent(
             continue
         assert_same(windowed[window], expected)
         direct += windowed._direct_read(window) is not None
-    # Aligned windows (inside the file or crossing its edge) are read directly, the others by the parent.
+    # Aligned windows (inside the file or crossing its edge) are read directly, the
+    # others by the parent.
     assert direct > 20 if aligned else direct == 0
 
 

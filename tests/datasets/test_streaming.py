@@ -91,7 +91,8 @@ def test_every_sample_once_per_epoch_deterministic_shuffle(corpus: Path) -> None
     )
     unshuffled = epochs(corpus, 2, shuffle=False)
     assert unshuffled[0] == unshuffled[1] == everything
-    # DataLoader workers share the chunks out too: each sample still comes once per epoch.
+    # DataLoader workers share the chunks out too: each sample still comes once per
+    # epoch.
     for order in epochs(corpus, 2, workers=2, seed=7):
         assert sorted(order) == everything
 
@@ -113,7 +114,8 @@ def test_two_ranks_share_each_epoch(corpus: Path, tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    # Forked ranks (a real gloo process group) start without re-importing the test's modules.
+    # Forked ranks (a real gloo process group) start without re-importing the test's
+    # modules.
     mp.start_processes(
         _rank,
         args=(port, str(corpus), str(tmp_path)),

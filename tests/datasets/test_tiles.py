@@ -26,9 +26,11 @@ from torchgeo_geolink.datasets import (
 from torchgeo_geolink.errors import TileError
 from torchgeo_geolink.osm import TAG_EMBEDDING_DIM
 
-#: Tiles in the official UFZ layout committed with the tests (see tests/data/official): 3 tiles of 32 px.
+#: Tiles in the official UFZ layout committed with the tests (see tests/data/official):
+#: 3 tiles of 32 px.
 FIXTURES = Path(__file__).resolve().parents[1] / 'data' / 'official' / 'ufz'
-#: The official release's own six 224 px UFZ tiles, when its example data sits next to the repository.
+#: The official release's own six 224 px UFZ tiles, when its example data sits next to
+#: the repository.
 UFZ = Path(__file__).parents[2] / '..' / 'shared' / 'data' / 'geolink_examples' / 'ufz'
 OFFICIAL_TILES = [pytest.param(FIXTURES, 3, 32, id='fixtures')] + (
     [pytest.param(UFZ, 6, 224, id='ufz')] if UFZ.exists() else []

@@ -14,7 +14,8 @@ from torchgeo_geolink.models import GeoLink
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    # The tiny models are latency-bound: intra-op threads only add contention on a shared CI machine.
+    # The tiny models are latency-bound: intra-op threads only add contention on a
+    # shared CI machine.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

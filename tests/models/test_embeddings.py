@@ -20,8 +20,9 @@ def test_patch_tokens_deterministic_and_leave_rng_alone(model: GeoLink) -> None:
 
 
 def test_patch_tokens_in_spatial_order(model: GeoLink) -> None:
-    # With the position table removed, a transformer without positions is permutation-equivariant: moving one
-    # patch's content must move exactly its token, row-major over the 4 x 4 grid.
+    # With the position table removed, a transformer without positions is
+    # permutation-equivariant: moving one patch's content must move exactly its token,
+    # row-major over the 4 x 4 grid.
     model.eval()
     with torch.no_grad():
         model.img_pos_embed.zero_()

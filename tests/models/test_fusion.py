@@ -18,7 +18,8 @@ from torchgeo_geolink.models import (
 
 #: Official-format graphs committed with the tests (see tests/data/official).
 FIXTURES = Path(__file__).resolve().parents[1] / 'data' / 'official' / 'ufz' / 'graph'
-#: The official release's own UFZ graphs, when its example data sits next to the repository.
+#: The official release's own UFZ graphs, when its example data sits next to the
+#: repository.
 UFZ = (
     Path(__file__).resolve().parents[2]
     / '..'
@@ -52,7 +53,8 @@ def test_shapes_and_unimodal_path() -> None:
     assert attention is not None and attention.shape == (2, 10, 16)
     assert torch.allclose(attention[0].sum(dim=-1), torch.ones(10), atol=1e-5)
     assert [tuple(m.shape) for m in plain] == [tuple(m.shape) for m in maps]
-    # the raw maps do not depend on OSM; the hybrid map does, except for the OSM-empty sample
+    # the raw maps do not depend on OSM; the hybrid map does, except for the OSM-empty
+    # sample
     assert torch.allclose(plain[0], maps[0])
     assert not torch.allclose(plain[2][0], maps[2][0], atol=1e-4)
     assert torch.allclose(plain[2][1], maps[2][1], atol=1e-5)
@@ -114,8 +116,9 @@ def test_legacy_caps_the_fusion_at_50_nodes() -> None:
         _, attention_all = encoder.forward_with_attention(images, graphs)
     assert attention is not None and attention.shape == (2, 50, 16)
     assert attention_all is not None and attention_all.shape == (2, 55, 16)
-    # without a sort key the first 50 nodes in type order are kept: 45 polygons, then lines 0..4; then graph 1's
-    # 3 nodes (the legacy fusion passes random keys, see test_node_cap.py)
+    # without a sort key the first 50 nodes in type order are kept: 45 polygons, then
+    # lines 0..4; then graph 1's 3 nodes (the legacy fusion passes random keys, see
+    # test_node_cap.py)
     assert dense.node_type[0].tolist() == [0] * 45 + [1] * 5
     assert dense.node_index[0].tolist() == list(range(45)) + list(range(5))
     assert dense.valid.sum(dim=1).tolist() == [50, 3]

@@ -23,7 +23,8 @@ def test_shapes(model: GeoLink) -> None:
     assert out.mask_img.shape == (2, 16)
     assert out.mask_img.sum(dim=1).tolist() == [12, 12]  # int(16 * 0.25) = 4 kept
     assert out.pred_osm.shape == out.target_osm.shape == (2, 10, 32)
-    # graph 0: round(0.2 n) clamped to >= 1 per type -> 1 + 1 + 1; graph 1: 6 + 2 + 2 = 10 (cap 10)
+    # graph 0: round(0.2 n) clamped to >= 1 per type -> 1 + 1 + 1; graph 1: 6 + 2 + 2 =
+    # 10 (cap 10)
     assert out.mask_osm.sum(dim=1).tolist() == [3, 10]
     assert out.img_embedding.shape == out.osm_embedding.shape == (2, 8)
     assert torch.allclose(out.img_embedding.norm(dim=1), torch.ones(2))

@@ -29,7 +29,8 @@ def test_unknown_readout_is_rejected() -> None:
 
 
 def test_osm_node_lands_in_the_cell_of_its_position(grid_model: GeoLink) -> None:
-    # one point node: moving it inside its cell keeps the layout, moving it to another cell changes it
+    # one point node: moving it inside its cell keeps the layout, moving it to another
+    # cell changes it
     def layout(x: float, y: float) -> torch.Tensor:
         h = {
             'polygon': torch.zeros(0, 16),

@@ -35,7 +35,8 @@ def test_cap_keeps_a_uniform_random_subset() -> None:
         shares += torch.bincount(types, minlength=3).float()
     mean = shares / draws
     expected = torch.tensor(COUNTS, dtype=torch.float) * LEGACY_FUSION_NODES / total
-    # the hypergeometric mean, e.g. 14.6 polygons (the first 50 in type order would be 47 / 3 / 0)
+    # the hypergeometric mean, e.g. 14.6 polygons (the first 50 in type order would be
+    # 47 / 3 / 0)
     assert torch.allclose(mean, expected, atol=0.6), (mean, expected)
 
 
@@ -97,7 +98,8 @@ def test_img_size_multiple_of_patch_size() -> None:
 
 
 def test_img_size_of_a_given_encoder_is_checked() -> None:
-    # a ViT built at 64 px cannot be told to take 32 px images: refuse instead of ignoring img_size
+    # a ViT built at 64 px cannot be told to take 32 px images: refuse instead of
+    # ignoring img_size
     with pytest.raises(ValueError, match=r'img_size 32 differs.*\(64, 64\)'):
         tiny_geolink(img_size=32)
     assert tiny_geolink(img_size=64).img_size == (64, 64)

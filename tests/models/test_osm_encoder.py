@@ -80,8 +80,9 @@ def test_matches_gatconv(
             assert other is not None, key
             torch.testing.assert_close(other, value, msg=key)
     if n_src > 1 and n_edges > n_dst:
-        # Guard against a vacuous comparison: the attention term of the destination matters (through the
-        # leaky ReLU: it cancels in the softmax when all the edges into a node share a single source)
+        # Guard against a vacuous comparison: the attention term of the destination
+        # matters (through the leaky ReLU: it cancels in the softmax when all the edges
+        # into a node share a single source)
         assert expected['att_dst.grad'].abs().sum() > 0
 
 

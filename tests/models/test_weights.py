@@ -38,7 +38,8 @@ from torchgeo_geolink.models import (
 )
 from torchgeo_geolink.tasks import GeoLinkPretrain
 
-#: Parameter names and shapes of the official ViT-B/16 checkpoint (see tests/data/official).
+#: Parameter names and shapes of the official ViT-B/16 checkpoint (see
+#: tests/data/official).
 REFERENCE = (
     Path(__file__).resolve().parents[1] / 'data' / 'official' / 'state_dict_vitb16.json'
 )
@@ -370,7 +371,8 @@ def test_weights_enum_manual_download(
     assert WEIGHTS_DIR_ENV in message and str(tmp_path / 'weights') in message
     with pytest.raises(CheckpointError, match='only the ViT'):
         geolink_vit_large_patch16_224(GeoLinkViTLarge16_Weights.RGB_GEOLINK)
-    # a downloaded file in the folder: TorchGeo's own Classification task takes the image-only entry
+    # a downloaded file in the folder: TorchGeo's own Classification task takes the
+    # image-only entry
     vit = timm.create_model(VIT, pretrained=False, num_classes=0, global_pool='')
     (tmp_path / 'weights').mkdir()
     file = tmp_path / 'weights' / 'tiny_geolink_vit.pth'

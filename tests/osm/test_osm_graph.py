@@ -37,7 +37,8 @@ from torchgeo_geolink.osm import (
     empty_graph,
 )
 
-#: The OSM layers and bounding boxes of the official example tiles (see tests/data/official).
+#: The OSM layers and bounding boxes of the official example tiles (see
+#: tests/data/official).
 EXAMPLES = Path(__file__).resolve().parents[1] / 'data' / 'official' / 'osm2graph'
 BOUNDS = (0.0, 0.0, 10.0, 10.0)
 
@@ -290,7 +291,8 @@ def test_official_example_tiles(builder: OSMGraphBuilder, name: str) -> None:
         assert {tuple(p) for p in forward.T.tolist()} == {
             tuple(p) for p in backward.flip(0).T.tolist()
         }
-    # clipped features: positions (except polygon interior samples, centroids) lie in the tile
+    # clipped features: positions (except polygon interior samples, centroids) lie in
+    # the tile
     if graph['line'].num_nodes:
         assert graph['line'].pos.min() >= -1e-5 and graph['line'].pos.max() <= 1 + 1e-5
     assert (

@@ -18,9 +18,11 @@ from torchgeo_geolink.osm import (
     to_official_graph,
 )
 
-#: Official-format graphs committed with the tests (built from the shipped Helsinki OSM, see tests/data/official).
+#: Official-format graphs committed with the tests (built from the shipped Helsinki OSM,
+#: see tests/data/official).
 FIXTURES = Path(__file__).resolve().parents[1] / 'data' / 'official' / 'ufz' / 'graph'
-#: The official release's own UFZ graphs, when a checkout of its example data sits next to the repository.
+#: The official release's own UFZ graphs, when a checkout of its example data sits next
+#: to the repository.
 UFZ = (
     Path(__file__).resolve().parents[2]
     / '..'

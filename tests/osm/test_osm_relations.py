@@ -58,7 +58,8 @@ def reference_edges(
                     out[i, j] = 'touches'
                 elif equals_first and a.equals(b):
                     out[i, j] = 'equals'
-                # The reference classifies relate(g_j, g_i) for i < j, testing "g_j covers g_i" first.
+                # The reference classifies relate(g_j, g_i) for i < j, testing "g_j
+                # covers g_i" first.
                 elif i < j and a.covered_by(b):
                     out[i, j] = 'coveredBy'
                 elif a.covers(b):

@@ -319,7 +319,8 @@ def test_geolink_label_layout_is_detected_by_content(tmp_path: Path) -> None:
         {'building': 'yes', 'addr street': 'Main St'},
         {},
     ]
-    # a label that is no GeoLink label is the OSM key 'label', read like the other key columns
+    # a label that is no GeoLink label is the OSM key 'label', read like the other key
+    # columns
     assert tags_from_frame(
         frame(label=['Kauppatori', None], place=['square', 'x'])
     ) == [{'place': 'square', 'label': 'Kauppatori'}, {'place': 'x'}]

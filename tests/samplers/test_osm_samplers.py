@@ -30,8 +30,9 @@ class Raster(RasterDataset):
 
 @pytest.fixture
 def paired(tmp_path: Path) -> tuple[RasterDataset, OSMDataset]:
-    # A 600 x 600 m raster; OSM: a 200 m city in its lower-left corner and a lone bench in the far corner
-    # (so that the OSM footprint, hence `image & osm`, spans the whole raster).
+    # A 600 x 600 m raster; OSM: a 200 m city in its lower-left corner and a lone bench
+    # in the far corner (so that the OSM footprint, hence `image & osm`, spans the whole
+    # raster).
     write_geotiff(
         tmp_path / 'img' / 'image.tif', (X0, Y0, X0 + 600, Y0 + 600), CITY_CRS, bands=1
     )
@@ -128,7 +129,8 @@ def test_gridded_skips_cells_without_osm(
     sampler = OSMGriddedPatchSampler(ds, size=100, stride=100, min_features=1)
     grid = windows(sampler)
     assert len(sampler) == len(grid)
-    # The 200 m city covers a 2 x 2 block of 100 m cells (touching neighbors hold boundary streets), the bench one.
+    # The 200 m city covers a 2 x 2 block of 100 m cells (touching neighbors hold
+    # boundary streets), the bench one.
     assert 5 <= len(grid) <= 10
     assert (counts(osm, grid) >= 1).all()
     everything = windows(OSMGriddedPatchSampler(ds, size=100, min_features=0))
@@ -136,7 +138,8 @@ def test_gridded_skips_cells_without_osm(
     boxes = np.array(everything)
     assert (boxes[:, :2] >= [X0, Y0]).all()
     assert (boxes[:, 2:] <= [X0 + 600, Y0 + 600]).all()
-    # A stride that does not divide the extent: the last cells end on the edge, never beyond it.
+    # A stride that does not divide the extent: the last cells end on the edge, never
+    # beyond it.
     odd = np.array(
         windows(OSMGriddedPatchSampler(ds, size=70, stride=70, min_features=0))
     )

@@ -3,10 +3,11 @@
 
 """TorchGeo's sampler contract (size, stride, units, ROI, small areas, pickling, workers) for our samplers.
 
-The cases follow TorchGeo's own tests of ``RandomPatchSampler``/``GriddedPatchSampler`` (and of the older
-``RandomGeoSampler``/``GridGeoSampler``), run on real OSM datasets read from GeoPackages whose footprints are the
-boxes of those tests. Where our samplers promise more (every window inside the region, gridded windows reaching
-every edge) the tests check that; where they differ on purpose, the test says so.
+The cases follow TorchGeo's own tests of ``RandomPatchSampler``/``GriddedPatchSampler``
+(and of the older ``RandomGeoSampler``/``GridGeoSampler``), run on real OSM datasets
+read from GeoPackages whose footprints are the boxes of those tests. Where our samplers
+promise more (every window inside the region, gridded windows reaching every edge) the
+tests check that; where they differ on purpose, the test says so.
 """
 
 import math
@@ -143,7 +144,8 @@ class TestRandomContract:
             OSMRandomPatchSampler(square, size=2, roi=shapely.box(0, 200, 50, 250))
 
     def test_small_area(self, make_osm: MakeOSM) -> None:
-        # A 1 m footprint next to a 10 m one, at 1 m: 2 px windows fit only in the large one.
+        # A 1 m footprint next to a 10 m one, at 1 m: 2 px windows fit only in the large
+        # one.
         ds = make_osm([(0, 0, 10, 10), (20, 20, 21, 21)], res=1.0, step=0.5)
         sampler = OSMRandomPatchSampler(ds, size=2, length=10, generator=0)
         boxes = boxes_of(sampler)
@@ -151,12 +153,14 @@ class TestRandomContract:
         assert_inside(boxes, shapely.box(0, 0, 10, 10))
 
     def test_zero_size(self, square: OSMDataset) -> None:
-        # TorchGeo samples points with size 0; our windows rasterize OSM, so they need an area.
+        # TorchGeo samples points with size 0; our windows rasterize OSM, so they need
+        # an area.
         with pytest.raises(ValueError, match='size must be positive'):
             OSMRandomPatchSampler(square, size=0, length=10)
 
     def test_window_the_size_of_the_footprint(self, make_osm: MakeOSM) -> None:
-        # A zero-area footprint next to a 10 x 10 one: every 1 px window (at res 10) is the whole footprint.
+        # A zero-area footprint next to a 10 x 10 one: every 1 px window (at res 10) is
+        # the whole footprint.
         ds = make_osm([(0, 0, 0, 0), (0, 0, 10, 10)], step=1.0)
         sampler = OSMRandomPatchSampler(ds, size=1, length=10, generator=0)
         for x, y in sampler:
@@ -172,7 +176,8 @@ class TestRandomContract:
         assert not np.array_equal(boxes_of(first), boxes_of(other))
 
     def test_reaches_edges_off_the_grid(self, make_osm: MakeOSM) -> None:
-        # 105 m at 10 m: a 10 px window fits at x = 0 (on the grid) or x = 5 (against the right edge).
+        # 105 m at 10 m: a 10 px window fits at x = 0 (on the grid) or x = 5 (against
+        # the right edge).
         ds = make_osm([(0, 0, 105, 105)])
         boxes = boxes_of(OSMRandomPatchSampler(ds, size=10, length=40, generator=0))
         assert set(boxes[:, 0]) == {0.0, 5.0}
@@ -247,7 +252,8 @@ class TestGriddedContract:
             OSMGriddedPatchSampler(square, size=2, stride=1, roi=roi)
 
     def test_small_area(self, make_osm: MakeOSM) -> None:
-        # TorchGeo yields no window (or one leaving the region); ours says that the window does not fit.
+        # TorchGeo yields no window (or one leaving the region); ours says that the
+        # window does not fit.
         ds = make_osm([(0, 0, 1, 1)])
         with pytest.raises(
             ValueError, match=r'patch size \(20\.0, 20\.0\).*does not fit'
@@ -270,7 +276,8 @@ class TestGriddedContract:
         assert list(sampler) == [(slice(0.0, 10.0), slice(0.0, 10.0))]
 
     def test_float_multiple(self, make_osm: MakeOSM) -> None:
-        # TorchGeo's grids leave the region here (0-5 and 5-10, or centered -2-3 and 3-8); ours ends on its edge.
+        # TorchGeo's grids leave the region here (0-5 and 5-10, or centered -2-3 and
+        # 3-8); ours ends on its edge.
         ds = make_osm([(0, 0, 6, 5)], step=1.0)
         sampler = OSMGriddedPatchSampler(
             ds, size=5, stride=5, units=Units.CRS, min_features=0
@@ -284,8 +291,9 @@ class TestGriddedContract:
     def test_region_not_a_multiple_of_the_resolution(
         self, make_osm: MakeOSM, res: float
     ) -> None:
-        # An OSM footprint ends anywhere: 37 px windows 33 px apart must still reach the upper and right
-        # edges without leaving the footprint, and the inner rows and columns stay on the pixel grid.
+        # An OSM footprint ends anywhere: 37 px windows 33 px apart must still reach the
+        # upper and right edges without leaving the footprint, and the inner rows and
+        # columns stay on the pixel grid.
         box = (3.3, 7.1, 1_263.8, 1_105.2)
         ds = make_osm([box], res=res, step=40.0)
         sampler = OSMGriddedPatchSampler(ds, size=37, stride=33, min_features=0)
@@ -303,7 +311,8 @@ class TestGriddedContract:
             assert np.all(np.abs(np.diff(starts[:-1]) - 33 * res) <= res + 1e-6)
 
     def test_roi_off_the_grid(self, square: OSMDataset) -> None:
-        # The ROI's edges are off the 10 m grid: the first and last windows sit on them, the others on the grid.
+        # The ROI's edges are off the 10 m grid: the first and last windows sit on them,
+        # the others on the grid.
         roi = shapely.box(12.5, 7.5, 83.3, 91.1)
         sampler = OSMGriddedPatchSampler(
             square, size=2, stride=1.5, roi=roi, min_features=0

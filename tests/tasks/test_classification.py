@@ -128,7 +128,8 @@ def test_weighted_knn_votes() -> None:
     # k=1: the nearest neighbor alone decides, with probability 1
     p1 = weighted_knn(bank, labels, queries, num_classes=2, k=1)
     assert p1.tolist() == [[1.0, 0.0], [0.0, 1.0]]
-    # weights exp(s / T): a tiny temperature gives the nearest neighbor's class, without overflow
+    # weights exp(s / T): a tiny temperature gives the nearest neighbor's class, without
+    # overflow
     p_cold = weighted_knn(bank, labels, queries, num_classes=2, k=4, temperature=1e-4)
     assert torch.isfinite(p_cold).all() and p_cold.argmax(1).tolist() == [0, 1]
     with pytest.raises(ValueError, match='empty'):
@@ -274,7 +275,8 @@ def pretrain_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_from_pretraining_checkpoint(pretrain_ckpt: Path, tmp_path: Path) -> None:
     pretrained = GeoLinkPretrain.load_from_checkpoint(pretrain_ckpt).model.state_dict()
-    # the architecture comes from the checkpoint (not the task's vit_large / 224 defaults)
+    # the architecture comes from the checkpoint (not the task's vit_large / 224
+    # defaults)
     task = GeoLinkClassification(weights=str(pretrain_ckpt), num_classes=3)
     assert (
         task.hparams['model'] == 'vit_tiny_patch16_224'

@@ -38,7 +38,8 @@ def test_ddp_two_processes(city: list[str], tmp_path: Path) -> None:  # noqa: F8
     chance = [
         float(r['val_retrieval_chance']) for r in rows if r.get('val_retrieval_chance')
     ]
-    # one validation batch of 2 windows per process: the retrieval pool holds the 4 windows of both processes,
-    # in the baseline validation before training and in the validation after the epoch
+    # one validation batch of 2 windows per process: the retrieval pool holds the 4
+    # windows of both processes, in the baseline validation before training and in the
+    # validation after the epoch
     assert chance == [pytest.approx(0.25)] * 2
     assert any(r.get('train_loss_step') for r in rows)

@@ -164,7 +164,8 @@ def test_every_shipped_config_checkpoint_reloads_alone(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # the demo chain, on the synthetic city: pretraining, then segmentation from its last.ckpt (relative path)
+    # the demo chain, on the synthetic city: pretraining, then segmentation from its
+    # last.ckpt (relative path)
     city = [
         *own_data[:6],
         '--data.init_args.length', '2',

@@ -196,7 +196,8 @@ def test_patch_feature_geotiffs(export: Export) -> None:
         assert path.name == f'{row.window:06d}.tif'
         with rasterio.open(path) as src:
             assert CRS.from_wkt(src.crs.to_wkt()) == crs
-            # 32 px windows of a ViT/16: a 2 x 2 patch grid, one band per channel of the 192-d tokens
+            # 32 px windows of a ViT/16: a 2 x 2 patch grid, one band per channel of the
+            # 192-d tokens
             assert (src.count, src.height, src.width) == (192, 2, 2)
             assert src.dtypes[0] == 'float32'
             assert src.transform.almost_equals(from_bounds(*row.geometry.bounds, 2, 2))

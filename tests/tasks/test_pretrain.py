@@ -89,7 +89,8 @@ def test_fit_logs_everything(tmp_path: Path) -> None:
     ):
         assert name in metrics, name
         assert torch.isfinite(metrics[name]), name
-    # every batch holds one window without OSM: 2 batches, and a val pool of 3 windows with OSM
+    # every batch holds one window without OSM: 2 batches, and a val pool of 3 windows
+    # with OSM
     assert metrics['train_windows_without_osm'] == 2
     assert metrics['val_retrieval_chance'] == pytest.approx(1 / 3)
     total = (
@@ -251,7 +252,8 @@ def test_validation_figures_logged(tmp_path: Path) -> None:
     fig = logger.sink.figures['image/0']
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ['Image and OSM graph', 'MAE reconstruction']
-    # the graph panel draws the first window's nodes, the reconstruction panel an image of the input's size
+    # the graph panel draws the first window's nodes, the reconstruction panel an image
+    # of the input's size
     assert fig.axes[0].collections
     size = TINY['img_size']
     assert fig.axes[1].images[0].get_array().shape[:2] == (size, size)

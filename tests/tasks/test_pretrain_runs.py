@@ -97,7 +97,8 @@ def test_baseline_row_and_same_seed_rerun(
     train = first.dropna(subset=['train_loss_step'])
     assert train['step'].min() >= 0 and val.index[0] < train.index[0]
     assert {'val_retrieval_top1', 'val_retrieval_chance'} <= set(val.columns)
-    # training changes the validation loss, so the baseline row is not a copy of a later one
+    # training changes the validation loss, so the baseline row is not a copy of a later
+    # one
     assert val['val_loss'].iloc[0] != val['val_loss'].iloc[-1]
     pd.testing.assert_frame_equal(first, second)
 

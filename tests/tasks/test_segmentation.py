@@ -140,7 +140,8 @@ def test_init_from_pretraining_checkpoint(tmp_path: Path) -> None:
     trainer.strategy.connect(pretrain)
     path = tmp_path / 'pretrain.ckpt'
     trainer.save_checkpoint(path)
-    # the architecture (ViT name, OSM width) comes from the checkpoint, not from the (default) arguments
+    # the architecture (ViT name, OSM width) comes from the checkpoint, not from the
+    # (default) arguments
     task = GeoLinkSegmentation(
         weights=str(path), img_size=32, num_classes=3, decoder_channels=16
     )
@@ -181,7 +182,8 @@ def test_plot_draws_image_mask_prediction() -> None:
 
 
 def test_unfrozen_encoder_fine_tunes_in_train_mode(tmp_path: Path) -> None:
-    # the weights load in eval mode; Lightning keeps the modes it finds, so the task must set train mode
+    # the weights load in eval mode; Lightning keeps the modes it finds, so the task
+    # must set train mode
     seed_everything(0)
     task = GeoLinkSegmentation(**SEG)
     assert all(m.training for m in task.model.modules())

@@ -122,10 +122,12 @@ def assert_aligned(out: dict[str, Any]) -> int:
         agree = (bright == (masks[i] == 1)).double().mean()
         assert agree > 0.97
         if len(sample['polygon'].pos) == 0:
-            # a dropped polygon had no position point left in the crop: no bright pixel may be near them
+            # a dropped polygon had no position point left in the crop: no bright pixel
+            # may be near them
             continue
         pos = sample['polygon'].pos[0]
-        # interior points and the centroid of a kept polygon are bright (unless clamped to the border)
+        # interior points and the centroid of a kept polygon are bright (unless clamped
+        # to the border)
         interior = ((pos > 0.02) & (pos < 0.98)).all(-1)
         if interior.any():
             assert (sample_at(image, pos[interior]) > 0.5).all()
@@ -192,7 +194,8 @@ def test_hflip_and_rot90_are_exact() -> None:
     torch.testing.assert_close(
         out['mask'], torch.rot90(batch['mask'], 1, dims=(-2, -1))
     )
-    # a point at the top-left corner area moves to the bottom-left under a counter-clockwise quarter turn
+    # a point at the top-left corner area moves to the bottom-left under a
+    # counter-clockwise quarter turn
     point = out['graph']['point'].pos[0, 0]
     torch.testing.assert_close(point, torch.tensor([0.02, 0.98]))
 
@@ -207,7 +210,8 @@ def test_crop_resize_matches_interpolate() -> None:
     expected = F.interpolate(
         crop, size=(SIZE, SIZE), mode='bilinear', align_corners=False
     )
-    # the outermost output pixels blend with the real neighbors of the crop, which interpolate cannot see
+    # the outermost output pixels blend with the real neighbors of the crop, which
+    # interpolate cannot see
     inner = (..., slice(1, -1), slice(1, -1))
     torch.testing.assert_close(out['image'][inner], expected[inner], atol=1e-5, rtol=0)
 
@@ -224,7 +228,8 @@ def test_masks_keep_exact_labels() -> None:
 
 
 def test_nodes_outside_crop_are_dropped_with_their_edges() -> None:
-    # square in the right half, a crop of the left half: the polygon leaves, the corner point stays
+    # square in the right half, a crop of the left half: the polygon leaves, the corner
+    # point stays
     batch = make_batch([(0.6, 0.4, 0.3), (0.1, 0.1, 0.2)])
     matrices = torch.cat([crop_matrix(torch.tensor([[0.0, 0.0, 0.5, 1.0]]))] * 2)
     out = GeoLinkAugmentation().apply_matrices(batch, matrices)
@@ -376,7 +381,8 @@ def test_brightness_jitter_runs_on_the_raw_range_before_standardization() -> Non
     for i in range(len(raw)):
         if unchanged[i]:
             continue
-        # brightness multiplies the raw intensities by one factor (clamped at white), not the standardized ones
+        # brightness multiplies the raw intensities by one factor (clamped at white),
+        # not the standardized ones
         factor = (back[i] / raw[i]).median()
         assert 0.6 - 1e-4 <= factor <= 1.4 + 1e-4 and abs(factor - 1) > 1e-3
         torch.testing.assert_close(
@@ -398,7 +404,8 @@ def test_full_jitter_of_standardized_tiles_datamodule(tmp_path: Path) -> None:
     image = out['image']
     assert image.shape == (32, 3, SIZE, SIZE)
     back = image * STD[:, None, None] + MEAN[:, None, None]
-    # jittered in the raw range [0, 255], then standardized (before the fix: clipped to [0, 1])
+    # jittered in the raw range [0, 255], then standardized (before the fix: clipped to
+    # [0, 1])
     assert back.min() >= -1e-3 and back.max() <= 255 + 1e-3
     # every window has dark pixels below the mean: none is clipped to [0, 1]
     assert (image.amin(dim=(1, 2, 3)) < 0).all()

@@ -37,9 +37,10 @@ __all__ = (
 class _ResumableLoader(DataLoader):
     """The training DataLoader, which Lightning counts as resumable in the middle of an epoch.
 
-    What it yields is set by its window sampler, whose state :meth:`GeoLinkDataModule.state_dict` saves and
-    :meth:`GeoLinkDataModule.load_state_dict` restores (also at epoch ends, where Lightning restores no loader
-    state); the loader itself has no state to add.
+    What it yields is set by its window sampler, whose state
+    :meth:`GeoLinkDataModule.state_dict` saves and
+    :meth:`GeoLinkDataModule.load_state_dict` restores (also at epoch ends, where
+    Lightning restores no loader state); the loader itself has no state to add.
     """
 
     def state_dict(self) -> dict[str, Any]:
@@ -73,10 +74,12 @@ def region_rois(
 ) -> tuple[shapely.Geometry, shapely.Geometry | None, shapely.Geometry | None]:
     """Split a footprint into train, validation and test regions by horizontal strips (no spatial overlap).
 
-    Every disjoint part of the footprint (e.g. two cities) is split on its own: its validation region is its
-    southern ``val_fraction`` of its height, its test region its northern ``test_fraction``, and training gets
-    the rest, so that every area contributes to every split. The regions only share their boundary lines, and
-    the samplers keep every window inside its region, so no validation or test window overlaps a training window.
+    Every disjoint part of the footprint (e.g. two cities) is split on its own: its
+    validation region is its southern ``val_fraction`` of its height, its test region
+    its northern ``test_fraction``, and training gets the rest, so that every area
+    contributes to every split. The regions only share their boundary lines, and the
+    samplers keep every window inside its region, so no validation or test window
+    overlaps a training window.
 
     Args:
         footprint: the dataset's footprint.
@@ -116,7 +119,8 @@ def dominant_class(mask: Tensor, ignore_index: int | None = None) -> Tensor:
         ignore_index: Value not counted; a mask made only of it gets this value.
 
     Returns:
-        ``(B,)`` long: the class with the most pixels in each mask, the lowest such class on ties.
+        ``(B,)`` long: the class with the most pixels in each mask, the lowest such
+        class on ties.
 
     Raises:
         ValueError: if the mask has negative values.
@@ -158,19 +162,22 @@ def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
 class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
     """LightningDataModule pairing raster imagery with OpenStreetMap graphs for GeoLink.
 
-    The dataset is ``image & osm`` (the image on the left, so the OSM features follow its CRS and resolution),
-    plus an optional label raster read as ``mask`` (``image & labels & osm``). It is split by region into
-    horizontal strips (see :func:`region_rois`): training windows are drawn at random where OSM features exist
-    (:class:`~torchgeo_geolink.samplers.OSMRandomPatchSampler`), validation and test windows on a grid
-    (:class:`~torchgeo_geolink.samplers.OSMGriddedPatchSampler`), each strictly inside its own region, so no
-    evaluation window overlaps a training window. Batches are collated with
-    :func:`~torchgeo_geolink.datasets.collate_geolink` (one PyG ``Batch`` under ``'graph'``). On the device,
-    images are normalized (``(image - mean) / std``) and, for training, augmented jointly with their graphs by
+    The dataset is ``image & osm`` (the image on the left, so the OSM features follow
+    its CRS and resolution), plus an optional label raster read as ``mask``
+    (``image & labels & osm``). It is split by region into horizontal strips (see
+    :func:`region_rois`): training windows are drawn at random where OSM features exist
+    (:class:`~torchgeo_geolink.samplers.OSMRandomPatchSampler`), validation and test
+    windows on a grid (:class:`~torchgeo_geolink.samplers.OSMGriddedPatchSampler`), each
+    strictly inside its own region, so no evaluation window overlaps a training window.
+    Batches are collated with :func:`~torchgeo_geolink.datasets.collate_geolink` (one
+    PyG ``Batch`` under ``'graph'``). On the device, images are normalized
+    (``(image - mean) / std``) and, for training, augmented jointly with their graphs by
     :class:`~torchgeo_geolink.transforms.GeoLinkAugmentation`.
 
-    With ``image_paths=None`` the embedded demo is used: :func:`~torchgeo_geolink.datasets.build_demo` renders
-    (once, under *root*) an image from the shipped real Helsinki OSM extract, which is then the OSM input. **The
-    demo imagery is rendered from OSM, not a real image.**
+    With ``image_paths=None`` the embedded demo is used:
+    :func:`~torchgeo_geolink.datasets.build_demo` renders (once, under *root*) an image
+    from the shipped real Helsinki OSM extract, which is then the OSM input. **The demo
+    imagery is rendered from OSM, not a real image.**
 
     .. versionadded:: 0.1
     """
@@ -216,60 +223,81 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         """Initialize a new GeoLinkDataModule instance.
 
         Args:
-            image_paths: raster files (or directories) of the imagery; None uses the embedded demo.
-            osm_paths: OSM vector files (GeoJSON, GeoPackage, Shapefile, GeoParquet, ``.osm.pbf``); None with the
-                demo uses the shipped extracts of its regions. Required when *image_paths* is given.
+            image_paths: raster files (or directories) of the imagery; None uses the
+                embedded demo.
+            osm_paths: OSM vector files (GeoJSON, GeoPackage, Shapefile, GeoParquet,
+                ``.osm.pbf``); None with the demo uses the shipped extracts of its
+                regions. Required when *image_paths* is given.
             label_paths: optional label rasters (class values), returned as ``mask``.
             root: folder where the demo is built (only used when *image_paths* is None).
             demo_labels: with the demo, also load its land-use labels
                 (:data:`~torchgeo_geolink.datasets.DEMO_CLASSES`) as ``mask``.
             demo_regions: the demo regions to render and join (keys of
-                :data:`~torchgeo_geolink.datasets.DEMO_REGIONS`); each is split into train, validation and test
-                strips on its own (see :func:`region_rois`).
-            res: resolution to read the imagery at, in CRS units (default: the first raster's own).
+                :data:`~torchgeo_geolink.datasets.DEMO_REGIONS`); each is split into
+                train, validation and test strips on its own (see :func:`region_rois`).
+            res: resolution to read the imagery at, in CRS units (default: the first
+                raster's own).
             batch_size: windows per batch.
             patch_size: window side in pixels (at *res*).
-            length: training windows per epoch (default: about the number of non-overlapping windows).
+            length: training windows per epoch (default: about the number of
+                non-overlapping windows).
             num_workers: DataLoader worker processes.
-            val_fraction: share of the area's height (southern strip) used for validation.
+            val_fraction: share of the area's height (southern strip) used for
+                validation.
             test_fraction: share of the area's height (northern strip) used for testing.
-            eval_stride: stride of the validation/test/predict grid in pixels (default: *patch_size*, no overlap).
-            min_features: minimum number of OSM features of a training, validation or test window.
-            empty_fraction: share of training windows drawn with fewer than *min_features* features.
-            drop_osm_keys: OSM features with any of these tag keys are withheld from the graphs (e.g. the keys that
-                define the labels of a downstream task).
-            osm_tag_keys: when given, only the OSM tags with these keys are embedded (every feature is kept; see
+            eval_stride: stride of the validation/test/predict grid in pixels (default:
+                *patch_size*, no overlap).
+            min_features: minimum number of OSM features of a training, validation or
+                test window.
+            empty_fraction: share of training windows drawn with fewer than
+                *min_features* features.
+            drop_osm_keys: OSM features with any of these tag keys are withheld from the
+                graphs (e.g. the keys that define the labels of a downstream task).
+            osm_tag_keys: when given, only the OSM tags with these keys are embedded
+                (every feature is kept; see
                 :class:`~torchgeo_geolink.datasets.OSMDataset`'s *tag_keys*).
-            graph_mode: ``'induced'`` (relations computed once, fast) or ``'exact'`` (per window).
+            graph_mode: ``'induced'`` (relations computed once, fast) or ``'exact'``
+                (per window).
             tag_encoder: text encoder of the OSM tags.
-            tag_encoder_model: model name or folder of the text encoder (``clip``/``sentence-transformers``).
+            tag_encoder_model: model name or folder of the text encoder
+                (``clip``/``sentence-transformers``).
             tag_dim: embedding width of the ``hashing`` encoder.
             tag_cache_dir: folder of an on-disk tag-embedding cache.
-            osm_cache_dir: folder of the on-disk cache of the prepared OSM store, shared by DataLoader workers and
-                DDP ranks and reused across runs (see :class:`~torchgeo_geolink.datasets.OSMDataset`); None for
-                no cache.
-            mean: per-channel mean subtracted from the images; None (with *std* None) uses 0, or the statistics
-                recorded with the task's pretrained weights when it has them.
-            std: per-channel divisor of the images; None uses 255 (8-bit imagery to ``[0, 1]``) or the weights'.
-            augment: jointly augment training images and graphs (crop, flips, 90-degree rotations).
-            color_jitter: also jitter training image colors (on the raw images, before normalizing).
-            color_jitter_max: intensity of white in the raw images (255 for 8-bit imagery); color jitter
-                raises a ValueError on values outside ``[0, color_jitter_max]``.
+            osm_cache_dir: folder of the on-disk cache of the prepared OSM store, shared
+                by DataLoader workers and DDP ranks and reused across runs (see
+                :class:`~torchgeo_geolink.datasets.OSMDataset`); None for no cache.
+            mean: per-channel mean subtracted from the images; None (with *std* None)
+                uses 0, or the statistics recorded with the task's pretrained weights
+                when it has them.
+            std: per-channel divisor of the images; None uses 255 (8-bit imagery to
+                ``[0, 1]``) or the weights'.
+            augment: jointly augment training images and graphs (crop, flips, 90-degree
+                rotations).
+            color_jitter: also jitter training image colors (on the raw images, before
+                normalizing).
+            color_jitter_max: intensity of white in the raw images (255 for 8-bit
+                imagery); color jitter raises a ValueError on values outside
+                ``[0, color_jitter_max]``.
             crop_scale: range of the random crop's area fraction.
             seed: seed of the training window sampler.
-            predict_region: where ``predict`` windows are gridded (every window, with or without OSM, at
-                *eval_stride*): ``'all'`` (the whole footprint), the ``'train'``, ``'val'`` or ``'test'`` region, or
-                a box ``[xmin, ymin, xmax, ymax]`` in the dataset CRS (intersected with the footprint).
-            target: ``'mask'`` (per-pixel labels only) or ``'dominant_class'``: batches also carry ``label``
-                ``(B,)`` long, the most frequent class of each window's ``mask`` after augmentation (ties go to
-                the lowest class), for scene classification and kNN probes. Needs labels (*demo_labels* or
+            predict_region: where ``predict`` windows are gridded (every window, with or
+                without OSM, at *eval_stride*): ``'all'`` (the whole footprint), the
+                ``'train'``, ``'val'`` or ``'test'`` region, or a box
+                ``[xmin, ymin, xmax, ymax]`` in the dataset CRS (intersected with the
+                footprint).
+            target: ``'mask'`` (per-pixel labels only) or ``'dominant_class'``: batches
+                also carry ``label`` ``(B,)`` long, the most frequent class of each
+                window's ``mask`` after augmentation (ties go to the lowest class), for
+                scene classification and kNN probes. Needs labels (*demo_labels* or
                 *label_paths*).
-            target_ignore_index: label value not counted for ``'dominant_class'`` (e.g. the nodata value of a
-                label raster); a window made only of it gets this value as its ``label``.
+            target_ignore_index: label value not counted for ``'dominant_class'`` (e.g.
+                the nodata value of a label raster); a window made only of it gets this
+                value as its ``label``.
 
         Raises:
-            ValueError: if *image_paths* is given without *osm_paths*, the split fractions are invalid, or
-                ``target='dominant_class'`` is asked for without labels.
+            ValueError: if *image_paths* is given without *osm_paths*, the split
+                fractions are invalid, or ``target='dominant_class'`` is asked for
+                without labels.
         """
         if image_paths is not None and osm_paths is None:
             raise ValueError(
@@ -282,7 +310,8 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         if target == 'dominant_class' and label_paths is None and not demo_labels:
             msg = "GeoLinkDataModule: target='dominant_class' needs labels: set demo_labels=True or label_paths"
             raise ValueError(msg)
-        # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass through) from these.
+        # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass
+        # through) from these.
         self._init_statistics(mean, std)
         super().__init__(
             OSMDataset,
@@ -311,8 +340,9 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         self.tag_encoder_model = tag_encoder_model
         self.tag_dim = tag_dim
         self.tag_cache_dir = tag_cache_dir
-        #: Identity of the tag encoder that embeds the graphs' tags (set by :meth:`setup`); tasks check it
-        #: against the tag encoder their weights were trained with.
+        #: Identity of the tag encoder that embeds the graphs' tags (set by
+        #: :meth:`setup`); tasks check it against the tag encoder their weights were
+        #: trained with.
         self.tag_encoder_identity: str | None = None
         self.seed = seed
         self.predict_region = predict_region
@@ -372,7 +402,8 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
             self.tag_encoder, self.tag_encoder_model, self.tag_dim, self.tag_cache_dir
         )
         self.tag_encoder_identity = encoder.identity
-        # only the OSM the imagery covers is read: features outside it never meet a window
+        # only the OSM the imagery covers is read: features outside it never meet a
+        # window
         footprint = image.index.geometry.union_all()
         osm = OSMDataset(
             _as_paths(osm_paths),
@@ -451,8 +482,9 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
             The region.
 
         Raises:
-            ValueError: if *predict_region* names a region without area (a fraction of 0) or is not a name or a
-                box of four numbers, or if the box misses the footprint.
+            ValueError: if *predict_region* names a region without area (a fraction of
+                0) or is not a name or a box of four numbers, or if the box misses the
+                footprint.
         """
         region = self.predict_region
         if isinstance(region, str):
@@ -479,14 +511,16 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
     def add_target(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Add the ``label`` of each window to a batch when ``target='dominant_class'``.
 
-        Applied by :meth:`on_after_batch_transfer` after the augmentation, so a cropped window is labeled by
-        what it shows; call it on batches transformed outside Lightning's loop (e.g. a kNN probe's).
+        Applied by :meth:`on_after_batch_transfer` after the augmentation, so a cropped
+        window is labeled by what it shows; call it on batches transformed outside
+        Lightning's loop (e.g. a kNN probe's).
 
         Args:
             batch: A collated, transferred batch with ``mask`` ``(B, H, W)``.
 
         Returns:
-            The batch, with ``label`` ``(B,)`` long (batches without ``mask`` are returned unchanged).
+            The batch, with ``label`` ``(B,)`` long (batches without ``mask`` are
+            returned unchanged).
         """
         if self.target == 'dominant_class' and 'mask' in batch:
             batch['label'] = dominant_class(batch['mask'], self.target_ignore_index)
@@ -509,17 +543,19 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
     def state_dict(self) -> dict[str, Any]:
         """State saved in Lightning checkpoints: the random state of the training window sampler.
 
-        Lightning resumes a run interrupted in the middle of an epoch by running that epoch's remaining batches
-        from a new iterator of the training loader (and restores loader states only in the middle of an epoch),
-        so the sampler's state is kept here, with the number of windows of the epoch under way already trained
-        on. A resumed run then draws the interrupted epoch again and skips those windows, or starts the next
-        epoch, exactly as the uninterrupted run on one device does (with several devices, the interrupted
-        epoch is drawn again from its start).
+        Lightning resumes a run interrupted in the middle of an epoch by running that
+        epoch's remaining batches from a new iterator of the training loader (and
+        restores loader states only in the middle of an epoch), so the sampler's state
+        is kept here, with the number of windows of the epoch under way already trained
+        on. A resumed run then draws the interrupted epoch again and skips those
+        windows, or starts the next epoch, exactly as the uninterrupted run on one
+        device does (with several devices, the interrupted epoch is drawn again from its
+        start).
 
         Returns:
-            ``{'train_sampler': ..., 'batch_size': ...}`` (see :meth:`OSMRandomPatchSampler.state_dict
-            <torchgeo_geolink.samplers.OSMRandomPatchSampler.state_dict>`), or an empty dict before
-            :meth:`setup` of ``'fit'``.
+            ``{'train_sampler': ..., 'batch_size': ...}`` (see
+            :meth:`OSMRandomPatchSampler.state_dict <torchgeo_geolink.samplers.OSMRandomPatchSampler.state_dict>`),
+            or an empty dict before :meth:`setup` of ``'fit'``.
         """
         sampler = getattr(self, 'train_sampler', None)
         if not isinstance(sampler, OSMRandomPatchSampler):
@@ -527,7 +563,8 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         consumed: int | None = None
         trainer = self.trainer
         if trainer is not None:
-            # Batches of the epoch under way whose training step ran (Lightning resumes after these).
+            # Batches of the epoch under way whose training step ran (Lightning resumes
+            # after these).
             done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
             if done < trainer.num_training_batches:
                 consumed = done * self.batch_size if trainer.world_size == 1 else 0
@@ -543,9 +580,9 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
             state_dict: the datamodule's state from a checkpoint.
 
         Raises:
-            CheckpointError: if the sampler state is malformed or does not fit this datamodule's training
-                sampler (e.g. another ``length``), or if it was saved in the middle of an epoch with another
-                ``batch_size``.
+            CheckpointError: if the sampler state is malformed or does not fit this
+                datamodule's training sampler (e.g. another ``length``), or if it was
+                saved in the middle of an epoch with another ``batch_size``.
         """
         state = state_dict.get('train_sampler')
         if state is None:
@@ -586,10 +623,11 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
     def train_dataloader(self) -> Any:
         """Training batches: the random windows of the training region.
 
-        The loader draws its base seed from its own generator (seeded with *seed*), not from torch's global
-        one: Lightning creates the loader's iterator at another point of a run resumed in the middle of an
-        epoch than of the uninterrupted run, and a draw from the global generator there would shift the
-        augmentations, masks and dropout of the rest of the resumed run.
+        The loader draws its base seed from its own generator (seeded with *seed*), not
+        from torch's global one: Lightning creates the loader's iterator at another
+        point of a run resumed in the middle of an epoch than of the uninterrupted run,
+        and a draw from the global generator there would shift the augmentations, masks
+        and dropout of the rest of the resumed run.
 
         Returns:
             The data loader.
@@ -612,7 +650,8 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         """Validation batches: the grid over the validation region (none when ``val_fraction`` is 0).
 
         Returns:
-            The data loader, or an empty list (Lightning then skips validation) without a validation region.
+            The data loader, or an empty list (Lightning then skips validation) without
+            a validation region.
         """
         if self.val_fraction == 0:
             return []
@@ -622,7 +661,8 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         """Test batches: the grid over the test region (none when ``test_fraction`` is 0).
 
         Returns:
-            The data loader, or an empty list (Lightning then runs no test batch) without a test region.
+            The data loader, or an empty list (Lightning then runs no test batch)
+            without a test region.
         """
         if self.test_fraction == 0:
             return []

@@ -19,8 +19,9 @@ __all__ = ('NormalizationMixin',)
 class NormalizationMixin:
     """Normalization ``(image - mean) / std`` that a task can replace with the statistics of its weights.
 
-    Mixed into TorchGeo datamodules, whose ``aug`` is ``AugmentationSequential(Normalize(mean, std))``; a
-    ``train_aug`` that is an :class:`~torch.nn.Sequential` must end with that same ``aug``.
+    Mixed into TorchGeo datamodules, whose ``aug`` is
+    ``AugmentationSequential(Normalize(mean, std))``; a ``train_aug`` that is an
+    :class:`~torch.nn.Sequential` must end with that same ``aug``.
 
     .. versionadded:: 0.1
     """
@@ -28,7 +29,8 @@ class NormalizationMixin:
     mean: torch.Tensor
     std: torch.Tensor
     aug: Callable[[Sample], Sample]
-    #: True until :meth:`set_normalization` is called or the statistics were given explicitly.
+    #: True until :meth:`set_normalization` is called or the statistics were given
+    #: explicitly.
     normalization_is_default: bool = False
 
     def _init_statistics(
@@ -37,7 +39,8 @@ class NormalizationMixin:
         """Set the statistics before ``BaseDataModule.__init__``, which builds ``aug`` from them.
 
         Args:
-            mean: Per-band mean; None (with *std* None) is 0 and may be replaced by a checkpoint's statistics.
+            mean: Per-band mean; None (with *std* None) is 0 and may be replaced by a
+                checkpoint's statistics.
             std: Per-band divisor; None is 255 (8-bit imagery to ``[0, 1]``).
         """
         self.normalization_is_default = mean is None and std is None
@@ -53,10 +56,12 @@ class NormalizationMixin:
     ) -> None:
         """Set ``train_aug``: joint augmentation of the raw images, masks and graphs, then ``aug``.
 
-        The color jitter needs the raw range, and the warps commute with the per-band normalization.
+        The color jitter needs the raw range, and the warps commute with the per-band
+        normalization.
 
         Args:
-            color_jitter: Jitter the colors too (:data:`~torchgeo_geolink.transforms.DEFAULT_COLOR_JITTER`).
+            color_jitter: Jitter the colors too
+                (:data:`~torchgeo_geolink.transforms.DEFAULT_COLOR_JITTER`).
             color_jitter_max: Intensity of white in the raw images.
             crop_scale: Range of the random crop's area fraction.
             size: Output side of the augmented images (None keeps the input size).
@@ -67,7 +72,8 @@ class NormalizationMixin:
             color_jitter=DEFAULT_COLOR_JITTER if color_jitter else None,
             color_jitter_max=color_jitter_max,
         )
-        # ``aug`` is the kornia AugmentationSequential that BaseDataModule or set_normalization built
+        # ``aug`` is the kornia AugmentationSequential that BaseDataModule or
+        # set_normalization built
         self.train_aug = nn.Sequential(augmentation, cast(nn.Module, self.aug))
 
     def set_normalization(

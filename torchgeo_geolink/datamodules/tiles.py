@@ -23,16 +23,17 @@ __all__ = ('GeoLinkStreamingTilesDataModule', 'GeoLinkTilesDataModule')
 class GeoLinkTilesDataModule(NormalizationMixin, NonGeoDataModule):
     """LightningDataModule for :class:`~torchgeo_geolink.datasets.GeoLinkTiles` (e.g. GeoLink's UFZ tiles).
 
-    Batches are collated with :func:`~torchgeo_geolink.datasets.collate_geolink` (images and masks stacked, the
-    graphs in one PyG ``Batch`` under ``'graph'``), so tiles must share one size. On the device, images are
-    normalized and, for training, augmented jointly with their masks and graphs
+    Batches are collated with :func:`~torchgeo_geolink.datasets.collate_geolink` (images
+    and masks stacked, the graphs in one PyG ``Batch`` under ``'graph'``), so tiles must
+    share one size. On the device, images are normalized and, for training, augmented
+    jointly with their masks and graphs
     (:class:`~torchgeo_geolink.transforms.GeoLinkAugmentation`).
 
     .. versionadded:: 0.1
     """
 
-    #: The tag encoder of GeoLink's pre-built graphs, CLIP ViT-B/16's text tower (checked by the tasks against
-    #: the tag encoder of their weights).
+    #: The tag encoder of GeoLink's pre-built graphs, CLIP ViT-B/16's text tower
+    #: (checked by the tasks against the tag encoder of their weights).
     tag_encoder_identity: str | None = OFFICIAL_TAG_ENCODER
 
     def __init__(
@@ -59,18 +60,25 @@ class GeoLinkTilesDataModule(NormalizationMixin, NonGeoDataModule):
             num_workers: DataLoader worker processes.
             val_fraction: share of tiles in the validation split (without split files).
             test_fraction: share of tiles in the test split (without split files).
-            missing_graph: a tile without graph is an error (``'error'``) or gets an empty graph.
-            size: resize every tile to ``size x size`` pixels (None: tiles must share one size).
-            mean: per-channel mean subtracted from the images; None (with *std* None) uses 0, or the statistics
-                recorded with the task's pretrained weights when it has them.
-            std: per-channel divisor of the images; None uses 255 (8-bit imagery to ``[0, 1]``) or the weights'.
+            missing_graph: a tile without graph is an error (``'error'``) or gets an
+                empty graph.
+            size: resize every tile to ``size x size`` pixels (None: tiles must share
+                one size).
+            mean: per-channel mean subtracted from the images; None (with *std* None)
+                uses 0, or the statistics recorded with the task's pretrained weights
+                when it has them.
+            std: per-channel divisor of the images; None uses 255 (8-bit imagery to
+                ``[0, 1]``) or the weights'.
             augment: jointly augment training images, masks and graphs.
-            color_jitter: also jitter training image colors (on the raw images, before normalizing).
-            color_jitter_max: intensity of white in the raw tiles (255 for 8-bit tiles); color jitter raises a
-                ValueError on values outside ``[0, color_jitter_max]``.
+            color_jitter: also jitter training image colors (on the raw images, before
+                normalizing).
+            color_jitter_max: intensity of white in the raw tiles (255 for 8-bit tiles);
+                color jitter raises a ValueError on values outside
+                ``[0, color_jitter_max]``.
             crop_scale: range of the random crop's area fraction.
         """
-        # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass through) from these.
+        # BaseDataModule builds ``self.aug`` (kornia's Normalize, other batch keys pass
+        # through) from these.
         self._init_statistics(mean, std)
         super().__init__(
             GeoLinkTiles,
@@ -90,11 +98,13 @@ class GeoLinkTilesDataModule(NormalizationMixin, NonGeoDataModule):
 class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
     """LightningDataModule for a corpus prepared by ``python -m torchgeo_geolink.prepare`` (multi-node DDP ready).
 
-    Reads :class:`~torchgeo_geolink.datasets.GeoLinkStreamingTiles` with :class:`litdata.StreamingDataLoader`:
-    graphs are read from the shards, not built, every DDP rank and DataLoader worker streams its own share of the
-    chunks (no per-rank preprocessing, no distributed sampler), and the training split is shuffled per epoch
-    from ``seed``, identically on every rank. Normalization and augmentation are those of
-    :class:`GeoLinkTilesDataModule`. Needs the ``scale`` extra (``litdata``).
+    Reads :class:`~torchgeo_geolink.datasets.GeoLinkStreamingTiles` with
+    :class:`litdata.StreamingDataLoader`: graphs are read from the shards, not built,
+    every DDP rank and DataLoader worker streams its own share of the chunks (no
+    per-rank preprocessing, no distributed sampler), and the training split is shuffled
+    per epoch from ``seed``, identically on every rank. Normalization and augmentation
+    are those of :class:`GeoLinkTilesDataModule`. Needs the ``scale`` extra
+    (``litdata``).
 
     .. versionadded:: 0.1
     """
@@ -116,15 +126,17 @@ class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
         """Initialize a new GeoLinkStreamingTilesDataModule instance.
 
         Args:
-            root: folder written by ``torchgeo_geolink.prepare`` (holding ``train/``, ``val/``, ``test/``).
+            root: folder written by ``torchgeo_geolink.prepare`` (holding ``train/``,
+                ``val/``, ``test/``).
             batch_size: tiles per batch and process.
             num_workers: DataLoader worker processes.
-            size: resize every tile to ``size x size`` pixels (None: tiles must share one size).
+            size: resize every tile to ``size x size`` pixels (None: tiles must share
+                one size).
             seed: seed of the per-epoch shuffle of the training split.
             mean: per-channel mean subtracted from the images (None: the default of
                 :class:`GeoLinkTilesDataModule`).
-            std: per-channel divisor of the images (None: the default of :class:`GeoLinkTilesDataModule`, 8-bit
-                tiles to ``[0, 1]``).
+            std: per-channel divisor of the images (None: the default of
+                :class:`GeoLinkTilesDataModule`, 8-bit tiles to ``[0, 1]``).
             augment: jointly augment training images, masks and graphs.
             color_jitter: also jitter training image colors.
             color_jitter_max: intensity of white in the raw tiles (255 for 8-bit tiles).
@@ -163,13 +175,15 @@ class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
             split: ``'train'``, ``'val'``, ``'test'`` or ``'predict'``.
 
         Returns:
-            A :class:`litdata.StreamingDataLoader` (it sets the epoch of the shuffle on each pass).
+            A :class:`litdata.StreamingDataLoader` (it sets the epoch of the shuffle on
+            each pass).
         """
         from litdata import StreamingDataLoader
 
-        # TorchGeo 0.10 private API, used here only: NonGeoDataModule's four public *_dataloader methods all
-        # call _dataloader_factory(split), so overriding it swaps the DataLoader class in one place instead of
-        # four; _valid_attribute picks the split's dataset/batch size with TorchGeo's own error messages.
+        # TorchGeo 0.10 private API, used here only: NonGeoDataModule's four public
+        # *_dataloader methods all call _dataloader_factory(split), so overriding it
+        # swaps the DataLoader class in one place instead of four; _valid_attribute
+        # picks the split's dataset/batch size with TorchGeo's own error messages.
         # Recheck both when upgrading TorchGeo.
         dataset = self._valid_attribute(f'{split}_dataset', 'dataset')
         batch_size = self._valid_attribute(f'{split}_batch_size', 'batch_size')

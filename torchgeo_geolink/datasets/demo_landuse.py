@@ -5,9 +5,9 @@
 
 __all__ = ('DEMO_CLASSES', 'DEMO_WITHHELD_KEYS', 'landuse_class')
 
-#: Classes of the land-use label raster (value = position). ``other`` is any area without one of the land uses
-#: below (streets, squares, untagged blocks). Derived from OSM ``landuse``/``leisure``/``natural``/``water`` tags
-#: (see :func:`landuse_class`).
+#: Classes of the land-use label raster (value = position). ``other`` is any area
+#: without one of the land uses below (streets, squares, untagged blocks). Derived from
+#: OSM ``landuse``/``leisure``/``natural``/``water`` tags (see :func:`landuse_class`).
 DEMO_CLASSES = (
     'other',
     'residential',
@@ -18,8 +18,9 @@ DEMO_CLASSES = (
     'water',
 )
 
-#: OSM tag keys that carry the land-use labels: withhold them from the graph (``OSMDataset(drop_keys=...)``) when
-#: the labels are the target of a downstream task, so the OSM input does not contain the answer.
+#: OSM tag keys that carry the land-use labels: withhold them from the graph
+#: (``OSMDataset(drop_keys=...)``) when the labels are the target of a downstream task,
+#: so the OSM input does not contain the answer.
 DEMO_WITHHELD_KEYS = ('landuse', 'leisure', 'natural', 'water')
 
 _GREEN_LANDUSE = frozenset(
@@ -63,10 +64,12 @@ _COMMERCIAL_LANDUSE = frozenset({'commercial', 'retail', 'office'})
 def landuse_class(tags: dict[str, str]) -> int:
     """Land-use class of an OSM area (index into :data:`DEMO_CLASSES`).
 
-    Rules, first match wins: water (``natural`` water/bay/strait, ``landuse`` basin/reservoir, any ``water``
-    tag), green (``leisure`` park/garden/pitch/playground/..., ``landuse`` grass/meadow/forest/cemetery/...,
-    ``natural`` wood/scrub/heath/grassland/wetland), railway (``landuse=railway``), residential
-    (``landuse=residential``), commercial (``landuse`` commercial/retail/office), civic (``landuse``
+    Rules, first match wins: water (``natural`` water/bay/strait, ``landuse``
+    basin/reservoir, any ``water`` tag), green (``leisure``
+    park/garden/pitch/playground/..., ``landuse`` grass/meadow/forest/cemetery/...,
+    ``natural`` wood/scrub/heath/grassland/wetland), railway (``landuse=railway``),
+    residential (``landuse=residential``), commercial (``landuse``
+    commercial/retail/office), civic (``landuse``
     civil/education/institutional/religious/military); anything else is 0 (``other``).
 
     Args:

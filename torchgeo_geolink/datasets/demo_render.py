@@ -35,7 +35,8 @@ _GROUND = np.array(
 )
 _TEXTURE = np.array([10, 12, 10, 12, 16, 22, 6], dtype=np.float32)
 
-#: Road width (meters) and color by ``highway`` value; minor ways are painted first, major ones on top.
+#: Road width (meters) and color by ``highway`` value; minor ways are painted first,
+#: major ones on top.
 _ROADS: tuple[tuple[frozenset[str], float, tuple[int, int, int]], ...] = (
     (frozenset({'path', 'track', 'trail', 'bridleway'}), 1.5, (170, 150, 120)),
     (
@@ -153,11 +154,13 @@ def render_demo(
 ) -> tuple[NDArray[np.uint8], NDArray[np.uint8], Affine]:
     """Paint an RGB image and a land-use label raster from OSM features.
 
-    The image is synthetic: ground color and texture by land-use class (grass with tree clumps in parks and
-    woods, rippled water, ballast on railway land), paved areas, roads buffered to a width by ``highway`` class,
-    railways with rails and tram tracks, and buildings with per-building roof colors and a cast shadow; then
-    low-frequency illumination changes, sensor noise and a slight blur. The label raster holds the
-    :func:`landuse_class` of the smallest land-use area covering each pixel (0 where there is none).
+    The image is synthetic: ground color and texture by land-use class (grass with tree
+    clumps in parks and woods, rippled water, ballast on railway land), paved areas,
+    roads buffered to a width by ``highway`` class, railways with rails and tram tracks,
+    and buildings with per-building roof colors and a cast shadow; then low-frequency
+    illumination changes, sensor noise and a slight blur. The label raster holds the
+    :func:`landuse_class` of the smallest land-use area covering each pixel (0 where
+    there is none).
 
     Args:
         geometries: single-part feature geometries in a projected CRS (meters).
@@ -167,7 +170,8 @@ def render_demo(
         seed: seed of the texture and noise.
 
     Returns:
-        ``(3, H, W)`` uint8 image, ``(H, W)`` uint8 labels and the rasters' affine transform.
+        ``(3, H, W)`` uint8 image, ``(H, W)`` uint8 labels and the rasters' affine
+        transform.
 
     .. versionadded:: 0.1
     """
@@ -181,7 +185,8 @@ def render_demo(
     is_area = types == shapely.GeometryType.POLYGON
     is_line = types == shapely.GeometryType.LINESTRING
 
-    # Land use: larger areas first so that smaller, more specific ones are painted over them.
+    # Land use: larger areas first so that smaller, more specific ones are painted over
+    # them.
     area_rows = np.flatnonzero(is_area)
     classes = np.array(
         [landuse_class(tags[r]) for r in area_rows.tolist()], dtype=np.int64
@@ -262,7 +267,8 @@ def render_demo(
         )
         paint(road > 0, color, 5.0)
 
-    # Railways: ballast bed with dark rails; tram tracks as thin dark lines on the street.
+    # Railways: ballast bed with dark rails; tram tracks as thin dark lines on the
+    # street.
     railway = np.array(
         [tags[r].get('railway', '') for r in line_rows.tolist()], dtype=object
     )

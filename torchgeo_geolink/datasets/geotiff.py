@@ -30,7 +30,8 @@ def write_geotiff(
         data: ``(bands, H, W)`` array.
         transform: affine transform.
         crs: coordinate reference system.
-        description: text stored in the ``TIFFTAG_IMAGEDESCRIPTION`` tag (none when None).
+        description: text stored in the ``TIFFTAG_IMAGEDESCRIPTION`` tag (none when
+            None).
 
     .. versionadded:: 0.1
     """

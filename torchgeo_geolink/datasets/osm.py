@@ -44,45 +44,57 @@ __all__ = ('LoadReport', 'OSMDataset')
 class OSMDataset(GeoDataset):
     """OpenStreetMap features served per window as clipped features and a GeoLink graph.
 
-    Each file is read once, when the dataset is created: its features are reprojected to the dataset
-    :term:`coordinate reference system (CRS)`, their tags normalized (whatever the source: a ``tags`` dict column,
-    the ``other_tags`` hstore of GDAL's OSM driver, one column per key, or GeoLink's ``label``), multipart
-    geometries and collections exploded, invalid geometries repaired with :func:`shapely.make_valid`, empty ones
-    dropped and 3-D ones flattened (see ``reports``). ``roi=`` reads only the features that meet a region (GDAL's
-    spatial filter) and ``keys=`` keeps only the features carrying one of some tag keys.
+    Each file is read once, when the dataset is created: its features are reprojected to
+    the dataset :term:`coordinate reference system (CRS)`, their tags normalized
+    (whatever the source: a ``tags`` dict column, the ``other_tags`` hstore of GDAL's
+    OSM driver, one column per key, or GeoLink's ``label``), multipart geometries and
+    collections exploded, invalid geometries repaired with :func:`shapely.make_valid`,
+    empty ones dropped and 3-D ones flattened (see ``reports``). ``roi=`` reads only the
+    features that meet a region (GDAL's spatial filter) and ``keys=`` keeps only the
+    features carrying one of some tag keys.
 
-    All features live in one columnar store (:class:`~torchgeo_geolink.datasets.osm_store.OSMStore`): shapely
-    geometries and a :class:`shapely.STRtree`, tags interned in CSR form, the embedding of each distinct tag
-    string computed once (node embeddings are gathered per window), node positions and the global edge table as
-    flat arrays, derived in the current CRS when first needed (setting :attr:`crs`, as ``image & osm`` does,
-    only reprojects the geometries). With ``cache_dir`` the prepared store is saved there, keyed by the files'
-    content, the options, the CRS, the tag encoder and the graph mode, and later datasets, DataLoader workers and
-    DDP ranks memory-map it instead of reading the files again.
+    All features live in one columnar store
+    (:class:`~torchgeo_geolink.datasets.osm_store.OSMStore`): shapely geometries and a
+    :class:`shapely.STRtree`, tags interned in CSR form, the embedding of each distinct
+    tag string computed once (node embeddings are gathered per window), node positions
+    and the global edge table as flat arrays, derived in the current CRS when first
+    needed (setting :attr:`crs`, as ``image & osm`` does, only reprojects the
+    geometries). With ``cache_dir`` the prepared store is saved there, keyed by the
+    files' content, the options, the CRS, the tag encoder and the graph mode, and later
+    datasets, DataLoader workers and DDP ranks memory-map it instead of reading the
+    files again.
 
-    Indexing with ``ds[xmin:xmax:xres, ymin:ymax:yres]`` returns the window's features clipped to it, as a
-    GeoLink heterogeneous graph flattened into tensor keys that survive ``image & osm``:
+    Indexing with ``ds[xmin:xmax:xres, ymin:ymax:yres]`` returns the window's features
+    clipped to it, as a GeoLink heterogeneous graph flattened into tensor keys that
+    survive ``image & osm``:
 
-    * ``osm_<type>_x`` (float32 ``(N, D)``), ``osm_<type>_pos`` (float32 ``(N, K, 2)``, normalized to the window,
-      x right, y down) and ``osm_<type>_id`` (long ``(N,)``, the feature's row in the dataset's feature table), for
-      ``<type>`` in ``polygon``, ``line``, ``point``;
-    * ``osm_<src>_to_<dst>_edge_index`` (long ``(2, E)``) and ``osm_<src>_to_<dst>_edge_attr``
-      (float32 one-hot ``(E, C)``) for the nine edge types;
-    * ``osm_bounds`` (float64 ``[xmin, ymin, xmax, ymax]`` of the window in the dataset CRS).
+    * ``osm_<type>_x`` (float32 ``(N, D)``), ``osm_<type>_pos`` (float32 ``(N, K, 2)``,
+      normalized to the window, x right, y down) and ``osm_<type>_id`` (long ``(N,)``,
+      the feature's row in the dataset's feature table), for ``<type>`` in ``polygon``,
+      ``line``, ``point``;
+    * ``osm_<src>_to_<dst>_edge_index`` (long ``(2, E)``) and
+      ``osm_<src>_to_<dst>_edge_attr`` (float32 one-hot ``(E, C)``) for the nine edge
+      types;
+    * ``osm_bounds`` (float64 ``[xmin, ymin, xmax, ymax]`` of the window in the dataset
+      CRS).
 
-    :func:`~torchgeo_geolink.datasets.collate_geolink` turns a list of such samples into a batch holding one
-    :class:`torch_geometric.data.Batch`; :func:`~torchgeo_geolink.datasets.sample_to_graph` rebuilds one graph.
+    :func:`~torchgeo_geolink.datasets.collate_geolink` turns a list of such samples into
+    a batch holding one :class:`torch_geometric.data.Batch`;
+    :func:`~torchgeo_geolink.datasets.sample_to_graph` rebuilds one graph.
 
     Two graph modes:
 
-    * ``'induced'`` (default, fast): relations are computed once, over the unclipped features, and each window
-      takes the subgraph induced by its features. A feature cut into several parts by the window gives one node
-      per part; the parts share their feature's relations.
+    * ``'induced'`` (default, fast): relations are computed once, over the unclipped
+      features, and each window takes the subgraph induced by its features. A feature
+      cut into several parts by the window gives one node per part; the parts share
+      their feature's relations.
     * ``'exact'``: relations are computed per window from the clipped geometries with
-      :class:`~torchgeo_geolink.osm.OSMGraphBuilder`, exactly as GeoLink builds a tile's graph.
+      :class:`~torchgeo_geolink.osm.OSMGraphBuilder`, exactly as GeoLink builds a tile's
+      graph.
 
-    Both modes give the same nodes with the same positions; only edges may differ (e.g. two polygons that
-    overlap outside the window but only touch inside it, or point Delaunay edges, which are global in induced
-    mode).
+    Both modes give the same nodes with the same positions; only edges may differ (e.g.
+    two polygons that overlap outside the window but only touch inside it, or point
+    Delaunay edges, which are global in induced mode).
 
     .. versionadded:: 0.1
     """
@@ -111,37 +123,47 @@ class OSMDataset(GeoDataset):
         """Initialize a new OSMDataset instance.
 
         Args:
-            paths: vector files, or directories searched recursively for them (GeoJSON, GeoPackage, Shapefile,
-                GeoParquet, ``.osm.pbf`` and other formats GDAL reads).
-            crs: :term:`coordinate reference system (CRS)` to reproject the features to (defaults to the CRS of
-                the first file).
-            res: resolution in units of the CRS (defaults to 1e-5 degrees, about 1 m, for a geographic CRS and
-                1 unit otherwise); ``image & osm`` replaces it with the image's.
-            layers: layers to read from each file (default: all layers; for ``.osm.pbf`` files the ``points``,
-                ``lines`` and ``multipolygons`` layers).
+            paths: vector files, or directories searched recursively for them (GeoJSON,
+                GeoPackage, Shapefile, GeoParquet, ``.osm.pbf`` and other formats GDAL
+                reads).
+            crs: :term:`coordinate reference system (CRS)` to reproject the features to
+                (defaults to the CRS of the first file).
+            res: resolution in units of the CRS (defaults to 1e-5 degrees, about 1 m,
+                for a geographic CRS and 1 unit otherwise); ``image & osm`` replaces it
+                with the image's.
+            layers: layers to read from each file (default: all layers; for ``.osm.pbf``
+                files the ``points``, ``lines`` and ``multipolygons`` layers).
             tag_encoder: text encoder of the tags (default:
                 :class:`~torchgeo_geolink.osm.HashingTagEncoder`, offline).
-            graph_mode: ``'induced'`` (relations computed once, fast) or ``'exact'`` (per window).
-            drop_keys: features carrying any of these tag keys are left out (e.g. ``'landuse'`` when land use is
-                the label of a downstream task).
-            keys: when given, only features carrying at least one of these tag keys are read (with all their
-                tags).
-            tag_keys: when given, only the tags with these keys are read and embedded, the features are all kept
-                (e.g. keys that describe what a feature is, leaving out names, addresses and references, whose
-                values identify places rather than describe them).
-            roi: read only the features that intersect this region (a shapely geometry or ``(xmin, ymin, xmax,
-                ymax)``), in *crs* (in each file's CRS when *crs* is None).
-            source_crs: CRS assumed for files that declare none (default: such files are an error).
-            strict: raise an :class:`~torchgeo_geolink.errors.InvalidFeatureError` for a feature that cannot be
-                reprojected to the dataset CRS, instead of dropping it with a warning (counted in ``reports``).
+            graph_mode: ``'induced'`` (relations computed once, fast) or ``'exact'``
+                (per window).
+            drop_keys: features carrying any of these tag keys are left out (e.g.
+                ``'landuse'`` when land use is the label of a downstream task).
+            keys: when given, only features carrying at least one of these tag keys are
+                read (with all their tags).
+            tag_keys: when given, only the tags with these keys are read and embedded,
+                the features are all kept (e.g. keys that describe what a feature is,
+                leaving out names, addresses and references, whose values identify
+                places rather than describe them).
+            roi: read only the features that intersect this region (a shapely geometry
+                or ``(xmin, ymin, xmax, ymax)``), in *crs* (in each file's CRS when
+                *crs* is None).
+            source_crs: CRS assumed for files that declare none (default: such files are
+                an error).
+            strict: raise an :class:`~torchgeo_geolink.errors.InvalidFeatureError` for a
+                feature that cannot be reprojected to the dataset CRS, instead of
+                dropping it with a warning (counted in ``reports``).
             cache_dir: folder of the on-disk cache of prepared stores (None: no cache).
-            progress: show progress bars on long steps (reading, encoding tags, relations).
-            transforms: a function/transform that takes a sample and returns a transformed version.
+            progress: show progress bars on long steps (reading, encoding tags,
+                relations).
+            transforms: a function/transform that takes a sample and returns a
+                transformed version.
 
         Raises:
-            OSMFileError: if a file is missing, unreadable, corrupt, lacks a CRS, or no file holds a feature.
-            InvalidFeatureError: if the tags of a feature cannot be parsed, or *strict* and a feature cannot be
-                reprojected.
+            OSMFileError: if a file is missing, unreadable, corrupt, lacks a CRS, or no
+                file holds a feature.
+            InvalidFeatureError: if the tags of a feature cannot be parsed, or *strict*
+                and a feature cannot be reprojected.
             ValueError: if *graph_mode* is unknown.
         """
         if graph_mode not in ('induced', 'exact'):
@@ -152,8 +174,8 @@ class OSMDataset(GeoDataset):
         self.transforms = transforms
         self.graph_mode = graph_mode
         self.drop_keys = tuple(normalize_key(k) for k in drop_keys)
-        #: Graph builder that computes tag embeddings (each distinct tag string encoded once) and, in exact
-        #: mode, relations.
+        #: Graph builder that computes tag embeddings (each distinct tag string encoded
+        #: once) and, in exact mode, relations.
         self.builder = OSMGraphBuilder(tag_encoder=tag_encoder)
         self.reports: list[LoadReport] = []
         self.keys = None if keys is None else tuple(normalize_key(k) for k in keys)
@@ -194,17 +216,20 @@ class OSMDataset(GeoDataset):
         )
         self._update_index()
         if target is not None:
-            # The CRS is final (image & osm with the image's CRS keeps it): derive the rest now, once.
+            # The CRS is final (image & osm with the image's CRS keeps it): derive the
+            # rest now, once.
             self.prepare()
 
     def prepare(self) -> None:
         """Derive now what windows need: spatial tree, node positions and (induced mode) relations.
 
-        Done when first needed otherwise, in the dataset's CRS at that time, so that ``image & osm`` (which sets
-        :attr:`crs`) computes the relations once, in the image's CRS. It is done at creation when *crs* is given,
-        and before the dataset is pickled for spawned DataLoader workers; call it before forking workers of a
-        dataset created without *crs* (e.g. after ``image & osm``), so that they share the arrays rather than
-        each derive them. A cache-backed dataset saves them in its cache entry.
+        Done when first needed otherwise, in the dataset's CRS at that time, so that
+        ``image & osm`` (which sets :attr:`crs`) computes the relations once, in the
+        image's CRS. It is done at creation when *crs* is given, and before the dataset
+        is pickled for spawned DataLoader workers; call it before forking workers of a
+        dataset created without *crs* (e.g. after ``image & osm``), so that they share
+        the arrays rather than each derive them. A cache-backed dataset saves them in
+        its cache entry.
 
         .. versionadded:: 0.1
         """
@@ -215,7 +240,8 @@ class OSMDataset(GeoDataset):
 
         Args:
             target: the dataset CRS (None: the first file's).
-            prepare: also derive the tree, positions and relations (see :meth:`prepare`).
+            prepare: also derive the tree, positions and relations (see
+                :meth:`prepare`).
 
         Returns:
             The store.
@@ -419,14 +445,16 @@ class OSMDataset(GeoDataset):
         """Resolve a query to a window and check it meets the dataset.
 
         Args:
-            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to index.
+            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to
+                index.
 
         Returns:
             ``(xmin, ymin, xmax, ymax)`` of the window in the dataset CRS.
 
         Raises:
-            IndexError: if the window is empty (zero width or height), inverted (a slice from its maximum to its
-                minimum), not finite, or does not meet any file's footprint.
+            IndexError: if the window is empty (zero width or height), inverted (a slice
+                from its maximum to its minimum), not finite, or does not meet any
+                file's footprint.
         """
         if (
             isinstance(index, tuple)
@@ -476,12 +504,14 @@ class OSMDataset(GeoDataset):
         """The features of a window, clipped to it, with their tags.
 
         Args:
-            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to index.
+            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to
+                index.
 
         Returns:
-            One row per node (a feature cut into several parts by the window gives several rows) with columns
-            ``row`` (the feature's row in the dataset), ``type`` (``polygon``, ``line`` or ``point``), ``tags``
-            (dict) and ``geometry`` (in the dataset CRS), sorted by type then row.
+            One row per node (a feature cut into several parts by the window gives
+            several rows) with columns ``row`` (the feature's row in the dataset),
+            ``type`` (``polygon``, ``line`` or ``point``), ``tags`` (dict) and
+            ``geometry`` (in the dataset CRS), sorted by type then row.
 
         Raises:
             IndexError: if the window does not meet the dataset.
@@ -503,7 +533,8 @@ class OSMDataset(GeoDataset):
         """Retrieve the GeoLink graph of the features in a window.
 
         Args:
-            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to index.
+            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to
+                index.
 
         Returns:
             The ``osm_*`` tensor keys described in the class docstring.
@@ -532,8 +563,9 @@ class OSMDataset(GeoDataset):
     ) -> Sample:
         """Graph of a window as the subgraph induced by its features in the precomputed relations.
 
-        Positions of whole features come from the store and are only recomputed for the features cut by the
-        window; the nine edge types are taken in one vectorized pass over the store's edge table.
+        Positions of whole features come from the store and are only recomputed for the
+        features cut by the window; the nine edge types are taken in one vectorized pass
+        over the store's edge table.
 
         Args:
             window: ``(xmin, ymin, xmax, ymax)`` in the dataset CRS.
@@ -598,12 +630,14 @@ class OSMDataset(GeoDataset):
     ) -> Figure:
         """Plot a sample: the image (if any) with the OSM features overlaid, then its mask and prediction (if any).
 
-        Polygons and lines are drawn from the features' clipped geometries when the sample still holds
-        ``osm_bounds`` and ``osm_*_id`` of this dataset, and their node positions are marked on top (positions
-        follow joint image-graph augmentations, geometries do not).
+        Polygons and lines are drawn from the features' clipped geometries when the
+        sample still holds ``osm_bounds`` and ``osm_*_id`` of this dataset, and their
+        node positions are marked on top (positions follow joint image-graph
+        augmentations, geometries do not).
 
         Args:
-            sample: a sample returned by :meth:`__getitem__` or by ``(image & osm)[...]``.
+            sample: a sample returned by :meth:`__getitem__` or by
+                ``(image & osm)[...]``.
             show_titles: flag indicating whether to show titles above each panel.
             suptitle: optional string to use as a suptitle.
 

@@ -3,10 +3,11 @@
 
 """On-disk cache of prepared OSM stores, shared by DataLoader workers and DDP ranks.
 
-An entry is a folder of ``.npy`` arrays (memory-mapped when opened) and a ``meta.json``, named by a key that
-hashes the content of the files read, every reading option, the dataset CRS, the tag encoder's identity, the key
-weights and the graph mode. The first process that needs an entry builds it (rank 0 when ``RANK`` is set; others
-wait for it and map it); a lock file keeps two processes from building the same entry.
+An entry is a folder of ``.npy`` arrays (memory-mapped when opened) and a ``meta.json``,
+named by a key that hashes the content of the files read, every reading option, the
+dataset CRS, the tag encoder's identity, the key weights and the graph mode. The first
+process that needs an entry builds it (rank 0 when ``RANK`` is set; others wait for it
+and map it); a lock file keeps two processes from building the same entry.
 """
 
 import hashlib
@@ -96,7 +97,8 @@ def _wait(entry: Path, lock: Path | None, timeout: float) -> bool:
         timeout: seconds to wait at most.
 
     Returns:
-        True when the entry is ready, False when its builder gave up (the lock vanished without an entry).
+        True when the entry is ready, False when its builder gave up (the lock vanished
+        without an entry).
 
     Raises:
         OSMFileError: if the entry is not ready after *timeout* seconds.
@@ -135,7 +137,8 @@ def open_or_build(
         The store and whether it was built by this call.
 
     Raises:
-        OSMFileError: if the entry cannot be written or another builder does not finish in time.
+        OSMFileError: if the entry cannot be written or another builder does not finish
+            in time.
 
     .. versionadded:: 0.1
     """

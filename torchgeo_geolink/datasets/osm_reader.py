@@ -53,9 +53,10 @@ VECTOR_SUFFIXES = (
     '.fgb',
 )
 
-#: Layers of GDAL's OSM driver read by default. ``multilinestrings`` (route and waterway relations) is left out:
-#: its parts duplicate the ways of the ``lines`` layer (in the shipped Helsinki extract, 8.6k lines but 3.9k
-#: distinct geometries), which turns every street into a clique of ``equals`` edges; pass ``layers=`` to read it.
+#: Layers of GDAL's OSM driver read by default. ``multilinestrings`` (route and waterway
+#: relations) is left out: its parts duplicate the ways of the ``lines`` layer (in the
+#: shipped Helsinki extract, 8.6k lines but 3.9k distinct geometries), which turns every
+#: street into a clique of ``equals`` edges; pass ``layers=`` to read it.
 PBF_LAYERS = ('points', 'lines', 'multipolygons')
 
 _MULTI_TYPES = (
@@ -72,20 +73,23 @@ class LoadReport:
 
     .. versionadded:: 0.1
 
-    Every feature read is either kept (as one or more single-part features) or dropped for one reason.
+    Every feature read is either kept (as one or more single-part features) or dropped
+    for one reason.
 
     Attributes:
         path: the file.
         read: features read (inside ``roi`` when one is given).
         repaired: invalid geometries repaired with :func:`shapely.make_valid`.
-        exploded: geometries read with more than one part (multipart geometries, collections) split into parts.
+        exploded: geometries read with more than one part (multipart geometries,
+            collections) split into parts.
         dropped_empty: empty or missing geometries dropped.
         dropped_nonfinite: geometries with NaN or infinite coordinates dropped.
-        dropped_degenerate: geometries dropped because nothing of their dimension is left (e.g. a polygon that
-            collapses to a line when repaired).
+        dropped_degenerate: geometries dropped because nothing of their dimension is
+            left (e.g. a polygon that collapses to a line when repaired).
         dropped_keys: features left out because they carry one of ``drop_keys``.
         dropped_unmatched: features left out because they carry none of ``keys``.
-        dropped_reprojection: features dropped because they cannot be reprojected to the dataset CRS.
+        dropped_reprojection: features dropped because they cannot be reprojected to the
+            dataset CRS.
         kept: single-part features kept (polygons, lines and points).
     """
 
@@ -147,7 +151,8 @@ class LoadReport:
 class TagInterner:
     """Tags of many features as interned ``(key, value)`` pairs in CSR form (no per-feature dicts kept).
 
-    Feature ``i`` carries the pairs ``pairs[indptr[i]:indptr[i + 1]]``, in the order of its tag mapping.
+    Feature ``i`` carries the pairs ``pairs[indptr[i]:indptr[i + 1]]``, in the order of
+    its tag mapping.
 
     .. versionadded:: 0.1
     """
@@ -237,7 +242,8 @@ def resolve_files(paths: Path | Iterable[Path], filename_glob: str) -> list[str]
     """List the vector files to load.
 
     Args:
-        paths: files, or directories searched recursively for files with a known vector suffix.
+        paths: files, or directories searched recursively for files with a known vector
+            suffix.
         filename_glob: glob (without suffix) that file names in directories must match.
 
     Returns:
@@ -286,9 +292,10 @@ def _roi_in(roi: shapely.Geometry, roi_crs: CRS, crs: CRS | None) -> shapely.Geo
     return gpd.GeoSeries([dense], crs=roi_crs).to_crs(crs).iloc[0]
 
 
-#: Arrow field types read into pandas' nullable dtypes. Read through NumPy, an integer or boolean field holding
-#: nulls becomes float64 (``lanes: 2`` would give the tag ``lanes=2.0``, ``oneway: true`` ``oneway=1.0``, and
-#: integers above 2**53 would lose digits); the nullable dtypes keep the values as written.
+#: Arrow field types read into pandas' nullable dtypes. Read through NumPy, an integer
+#: or boolean field holding nulls becomes float64 (``lanes: 2`` would give the tag
+#: ``lanes=2.0``, ``oneway: true`` ``oneway=1.0``, and integers above 2**53 would lose
+#: digits); the nullable dtypes keep the values as written.
 _NULLABLE_DTYPES: dict[pa.DataType, object] = {
     **dict.fromkeys(
         (
@@ -311,8 +318,9 @@ _TO_PANDAS = {'types_mapper': _NULLABLE_DTYPES.get}
 def _read_options(name: str) -> dict[str, object]:
     """Keyword arguments of :func:`pyogrio.read_dataframe` for a file.
 
-    Fields are read through Arrow into nullable dtypes (see ``_NULLABLE_DTYPES``); for CSV files, GDAL takes the
-    geometry from a WKT column under its usual names and drops that column.
+    Fields are read through Arrow into nullable dtypes (see ``_NULLABLE_DTYPES``); for
+    CSV files, GDAL takes the geometry from a WKT column under its usual names and drops
+    that column.
 
     Args:
         name: the file's name, lower case.
@@ -332,7 +340,8 @@ def _read_options(name: str) -> dict[str, object]:
     return options
 
 
-#: Fields GDAL's KML and LIBKML drivers give every placemark (styling and timing of the placemark itself).
+#: Fields GDAL's KML and LIBKML drivers give every placemark (styling and timing of the
+#: placemark itself).
 _KML_FIELDS = frozenset(
     {
         'description',
@@ -374,7 +383,8 @@ def _checked_frames(
             )
             raise OSMFileError(msg)
     if path.lower().endswith(('.kml', '.kmz')):
-        # KML's own placemark fields are no tags; its <name> element holds the feature's name
+        # KML's own placemark fields are no tags; its <name> element holds the feature's
+        # name
         frames = [
             frame.drop(columns=[c for c in frame.columns if c in _KML_FIELDS]).rename(
                 columns={} if 'name' in frame.columns else {'Name': 'name'}
@@ -439,8 +449,9 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
 def _pbf_problem(path: str) -> str | None:
     """Walk the blocks of an OSM PBF file and tell whether it is truncated or corrupt.
 
-    GDAL's OSM driver stops silently at a truncated block and serves the features read so far; the block
-    structure (a 4-byte length, a ``BlobHeader`` holding the ``datasize`` of the blob that follows) shows it.
+    GDAL's OSM driver stops silently at a truncated block and serves the features read
+    so far; the block structure (a 4-byte length, a ``BlobHeader`` holding the
+    ``datasize`` of the blob that follows) shows it.
 
     Args:
         path: the ``.osm.pbf`` file.
@@ -495,10 +506,12 @@ def read_vector_file(
     """Read the feature layers of one vector file.
 
     Args:
-        path: the file (GeoJSON, GeoPackage, Shapefile, GeoParquet, ``.osm.pbf`` or anything GDAL reads).
-        layers: layers to read (default: every layer; the :data:`PBF_LAYERS` for OSM files).
-        roi: read only the features that intersect this region (GDAL's spatial filter, through pyogrio's
-            ``mask``); None reads every feature.
+        path: the file (GeoJSON, GeoPackage, Shapefile, GeoParquet, ``.osm.pbf`` or
+            anything GDAL reads).
+        layers: layers to read (default: every layer; the :data:`PBF_LAYERS` for OSM
+            files).
+        roi: read only the features that intersect this region (GDAL's spatial filter,
+            through pyogrio's ``mask``); None reads every feature.
         roi_crs: CRS of *roi* (default: the file's).
 
     Returns:
@@ -523,7 +536,8 @@ def read_vector_file(
             msg = f'{path}: truncated or corrupt OSM PBF file ({problem})'
             raise OSMFileError(msg)
         if name.endswith('.osm') and not _xml_complete(path, 'osm'):
-            # GDAL's OSM driver stops silently where an XML file is cut off, as for a PBF file
+            # GDAL's OSM driver stops silently where an XML file is cut off, as for a
+            # PBF file
             msg = f'{path}: truncated OSM XML file (it does not end with </osm>)'
             raise OSMFileError(msg)
         available = [str(layer) for layer in pyogrio.list_layers(path)[:, 0]]
@@ -547,7 +561,8 @@ def read_vector_file(
                 layer_crs = pyogrio.read_info(path, layer=layer).get('crs')
                 mask = _roi_in(roi, roi_crs or layer_crs, layer_crs)
             with warnings.catch_warnings():
-                # GDAL's OSM driver reports each broken multipolygon ring; they are repaired below.
+                # GDAL's OSM driver reports each broken multipolygon ring; they are
+                # repaired below.
                 warnings.filterwarnings(
                     'ignore', category=RuntimeWarning, module='pyogrio'
                 )
@@ -588,8 +603,9 @@ def file_crs(path: str, frames: list[GeoDataFrame], assumed: CRS | None) -> CRS:
         The CRS.
 
     Raises:
-        OSMFileError: if the file declares no CRS and none is assumed, its layers disagree, or it declares a
-            geographic CRS for coordinates that are not longitudes and latitudes.
+        OSMFileError: if the file declares no CRS and none is assumed, its layers
+            disagree, or it declares a geographic CRS for coordinates that are not
+            longitudes and latitudes.
 
     .. versionadded:: 0.1
     """
@@ -626,11 +642,12 @@ def _clean(
 
     Args:
         geoms: geometries (may hold ``None``).
-        report: counters updated in place (each dropped geometry counted under its reason).
+        report: counters updated in place (each dropped geometry counted under its
+            reason).
 
     Returns:
-        Single-part, valid, 2-D geometries, their node kind (0 polygon, 1 line, 2 point) and the input position
-        each one comes from.
+        Single-part, valid, 2-D geometries, their node kind (0 polygon, 1 line, 2 point)
+        and the input position each one comes from.
     """
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     present = np.flatnonzero(~missing)
@@ -680,20 +697,22 @@ def read_features(
 ) -> FileFeatures:
     """Read one vector file and clean its features.
 
-    Tags are normalized (whatever the source: a ``tags`` dict column, the ``other_tags`` hstore of GDAL's OSM
-    driver, one column per key, or GeoLink's ``label``) and interned layer by layer, multipart geometries and
-    collections exploded, invalid geometries repaired with :func:`shapely.make_valid`, empty ones dropped and 3-D
-    ones flattened. One warning per file gives the counts when a geometry was repaired or dropped.
+    Tags are normalized (whatever the source: a ``tags`` dict column, the ``other_tags``
+    hstore of GDAL's OSM driver, one column per key, or GeoLink's ``label``) and
+    interned layer by layer, multipart geometries and collections exploded, invalid
+    geometries repaired with :func:`shapely.make_valid`, empty ones dropped and 3-D ones
+    flattened. One warning per file gives the counts when a geometry was repaired or
+    dropped.
 
     Args:
         path: the file.
         layers: layers to read (see :func:`read_vector_file`).
         drop_keys: features carrying any of these (normalized) tag keys are left out.
         assumed_crs: CRS assumed when the file declares none.
-        keys: when given, only features carrying at least one of these (normalized) keys are kept, with all
-            their tags.
-        tag_keys: when given, only the tags with these (normalized) keys are kept; the features themselves are
-            all kept (one without any of them has no tags).
+        keys: when given, only features carrying at least one of these (normalized) keys
+            are kept, with all their tags.
+        tag_keys: when given, only the tags with these (normalized) keys are kept; the
+            features themselves are all kept (one without any of them has no tags).
         roi: read only the features that intersect this region.
         roi_crs: CRS of *roi* (default: the file's).
 

@@ -3,12 +3,14 @@
 
 """The columnar OSM feature store: every feature of a dataset in flat arrays, reprojected, indexed and clipped.
 
-One row per single-part feature. Geometries are a shapely array (WKB on disk); tags are interned ``(key, value)``
-pairs in CSR form; node embeddings are gathered per window from the table of distinct tag strings (each encoded
-once), so no per-feature dict or embedding is held; positions and the global edge table are flat numpy arrays,
-derived lazily in the current CRS (a change of CRS only reprojects the geometries; relations are computed once,
-when the first window needs them). Every array can be saved to and memory-mapped from an on-disk cache entry
-(see :mod:`torchgeo_geolink.datasets.osm_cache`).
+One row per single-part feature. Geometries are a shapely array (WKB on disk); tags are
+interned ``(key, value)`` pairs in CSR form; node embeddings are gathered per window
+from the table of distinct tag strings (each encoded once), so no per-feature dict or
+embedding is held; positions and the global edge table are flat numpy arrays, derived
+lazily in the current CRS (a change of CRS only reprojects the geometries; relations are
+computed once, when the first window needs them). Every array can be saved to and
+memory-mapped from an on-disk cache entry (see
+:mod:`torchgeo_geolink.datasets.osm_cache`).
 """
 
 import itertools
@@ -187,9 +189,11 @@ class OSMStore:
 
         Args:
             files: the cleaned features of each file (at least one feature in all).
-            builder: graph builder whose tag encoder, key weights and relations are used.
+            builder: graph builder whose tag encoder, key weights and relations are
+                used.
             crs: the dataset CRS.
-            graph_mode: ``'induced'`` (the global edge table is built when first needed) or ``'exact'``.
+            graph_mode: ``'induced'`` (the global edge table is built when first needed)
+                or ``'exact'``.
             strict: raise instead of dropping a feature that cannot be reprojected.
             progress: show progress bars on long steps.
 
@@ -269,7 +273,8 @@ class OSMStore:
         self.pair_keys, self.pair_values = keys, values
         self.tag_indptr = np.concatenate(indptr)
         self.tag_pairs = np.concatenate(pairs).astype(np.int32)
-        # Distinct GeoLink tag strings, sorted (as the node embedder orders them), and each pair's string.
+        # Distinct GeoLink tag strings, sorted (as the node embedder orders them), and
+        # each pair's string.
         texts = [tag_strings({k: v})[0] for k, v in zip(keys, values, strict=True)]
         order = sorted(range(len(texts)), key=texts.__getitem__)
         string_of_pair = np.empty(len(texts), dtype=np.int32)
@@ -280,7 +285,8 @@ class OSMStore:
             string_of_pair[i] = len(strings) - 1
         self.string_of_pair = string_of_pair
         self.strings = strings
-        # Each feature's tags in the order of their strings: the order the embedding sums them in.
+        # Each feature's tags in the order of their strings: the order the embedding
+        # sums them in.
         segment = np.repeat(
             np.arange(len(self.tag_indptr) - 1), np.diff(self.tag_indptr)
         )
@@ -309,7 +315,8 @@ class OSMStore:
         string_weights = self.builder.embedder.key_weights.for_strings(self.strings)
         weights = string_weights[self.string_of_pair[self.tag_pairs]]
         weight_sum = np.bincount(segment, weights=weights, minlength=n)
-        # Features whose weights are all 0 fall back to the plain mean: give each of their tags weight 1.
+        # Features whose weights are all 0 fall back to the plain mean: give each of
+        # their tags weight 1.
         weights = np.where(weight_sum[segment] == 0, 1.0, weights)
         weights /= np.bincount(segment, weights=weights, minlength=n)[segment]
         self.tag_weights = weights.astype(np.float32)
@@ -452,7 +459,8 @@ class OSMStore:
     def embed(self, rows: np.ndarray) -> Tensor:
         """Node embeddings of some features, gathered from the table of distinct tag strings.
 
-        Each is the key-weighted mean of its tag strings' embeddings (a zero vector without tags).
+        Each is the key-weighted mean of its tag strings' embeddings (a zero vector
+        without tags).
 
         Args:
             rows: feature rows.
@@ -464,7 +472,8 @@ class OSMStore:
         starts = self.tag_indptr[rows]
         lengths = self.tag_indptr[rows + 1] - starts
         entries = _ragged(starts, lengths)
-        # Sorted within each feature (see _intern_tags): summed in the order of the distinct strings.
+        # Sorted within each feature (see _intern_tags): summed in the order of the
+        # distinct strings.
         columns = self.string_of_pair[self.tag_pairs[entries]]
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
@@ -532,8 +541,9 @@ class OSMStore:
     def prepare(self) -> None:
         """Derive now what windows need (spatial tree, node positions, relations in induced mode).
 
-        Call it in the process that creates DataLoader workers once the CRS is final, so that forked workers
-        share the arrays instead of each deriving them; a cache-backed store saves them in its entry.
+        Call it in the process that creates DataLoader workers once the CRS is final, so
+        that forked workers share the arrays instead of each deriving them; a
+        cache-backed store saves them in its entry.
         """
         _ = self.tree, self.positions, self.edges
 
@@ -559,15 +569,16 @@ class OSMStore:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Features of a window, clipped to it and split into single parts.
 
-        Features whose bounding box lies in the window are taken whole; only the others are clipped (those the
-        window misses, or meets only on its edge, clip to nothing or to a lower dimension and are dropped).
+        Features whose bounding box lies in the window are taken whole; only the others
+        are clipped (those the window misses, or meets only on its edge, clip to nothing
+        or to a lower dimension and are dropped).
 
         Args:
             window: ``(xmin, ymin, xmax, ymax)`` in the dataset CRS.
 
         Returns:
-            Feature row, geometry and whether it was cut, for each node, sorted by node type then row (the parts
-            of a feature are adjacent).
+            Feature row, geometry and whether it was cut, for each node, sorted by node
+            type then row (the parts of a feature are adjacent).
         """
         xmin, ymin, xmax, ymax = window
         rows = self.tree.query(shapely.box(*window))
@@ -653,11 +664,13 @@ class OSMStore:
     def save(self, entry: Path) -> None:
         """Write the store's columns into a cache entry folder (which must not exist yet).
 
-        The derived arrays (positions, relations) are written too when they were already computed, so that
-        the processes waiting for the entry map them rather than derive them.
+        The derived arrays (positions, relations) are written too when they were already
+        computed, so that the processes waiting for the entry map them rather than
+        derive them.
 
         Args:
-            entry: the folder, written atomically (a temporary sibling renamed into place).
+            entry: the folder, written atomically (a temporary sibling renamed into
+                place).
         """
         tmp = entry.with_name(f'.{entry.name}.{os.getpid()}.tmp')
         tmp.mkdir(parents=True)

@@ -19,15 +19,16 @@ __all__ = ('EdgeTable', 'build_edge_table', 'expand_parts', 'induced_edges')
 class EdgeTable:
     """Relations between all (unclipped) features of a dataset, all nine edge types in one flat table.
 
-    Edges are sorted by source feature row, so the edges leaving a row are one slice of the table. Edge
-    attributes are one-hot: only the hot column is stored.
+    Edges are sorted by source feature row, so the edges leaving a row are one slice of
+    the table. Edge attributes are one-hot: only the hot column is stored.
 
     .. versionadded:: 0.1
 
     Attributes:
         indptr: ``(n_rows + 1,)`` int64 start of each source row's edges.
         dst: int32 destination feature row of each edge.
-        edge_type: int8 position of each edge's type in :data:`~torchgeo_geolink.osm.EDGE_TYPES`.
+        edge_type: int8 position of each edge's type in
+            :data:`~torchgeo_geolink.osm.EDGE_TYPES`.
         attr: int8 hot column of each edge's one-hot attribute.
     """
 
@@ -99,8 +100,9 @@ def expand_parts(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn feature-level edges into node-level edges (a feature cut into parts has one node per part).
 
-    Every part of the source is linked to every part of the destination, except self loops, which link each
-    part to itself only. The parts of a feature are consecutive nodes.
+    Every part of the source is linked to every part of the destination, except self
+    loops, which link each part to itself only. The parts of a feature are consecutive
+    nodes.
 
     Args:
         src: node index of each edge's source feature's first part.
@@ -110,7 +112,8 @@ def expand_parts(
         is_self: whether each edge is a self loop.
 
     Returns:
-        Source nodes, destination nodes and, for each node-level edge, the feature-level edge it comes from.
+        Source nodes, destination nodes and, for each node-level edge, the feature-level
+        edge it comes from.
 
     .. versionadded:: 0.1
     """
@@ -131,19 +134,22 @@ def induced_edges(
 
     Args:
         table: the global edge table.
-        rows: feature row of each node, sorted by node type then row (the parts of a feature are adjacent).
+        rows: feature row of each node, sorted by node type then row (the parts of a
+            feature are adjacent).
         kinds: node kind of each node.
         n_rows: number of feature rows of the table.
 
     Returns:
-        ``osm_<src>_to_<dst>_edge_index`` (long ``(2, E)``, node indices within their type) and
-        ``osm_<src>_to_<dst>_edge_attr`` (float32 ``(E, C)``) for the nine edge types.
+        ``osm_<src>_to_<dst>_edge_index`` (long ``(2, E)``, node indices within their
+        type) and ``osm_<src>_to_<dst>_edge_attr`` (float32 ``(E, C)``) for the nine
+        edge types.
 
     .. versionadded:: 0.1
     """
     offsets = np.zeros(len(NODE_TYPES) + 1, dtype=np.int64)
     np.cumsum(np.bincount(kinds, minlength=len(NODE_TYPES)), out=offsets[1:])
-    # Feature row -> node index (within its type) of its first part, -1 outside the window.
+    # Feature row -> node index (within its type) of its first part, -1 outside the
+    # window.
     local = np.full(n_rows, -1, dtype=np.int64)
     node_local = np.arange(len(rows)) - offsets[kinds]
     first = np.ones(len(rows), dtype=bool)

@@ -19,23 +19,28 @@ from ..errors import RasterFileError
 
 __all__ = ('WindowedRasterDataset',)
 
-#: Largest distance (in pixels) from the grid at which a window's corner counts as on the grid.
+#: Largest distance (in pixels) from the grid at which a window's corner counts as on
+#: the grid.
 _ALIGN_TOLERANCE = 1e-6
 
 
 class WindowedRasterDataset(RasterDataset):
     """A :class:`~torchgeo.datasets.RasterDataset` that reads a window of one file with one windowed read.
 
-    :meth:`torchgeo.datasets.RasterDataset.__getitem__` queries the pandas index and mosaics the files of
-    every window with :func:`rasterio.merge.merge`. When a window meets a single file that is already in the
-    dataset's CRS and resolution (no warp, no ``nodata`` override, one band data type) and the query's step is
-    the file's pixel size, this subclass reads the window directly from the cached file handle: pixels outside
-    the file are filled as the mosaic fills them (the file's nodata value, else 0). Only windows whose corner
-    lies on the file's pixel grid (as TorchGeo's samplers draw them when the raster sets the dataset bounds)
-    are read this way; every other query (off the grid, several files, a warp, a time range, separate band
-    files, time series, another resolution) falls back to the parent, so samples are always identical.
+    :meth:`torchgeo.datasets.RasterDataset.__getitem__` queries the pandas index and
+    mosaics the files of every window with :func:`rasterio.merge.merge`. When a window
+    meets a single file that is already in the dataset's CRS and resolution (no warp, no
+    ``nodata`` override, one band data type) and the query's step is the file's pixel
+    size, this subclass reads the window directly from the cached file handle: pixels
+    outside the file are filled as the mosaic fills them (the file's nodata value, else
+    0). Only windows whose corner lies on the file's pixel grid (as TorchGeo's samplers
+    draw them when the raster sets the dataset bounds) are read this way; every other
+    query (off the grid, several files, a warp, a time range, separate band files, time
+    series, another resolution) falls back to the parent, so samples are always
+    identical.
 
-    Subclass it exactly as :class:`~torchgeo.datasets.RasterDataset` (``filename_glob``, ``is_image``, ...).
+    Subclass it exactly as :class:`~torchgeo.datasets.RasterDataset` (``filename_glob``,
+    ``is_image``, ...).
 
     .. versionadded:: 0.1
     """
@@ -44,14 +49,17 @@ class WindowedRasterDataset(RasterDataset):
         """Retrieve the image or mask of a window.
 
         Args:
-            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to index.
+            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to
+                index.
 
         Returns:
-            The sample, as :meth:`torchgeo.datasets.RasterDataset.__getitem__` returns it.
+            The sample, as :meth:`torchgeo.datasets.RasterDataset.__getitem__` returns
+            it.
 
         Raises:
             IndexError: if *index* is not found in the dataset or is an inverted window.
-            RasterFileError: if a file of the window cannot be read (names the files and the window).
+            RasterFileError: if a file of the window cannot be read (names the files and
+                the window).
         """
         if isinstance(index, tuple) and all(isinstance(s, slice) for s in index[:2]):
             for axis, s in zip('xy', index[:2], strict=False):
@@ -77,7 +85,8 @@ class WindowedRasterDataset(RasterDataset):
         """The files whose footprint meets a window (all files when the window is not given by two slices).
 
         Args:
-            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to index.
+            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to
+                index.
 
         Returns:
             The file paths.
@@ -113,8 +122,8 @@ class WindowedRasterDataset(RasterDataset):
         """Footprint bounds and path of every file and the time bounds, cached until :attr:`index` is replaced.
 
         Returns:
-            ``(n_files, 4)`` ``(xmin, ymin, xmax, ymax)``, the file paths and the dataset's time bounds as
-            timestamps.
+            ``(n_files, 4)`` ``(xmin, ymin, xmax, ymax)``, the file paths and the
+            dataset's time bounds as timestamps.
         """
         cache = getattr(self, '_bounds_cache', None)
         if cache is None or cache[0] is not self.index:
@@ -134,7 +143,8 @@ class WindowedRasterDataset(RasterDataset):
         """Read a window with one windowed read when that gives the parent's result.
 
         Args:
-            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to index.
+            index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to
+                index.
 
         Returns:
             The sample (before transforms), or None when the parent must read it.
@@ -170,7 +180,8 @@ class WindowedRasterDataset(RasterDataset):
         if len(hits) != 1 or not (xmax > xmin and ymax > ymin):
             return None
         if self.cache:
-            # The parent's lru_cache hashes the CRS (its WKT) on every call: keep the handles per index.
+            # The parent's lru_cache hashes the CRS (its WKT) on every call: keep the
+            # handles per index.
             handles = self._bounds_cache[4]
             src = handles.get(filepaths[hits[0]])
             if src is None:
@@ -204,10 +215,11 @@ class WindowedRasterDataset(RasterDataset):
     def _open_file(self, filepath: str) -> DatasetReader | WarpedVRT:
         """Open one of the dataset's files as the parent's reads open it (warped to the dataset CRS).
 
-        The one use of :class:`~torchgeo.datasets.RasterDataset`'s private loaders (``_cached_load_warp_file``
-        and ``_load_warp_file``, as of TorchGeo 0.10): TorchGeo has no public way to open a file the way its
-        reads do, and opening it with them keeps the direct read identical to the parent's (same warping,
-        same handling of GCP-only files, same handle cache when ``cache`` is set).
+        The one use of :class:`~torchgeo.datasets.RasterDataset`'s private loaders
+        (``_cached_load_warp_file`` and ``_load_warp_file``, as of TorchGeo 0.10):
+        TorchGeo has no public way to open a file the way its reads do, and opening it
+        with them keeps the direct read identical to the parent's (same warping, same
+        handling of GCP-only files, same handle cache when ``cache`` is set).
 
         Args:
             filepath: path of one of the dataset's files.
@@ -232,7 +244,8 @@ class WindowedRasterDataset(RasterDataset):
         """Read the pixels of a window from one file on the query's grid.
 
         Args:
-            src: the file handle (a :class:`rasterio.io.DatasetReader` when no warp is needed).
+            src: the file handle (a :class:`rasterio.io.DatasetReader` when no warp is
+                needed).
             left: west edge of the window.
             top: north edge of the window.
             right: east edge of the window.
@@ -241,8 +254,8 @@ class WindowedRasterDataset(RasterDataset):
             yres: pixel height of the query.
 
         Returns:
-            ``(bands, height, width)`` array as :func:`rasterio.merge.merge` gives it, or None when a direct read
-            would not.
+            ``(bands, height, width)`` array as :func:`rasterio.merge.merge` gives it,
+            or None when a direct read would not.
         """
         if not isinstance(src, DatasetReader) or len(set(src.dtypes)) != 1:
             return None
@@ -260,8 +273,9 @@ class WindowedRasterDataset(RasterDataset):
         row = (top - t.f) / t.e
         col0, row0 = round(col), round(row)
         if abs(col - col0) > _ALIGN_TOLERANCE or abs(row - row0) > _ALIGN_TOLERANCE:
-            # Off the grid the mosaic resamples (GDAL's nearest neighbor on a fractional window, whose
-            # rounding differs between rows and columns): leave it to the parent.
+            # Off the grid the mosaic resamples (GDAL's nearest neighbor on a fractional
+            # window, whose rounding differs between rows and columns): leave it to the
+            # parent.
             return None
         dtype = np.dtype(src.dtypes[0])
         nodata = src.nodata

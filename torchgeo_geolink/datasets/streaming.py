@@ -67,19 +67,22 @@ class GeoLinkStreamingTiles(StreamingDataset):
         root/plan.parquet                       the tiles, their split and shard
         root/tags/                              the distinct tag strings and their embeddings
 
-    A :class:`litdata.StreamingDataset`: it is iterable (use it with :class:`litdata.StreamingDataLoader`, which
-    sets the epoch on each pass) and also indexable. Under ``torch.distributed`` every rank reads its own share
-    of the chunks, so multi-node DDP needs no per-rank preprocessing; ``shuffle`` permutes the chunks and the
-    samples in them from ``seed`` and the epoch, the same way on every rank (deterministic per epoch). In a
-    distributed run litdata gives every rank the same number of samples (``drop_last``) so that collectives stay
-    in step.
+    A :class:`litdata.StreamingDataset`: it is iterable (use it with
+    :class:`litdata.StreamingDataLoader`, which sets the epoch on each pass) and also
+    indexable. Under ``torch.distributed`` every rank reads its own share of the chunks,
+    so multi-node DDP needs no per-rank preprocessing; ``shuffle`` permutes the chunks
+    and the samples in them from ``seed`` and the epoch, the same way on every rank
+    (deterministic per epoch). In a distributed run litdata gives every rank the same
+    number of samples (``drop_last``) so that collectives stay in step.
 
-    Samples hold ``image`` (float32 ``(C, H, W)`` raw values read from the tile's image; absent with
-    ``images=False``), the ``osm_*`` keys of :func:`~torchgeo_geolink.datasets.graph_to_sample` (float32
-    embeddings, ``osm_<type>_id`` the node's row in its tile's clipped feature table), ``osm_bounds`` (float64
-    tile box in its CRS) and, with ``metadata=True``, ``name`` and ``crs``. A corpus prepared with
-    ``embeddings='table'`` stores each node's rows of the tag table; the embeddings are then recomputed from the
-    memory-mapped ``root/tags`` table (exactly as the graph builder computed them);
+    Samples hold ``image`` (float32 ``(C, H, W)`` raw values read from the tile's image;
+    absent with ``images=False``), the ``osm_*`` keys of
+    :func:`~torchgeo_geolink.datasets.graph_to_sample` (float32 embeddings,
+    ``osm_<type>_id`` the node's row in its tile's clipped feature table),
+    ``osm_bounds`` (float64 tile box in its CRS) and, with ``metadata=True``, ``name``
+    and ``crs``. A corpus prepared with ``embeddings='table'`` stores each node's rows
+    of the tag table; the embeddings are then recomputed from the memory-mapped
+    ``root/tags`` table (exactly as the graph builder computed them);
     :func:`~torchgeo_geolink.datasets.collate_geolink` batches them.
 
     .. versionadded:: 0.1
@@ -101,21 +104,26 @@ class GeoLinkStreamingTiles(StreamingDataset):
         """Initialize a new GeoLinkStreamingTiles instance.
 
         Args:
-            root: Folder written by ``torchgeo_geolink.prepare`` (a local or shared path).
+            root: Folder written by ``torchgeo_geolink.prepare`` (a local or shared
+                path).
             split: ``'train'``, ``'val'`` or ``'test'``.
             shuffle: Shuffle per epoch (default: for the training split only).
             seed: Seed of the shuffle (the same on every rank).
-            size: Resize every image to this ``(H, W)`` (or side), bilinear with antialiasing; node positions are
-                normalized, so they do not change. None keeps the tiles' own size.
+            size: Resize every image to this ``(H, W)`` (or side), bilinear with
+                antialiasing; node positions are normalized, so they do not change. None
+                keeps the tiles' own size.
             images: Read the images (False: graphs only).
             metadata: Also return the tile's ``name`` and ``crs`` (strings, which
                 :func:`~torchgeo_geolink.datasets.collate_geolink` does not batch).
-            drop_last: Passed to litdata (default: True under ``torch.distributed``, else False).
+            drop_last: Passed to litdata (default: True under ``torch.distributed``,
+                else False).
             cache_dir: litdata's local cache folder for remote (``s3://``...) corpora.
-            transforms: A function/transform that takes a sample and returns a transformed version.
+            transforms: A function/transform that takes a sample and returns a
+                transformed version.
 
         Raises:
-            PreparedDataError: If ``root/split`` holds no merged index (the run is unfinished or the split empty).
+            PreparedDataError: If ``root/split`` holds no merged index (the run is
+                unfinished or the split empty).
             ValueError: If ``split`` is unknown.
         """
         if split not in ('train', 'val', 'test'):
@@ -143,7 +151,8 @@ class GeoLinkStreamingTiles(StreamingDataset):
         self.images = images
         self.metadata = metadata
         manifest = Path(root) / 'manifest.json'
-        #: How the corpus stores node embeddings (``'table'``: recomputed from the tag table on reading).
+        #: How the corpus stores node embeddings (``'table'``: recomputed from the tag
+        #: table on reading).
         self.embeddings = (
             json.loads(manifest.read_text('utf-8')).get('embeddings', 'float32')
             if manifest.exists()
@@ -162,10 +171,12 @@ class GeoLinkStreamingTiles(StreamingDataset):
         """Return one tile.
 
         Args:
-            index: A litdata chunked index (during iteration) or the tile's position in the split.
+            index: A litdata chunked index (during iteration) or the tile's position in
+                the split.
 
         Returns:
-            ``image`` (unless ``images=False``), the ``osm_*`` keys, and ``name`` and ``crs`` with ``metadata``.
+            ``image`` (unless ``images=False``), the ``osm_*`` keys, and ``name`` and
+            ``crs`` with ``metadata``.
 
         Raises:
             TileError: If the image cannot be read.

@@ -28,7 +28,8 @@ from .utils import check_split_fractions, graph_to_sample
 
 __all__ = ('UFZ_CLASSES', 'GeoLinkTiles', 'ufz_label_lut')
 
-#: The nine official UFZ (urban functional zone) class names, in label order after :func:`ufz_label_lut`.
+#: The nine official UFZ (urban functional zone) class names, in label order after
+#: :func:`ufz_label_lut`.
 UFZ_CLASSES = (
     'water',
     'green',
@@ -45,9 +46,10 @@ UFZ_CLASSES = (
 def ufz_label_lut(ignore_index: int = 255) -> np.ndarray:
     """Lookup table from raw UFZ label values to training labels.
 
-    The raw UFZ label PNGs hold 0..9 and 255 but there are nine class names; this package maps
-    ``0 -> ignore``, ``k -> k - 1`` for ``k = 1..9`` (so 1 = water ... 9 = transportation, :data:`UFZ_CLASSES`) and
-    every other value (255 included) ``-> ignore``.
+    The raw UFZ label PNGs hold 0..9 and 255 but there are nine class names; this
+    package maps ``0 -> ignore``, ``k -> k - 1`` for ``k = 1..9`` (so 1 = water ... 9 =
+    transportation, :data:`UFZ_CLASSES`) and every other value (255 included)
+    ``-> ignore``.
 
     Args:
         ignore_index: label given to unlabeled pixels.
@@ -72,17 +74,21 @@ class GeoLinkTiles(NonGeoDataset):
         root/graph/<name>.pt     official graph: a pickled torch_geometric HeteroData whose node features are
                                  512 tag-embedding columns followed by the positions (polygon 8, line 6, point 2)
 
-    Samples are ``{'image': float32 (C, H, W) raw values, 'mask': long (H, W), osm_* keys}``: the graph is
-    converted with :func:`~torchgeo_geolink.osm.from_official_graph` and flattened with
-    :func:`~torchgeo_geolink.datasets.graph_to_sample` into the same ``osm_*`` keys as
-    :class:`~torchgeo_geolink.datasets.OSMDataset`, so :func:`~torchgeo_geolink.datasets.collate_geolink` batches
-    both. ``osm_<type>_id`` is the node's row in its tile's graph.
+    Samples are
+    ``{'image': float32 (C, H, W) raw values, 'mask': long (H, W), osm_* keys}``: the
+    graph is converted with :func:`~torchgeo_geolink.osm.from_official_graph` and
+    flattened with :func:`~torchgeo_geolink.datasets.graph_to_sample` into the same
+    ``osm_*`` keys as :class:`~torchgeo_geolink.datasets.OSMDataset`, so
+    :func:`~torchgeo_geolink.datasets.collate_geolink` batches both. ``osm_<type>_id``
+    is the node's row in its tile's graph.
 
-    Labels are mapped through ``label_lut``; the default is the UFZ mapping of :func:`ufz_label_lut`
-    (``0 -> 255`` ignore, ``k -> k - 1`` for ``k = 1..9`` with :data:`UFZ_CLASSES`, ``255 -> 255``).
+    Labels are mapped through ``label_lut``; the default is the UFZ mapping of
+    :func:`ufz_label_lut` (``0 -> 255`` ignore, ``k -> k - 1`` for ``k = 1..9`` with
+    :data:`UFZ_CLASSES`, ``255 -> 255``).
 
-    Splits: ``root/<split>.txt`` (one tile name per line) when present, otherwise a deterministic assignment by
-    a CRC-32 hash of the tile name (``val_fraction``/``test_fraction`` of the tiles; stable when tiles are added).
+    Splits: ``root/<split>.txt`` (one tile name per line) when present, otherwise a
+    deterministic assignment by a CRC-32 hash of the tile name
+    (``val_fraction``/``test_fraction`` of the tiles; stable when tiles are added).
     ``split='all'`` takes every tile.
 
     If you use this format, please cite GeoLink (Bai et al., NeurIPS 2025).
@@ -113,12 +119,16 @@ class GeoLinkTiles(NonGeoDataset):
             split: ``'train'``, ``'val'``, ``'test'`` or ``'all'``.
             val_fraction: share of tiles in the validation split (hash split only).
             test_fraction: share of tiles in the test split (hash split only).
-            missing_graph: a tile without ``.pt`` graph is an error (``'error'``) or gets an empty graph.
-            label_lut: 256-entry table from raw label values to labels (default: :func:`ufz_label_lut`).
-            size: resize every tile to this ``(H, W)`` (or side): image bilinear with antialiasing, mask nearest;
-                node positions are normalized, so they do not change. None keeps the tiles' own size (they must
-                then share one size to be batched).
-            transforms: a function/transform that takes a sample and returns a transformed version.
+            missing_graph: a tile without ``.pt`` graph is an error (``'error'``) or
+                gets an empty graph.
+            label_lut: 256-entry table from raw label values to labels (default:
+                :func:`ufz_label_lut`).
+            size: resize every tile to this ``(H, W)`` (or side): image bilinear with
+                antialiasing, mask nearest; node positions are normalized, so they do
+                not change. None keeps the tiles' own size (they must then share one
+                size to be batched).
+            transforms: a function/transform that takes a sample and returns a
+                transformed version.
 
         Raises:
             DatasetNotFoundError: if ``root/img`` holds no image.
@@ -260,9 +270,10 @@ class GeoLinkTiles(NonGeoDataset):
     def _load_graph(self, name: str) -> HeteroData:
         """Read, validate and convert a tile's official graph.
 
-        The graph is checked before it is served: node features are finite floats of the official widths, every
-        edge index points inside its node sets (after batching, an index one too large would silently point at
-        the next tile's node) and every ``edge_attr`` has its edge type's width.
+        The graph is checked before it is served: node features are finite floats of the
+        official widths, every edge index points inside its node sets (after batching,
+        an index one too large would silently point at the next tile's node) and every
+        ``edge_attr`` has its edge type's width.
 
         Args:
             name: tile name.
@@ -271,8 +282,9 @@ class GeoLinkTiles(NonGeoDataset):
             The graph in this package's format.
 
         Raises:
-            TileError: if the file is missing (and *missing_graph* is ``'error'``), unreadable or malformed; the
-                message names the file and the node or edge type.
+            TileError: if the file is missing (and *missing_graph* is ``'error'``),
+                unreadable or malformed; the message names the file and the node or edge
+                type.
         """
         path = self._graph_path(name)
         if not path.exists():
@@ -304,7 +316,8 @@ class GeoLinkTiles(NonGeoDataset):
             ``image``, ``mask`` (when labels exist) and the ``osm_*`` graph keys.
 
         Raises:
-            TileError: if the image, label or graph cannot be read, their sizes differ or the graph is malformed.
+            TileError: if the image, label or graph cannot be read, their sizes differ
+                or the graph is malformed.
         """
         name = self.names[index]
         pixels = self._load_image(self._image_paths[name], 'RGB')

@@ -34,7 +34,8 @@ def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
         test_fraction: share given to testing (0 for none).
 
     Raises:
-        ValueError: if a share is negative or not a number, or the two leave nothing for training.
+        ValueError: if a share is negative or not a number, or the two leave nothing for
+            training.
 
     .. versionadded:: 0.1
     """
@@ -62,20 +63,21 @@ def _edge_key(edge_type: tuple[str, str, str]) -> str:
 def sample_to_graph(sample: Mapping[str, Tensor]) -> HeteroData:
     """Rebuild the GeoLink graph of one sample from its flattened ``osm_*`` keys.
 
-    Missing keys give empty node or edge sets, so the graph always holds the three node types and nine edge
-    types of the contract.
+    Missing keys give empty node or edge sets, so the graph always holds the three node
+    types and nine edge types of the contract.
 
     Args:
-        sample: a sample of :class:`~torchgeo_geolink.datasets.OSMDataset` (possibly joined with an image).
+        sample: a sample of :class:`~torchgeo_geolink.datasets.OSMDataset` (possibly
+            joined with an image).
 
     Returns:
-        A :class:`~torch_geometric.data.HeteroData` with ``x``, ``pos`` and ``id`` per node type,
-        ``edge_index`` and ``edge_attr`` per edge type, and the graph-level ``bounds`` (``(1, 4)``) when the
-        sample holds ``osm_bounds``.
+        A :class:`~torch_geometric.data.HeteroData` with ``x``, ``pos`` and ``id`` per
+        node type, ``edge_index`` and ``edge_attr`` per edge type, and the graph-level
+        ``bounds`` (``(1, 4)``) when the sample holds ``osm_bounds``.
 
     Raises:
-        ValueError: if node features and positions disagree on the number of nodes, or an edge index points
-            outside its node sets.
+        ValueError: if node features and positions disagree on the number of nodes, or
+            an edge index points outside its node sets.
 
     .. versionadded:: 0.1
     """
@@ -106,7 +108,8 @@ def sample_to_graph(sample: Mapping[str, Tensor]) -> HeteroData:
         edge_index = sample.get(
             f'{key}_edge_index', torch.zeros(2, 0, dtype=torch.long)
         )
-        # Batched, an index past its node set would silently point at a node of the next graph.
+        # Batched, an index past its node set would silently point at a node of the next
+        # graph.
         if edge_index.numel():
             src, _, dst = edge_type
             n_src, n_dst = graph[src].num_nodes, graph[dst].num_nodes
@@ -133,11 +136,13 @@ def graph_to_sample(graph: HeteroData) -> Sample:
     """Flatten a GeoLink graph into ``osm_*`` tensor keys (the inverse of :func:`sample_to_graph`).
 
     Args:
-        graph: a graph with the node types and edge types of the contract (missing ones are written empty).
+        graph: a graph with the node types and edge types of the contract (missing ones
+            are written empty).
 
     Returns:
-        The ``osm_<type>_x``/``_pos``/``_id``, ``osm_<src>_to_<dst>_edge_index``/``_edge_attr`` keys, and
-        ``osm_bounds`` when the graph holds ``bounds``.
+        The ``osm_<type>_x``/``_pos``/``_id``,
+        ``osm_<src>_to_<dst>_edge_index``/``_edge_attr`` keys, and ``osm_bounds`` when
+        the graph holds ``bounds``.
 
     .. versionadded:: 0.1
     """
@@ -174,19 +179,23 @@ def graph_to_sample(graph: HeteroData) -> Sample:
 def collate_geolink(samples: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Collate GeoLink samples into a batch (DataLoader ``collate_fn``).
 
-    Tensors that are not part of the graph (``image``, ``mask``, ``bounds``, ``transform``, ...) are stacked
-    as :func:`torchgeo.datasets.stack_samples` does; all ``osm_*`` keys are replaced by one ``'graph'``, a
-    :class:`torch_geometric.data.Batch` of the samples' graphs (per node type ``batch`` and ``ptr``), in sample
-    order, so a batch of B images always comes with B graphs (possibly empty).
+    Tensors that are not part of the graph (``image``, ``mask``, ``bounds``,
+    ``transform``, ...) are stacked as :func:`torchgeo.datasets.stack_samples` does; all
+    ``osm_*`` keys are replaced by one ``'graph'``, a
+    :class:`torch_geometric.data.Batch` of the samples' graphs (per node type ``batch``
+    and ``ptr``), in sample order, so a batch of B images always comes with B graphs
+    (possibly empty).
 
     Args:
-        samples: samples of ``image & osm`` or of an :class:`~torchgeo_geolink.datasets.OSMDataset`.
+        samples: samples of ``image & osm`` or of an
+            :class:`~torchgeo_geolink.datasets.OSMDataset`.
 
     Returns:
         The batch.
 
     Raises:
-        ValueError: if the samples do not all hold the same non-graph keys, or a key's tensors differ in shape.
+        ValueError: if the samples do not all hold the same non-graph keys, or a key's
+            tensors differ in shape.
 
     .. versionadded:: 0.1
     """
@@ -237,9 +246,9 @@ def unbind_geolink(batch: Mapping[str, Any]) -> list[Sample]:
 def merge_keep_first(samples: Iterable[Sample]) -> Sample:
     """Join the samples of intersected datasets: keys are united and the first dataset wins on shared keys.
 
-    Used instead of :func:`~torchgeo.datasets.concat_samples` so that ``image & labels & osm`` keeps the image's
-    9-element ``bounds`` and ``transform`` (rather than concatenating them to 18) while adding ``mask`` and the
-    ``osm_*`` keys.
+    Used instead of :func:`~torchgeo.datasets.concat_samples` so that
+    ``image & labels & osm`` keeps the image's 9-element ``bounds`` and ``transform``
+    (rather than concatenating them to 18) while adding ``mask`` and the ``osm_*`` keys.
 
     Args:
         samples: one sample per dataset, left to right.

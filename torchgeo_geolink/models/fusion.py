@@ -17,13 +17,15 @@ __all__ = ('GeoLinkFusionEncoder',)
 class GeoLinkFusionEncoder(nn.Module):
     """Token maps of chosen ViT blocks, the last block replaced by the hybrid RS-OSM map.
 
-    Each listed block gives its raw token map (no final norm, CLS dropped) reshaped to ``(B, D, H/p, W/p)``.
-    When the ViT's last block is listed (and ``hybrid``), it instead gives the hybrid map ``(B, 256, H/p, W/p)``:
-    the normalized last-block tokens projected to the fusion size attend to every OSM node of their graph
-    through the pretrained two-way block (image stream after its patch-to-object step). In ``legacy`` mode a
-    random 50 nodes of a graph take part, as in the reference (fixed by the model's ``node_cap_seed`` in eval
-    mode); otherwise all do. A sample without OSM nodes (or ``graphs=None``) gets the image-only hybrid map. No
-    randomness in eval mode.
+    Each listed block gives its raw token map (no final norm, CLS dropped) reshaped to
+    ``(B, D, H/p, W/p)``. When the ViT's last block is listed (and ``hybrid``), it
+    instead gives the hybrid map ``(B, 256, H/p, W/p)``: the normalized last-block
+    tokens projected to the fusion size attend to every OSM node of their graph through
+    the pretrained two-way block (image stream after its patch-to-object step). In
+    ``legacy`` mode a random 50 nodes of a graph take part, as in the reference (fixed
+    by the model's ``node_cap_seed`` in eval mode); otherwise all do. A sample without
+    OSM nodes (or ``graphs=None``) gets the image-only hybrid map. No randomness in eval
+    mode.
 
     .. versionadded:: 0.1
     """
@@ -39,13 +41,15 @@ class GeoLinkFusionEncoder(nn.Module):
 
         Args:
             model: A (pretrained) GeoLink model; its modules are shared, not copied.
-            output_layers: 0-based ViT block indices whose outputs are returned, increasing.
+            output_layers: 0-based ViT block indices whose outputs are returned,
+                increasing.
             hybrid: Replace the last block's map by the hybrid RS-OSM map.
-            max_nodes: OSM nodes per graph in the fusion (first ones); default: a random 50 in legacy mode, else
-                no cap (see :meth:`GeoLink.fuse`).
+            max_nodes: OSM nodes per graph in the fusion (first ones); default: a random
+                50 in legacy mode, else no cap (see :meth:`GeoLink.fuse`).
 
         Raises:
-            ValueError: If a layer index is out of range or the indices are not increasing.
+            ValueError: If a layer index is out of range or the indices are not
+                increasing.
         """
         super().__init__()
         depth = len(cast(nn.Sequential, model.img_encoder.blocks))
@@ -78,7 +82,8 @@ class GeoLinkFusionEncoder(nn.Module):
 
         Args:
             images: Normalized images ``(B, C, H, W)`` at the model's image size.
-            graphs: The batch's OSM graphs (one per image), or None for image-only features.
+            graphs: The batch's OSM graphs (one per image), or None for image-only
+                features.
 
         Returns:
             One map ``(B, C_i, H/p, W/p)`` per entry of ``output_layers``.
@@ -95,8 +100,9 @@ class GeoLinkFusionEncoder(nn.Module):
             graphs: The batch's OSM graphs, or None.
 
         Returns:
-            The maps and the attention ``(B, M, L)`` of every OSM token over the patches (None without the hybrid
-            map); padded tokens are listed by the validity in :meth:`GeoLink.dense_osm_tokens`.
+            The maps and the attention ``(B, M, L)`` of every OSM token over the patches
+            (None without the hybrid map); padded tokens are listed by the validity in
+            :meth:`GeoLink.dense_osm_tokens`.
         """
         model = self.model
         b = images.shape[0]
@@ -122,7 +128,8 @@ class GeoLinkFusionEncoder(nn.Module):
             graphs: The batch's OSM graphs, or None.
 
         Returns:
-            Hybrid tokens ``(B, L, fusion_dim)`` and the object-to-patch attention (None without graphs).
+            Hybrid tokens ``(B, L, fusion_dim)`` and the object-to-patch attention (None
+            without graphs).
         """
         model = self.model
         return model.fuse(model.img_norm(x[:, 1:]), graphs, self.max_nodes)

@@ -32,9 +32,11 @@ from .two_way import TwoWayAttentionBlock
 
 __all__ = ('DenseOSMTokens', 'GeoLink', 'GeoLinkEmbeddings', 'GeoLinkOutput')
 
-#: OSM nodes per graph in the fusion block under ``legacy`` (a random subset, as the reference).
+#: OSM nodes per graph in the fusion block under ``legacy`` (a random subset, as the
+#: reference).
 LEGACY_FUSION_NODES = 50
-#: Size of the node position encoding fed to ``osm_pos_embed`` (``osm_node_positions=True``).
+#: Size of the node position encoding fed to ``osm_pos_embed``
+#: (``osm_node_positions=True``).
 _NODE_POS_DIM = 64
 
 
@@ -53,7 +55,8 @@ class GeoLinkOutput:
     loss_cont: Tensor
     #: Masked OSM node reconstruction loss.
     loss_node: Tensor
-    #: Predicted patches ``(B, L, p * p * C)`` (of the normalized-patch target when ``norm_pix_loss``).
+    #: Predicted patches ``(B, L, p * p * C)`` (of the normalized-patch target when
+    #: ``norm_pix_loss``).
     pred_img: Tensor
     #: ``(B, L)`` float, 1 for masked patches.
     mask_img: Tensor
@@ -63,9 +66,11 @@ class GeoLinkOutput:
     target_osm: Tensor
     #: ``(B, M)`` bool, True where ``pred_osm`` holds a masked node.
     mask_osm: Tensor
-    #: Image embedding ``(B, 64)``, L2-normalized (mean of the visible tokens, projected).
+    #: Image embedding ``(B, 64)``, L2-normalized (mean of the visible tokens,
+    #: projected).
     img_embedding: Tensor
-    #: OSM region embedding ``(B, 64)``, L2-normalized (meaningless where ``has_osm`` is False).
+    #: OSM region embedding ``(B, 64)``, L2-normalized (meaningless where ``has_osm`` is
+    #: False).
     osm_embedding: Tensor
     #: ``(B,)`` bool, True for samples with at least one OSM node.
     has_osm: Tensor
@@ -78,7 +83,8 @@ class GeoLinkEmbeddings:
     .. versionadded:: 0.1
     """
 
-    #: Final-norm patch tokens ``(B, L, embed_dim)`` in row-major spatial order, CLS dropped.
+    #: Final-norm patch tokens ``(B, L, embed_dim)`` in row-major spatial order, CLS
+    #: dropped.
     patch_tokens: Tensor
     #: Mean patch token ``(B, embed_dim)``.
     image: Tensor
@@ -118,18 +124,21 @@ class DenseOSMTokens:
 class GeoLink(nn.Module):
     """The GeoLink network (Bai et al., NeurIPS 2025), laid out like the official checkpoints.
 
-    Image branch: a timm ViT (any size, any ``in_chans``, patch size and image size from the ViT) with GeoLink's
-    own CLS token, fixed 2-D sin-cos position table and final norm, trained as an MAE. OSM branch: a
-    heterogeneous GAT over the nine relations of the object graph. Heads: the MAE decoder, per-type Set2Set
-    readout with type attention and 64-d projections for an image-OSM InfoNCE, and a two-way attention block that
-    reconstructs masked OSM nodes from their neighborhood and the visible patches.
+    Image branch: a timm ViT (any size, any ``in_chans``, patch size and image size from
+    the ViT) with GeoLink's own CLS token, fixed 2-D sin-cos position table and final
+    norm, trained as an MAE. OSM branch: a heterogeneous GAT over the nine relations of
+    the object graph. Heads: the MAE decoder, per-type Set2Set readout with type
+    attention and 64-d projections for an image-OSM InfoNCE, and a two-way attention
+    block that reconstructs masked OSM nodes from their neighborhood and the visible
+    patches.
 
     Submodule and parameter names match the released checkpoints, so
-    :func:`~torchgeo_geolink.models.load_official_checkpoint` loads them strictly. ``legacy=True`` reproduces the
-    reference numerics where the default fixes them: OSM LayerNorm over all nodes of a type in the whole batch
-    (B9), the no-op type attention (B1), the half-patch offset of node positions (B19) and a random subset of
-    at most 50 OSM nodes per graph in the fusion block (B11; fresh draws in training, the subset fixed by
-    :attr:`node_cap_seed` in eval mode).
+    :func:`~torchgeo_geolink.models.load_official_checkpoint` loads them strictly.
+    ``legacy=True`` reproduces the reference numerics where the default fixes them: OSM
+    LayerNorm over all nodes of a type in the whole batch (B9), the no-op type attention
+    (B1), the half-patch offset of node positions (B19) and a random subset of at most
+    50 OSM nodes per graph in the fusion block (B11; fresh draws in training, the subset
+    fixed by :attr:`node_cap_seed` in eval mode).
 
     If you use this model in your research, please cite:
 
@@ -173,12 +182,14 @@ class GeoLink(nn.Module):
         """Initialize a new GeoLink model.
 
         Args:
-            img_encoder: A timm ViT built with ``num_classes=0, global_pool=''``, or the name of one
-                (e.g. ``'vit_large_patch16_224'``), created without pretrained weights.
-            osm_encoder: The OSM graph encoder; default a one-layer :class:`OSMHeteroGAT`
-                (``osm_in_chans`` -> ``osm_out_embed_dim``).
+            img_encoder: A timm ViT built with ``num_classes=0, global_pool=''``, or the
+                name of one (e.g. ``'vit_large_patch16_224'``), created without
+                pretrained weights.
+            osm_encoder: The OSM graph encoder; default a one-layer
+                :class:`OSMHeteroGAT` (``osm_in_chans`` -> ``osm_out_embed_dim``).
             in_chans: Image bands (only when *img_encoder* is a name).
-            img_size: Image size (only when *img_encoder* is a name; default that of the name).
+            img_size: Image size (only when *img_encoder* is a name; default that of the
+                name).
             osm_in_chans: Size of the OSM node features (tag embeddings).
             osm_out_embed_dim: Size of the OSM node embeddings.
             graph_aggr_embed_dim: Size of the per-type graph embeddings.
@@ -192,32 +203,40 @@ class GeoLink(nn.Module):
             mlp_ratio: MLP ratio of the decoder blocks.
             norm_pix_loss: Standardize every target patch.
             img_mask_ratio: Fraction of masked patches.
-            mask_block_size: Side of the masked patch blocks (1: per-patch masking, as the reference trains).
+            mask_block_size: Side of the masked patch blocks (1: per-patch masking, as
+                the reference trains).
             osm_mask_ratio: Fraction of masked OSM nodes per graph and type.
-            max_masked_nodes: Masked nodes per graph that take part in the node loss (random subset).
+            max_masked_nodes: Masked nodes per graph that take part in the node loss
+                (random subset).
             set2set_steps: Processing steps of the Set2Set readouts.
             fusion_dropout: Attention dropout of the two-way block.
             temperature: InfoNCE temperature.
             loss_weights: Weights of the reconstruction, contrastive and node losses.
-            gather_distributed: Contrast against the samples of all processes (all_gather with gradient).
-            legacy: Reproduce the reference numerics (B1, B9, B11, B19) for the official weights.
-            osm_node_positions: Add a learnt projection of each node's position encoding (:func:`node_pos_embed`) to its tag
-                embedding before the OSM encoder, so that the graph embedding sees where objects lie in the window.
-                Not in the reference (its graph readout ignores positions); adds the ``osm_pos_embed`` parameters,
-                so it is off for the official checkpoints.
-            contrastive_readout: What the image-OSM contrast compares. ``'global'`` (the paper's): the mean
-                visible patch token against the Set2Set region readout of the graph. ``'grid'`` (not in the
-                paper): both modalities laid out on the patch grid, in spatial order, and projected as a whole:
-                every patch token of the whole (unmasked) image in its cell, against the sum of the embeddings of
-                the OSM nodes whose position falls in each cell. A global pooling has to learn where things lie
-                from the data; the grid readout compares the same place in both modalities by construction,
-                which lets a small model trained on a small area link them in a way that carries to a new area.
-                Adds the ``img_grid_prj`` and ``osm_grid_prj`` parameters (the Set2Set readout then only serves
-                :meth:`osm_embedding` without projection) and one unmasked ViT pass per step.
+            gather_distributed: Contrast against the samples of all processes
+                (all_gather with gradient).
+            legacy: Reproduce the reference numerics (B1, B9, B11, B19) for the official
+                weights.
+            osm_node_positions: Add a learnt projection of each node's position encoding
+                (:func:`node_pos_embed`) to its tag embedding before the OSM encoder, so
+                that the graph embedding sees where objects lie in the window. Not in
+                the reference (its graph readout ignores positions); adds the
+                ``osm_pos_embed`` parameters, so it is off for the official checkpoints.
+            contrastive_readout: What the image-OSM contrast compares. ``'global'`` (the
+                paper's): the mean visible patch token against the Set2Set region
+                readout of the graph. ``'grid'`` (not in the paper): both modalities
+                laid out on the patch grid, in spatial order, and projected as a whole:
+                every patch token of the whole (unmasked) image in its cell, against the
+                sum of the embeddings of the OSM nodes whose position falls in each
+                cell. A global pooling has to learn where things lie from the data; the
+                grid readout compares the same place in both modalities by construction,
+                which lets a small model trained on a small area link them in a way that
+                carries to a new area. Adds the ``img_grid_prj`` and ``osm_grid_prj``
+                parameters (the Set2Set readout then only serves :meth:`osm_embedding`
+                without projection) and one unmasked ViT pass per step.
 
         Raises:
-            ValueError: If *img_encoder* is not a ViT, *loss_weights* does not hold three numbers or
-                *contrastive_readout* is unknown.
+            ValueError: If *img_encoder* is not a ViT, *loss_weights* does not hold
+                three numbers or *contrastive_readout* is unknown.
         """
         super().__init__()
         if isinstance(img_encoder, str):
@@ -346,16 +365,19 @@ class GeoLink(nn.Module):
         self.gather_distributed = gather_distributed
         self.legacy = legacy
         self.num_patches = num_patches
-        #: Seed of the legacy node cap in eval mode, so that the same graph always keeps the same random nodes.
+        #: Seed of the legacy node cap in eval mode, so that the same graph always keeps
+        #: the same random nodes.
         self.node_cap_seed = 0
-        #: Projection of the node position encodings added to the OSM encoder's input (``osm_node_positions``).
+        #: Projection of the node position encodings added to the OSM encoder's input
+        #: (``osm_node_positions``).
         self.osm_pos_embed = (
             nn.Linear(_NODE_POS_DIM, osm_in_chans) if osm_node_positions else None
         )
         self.contrastive_readout = contrastive_readout
         cells = self.grid_size[0] * self.grid_size[1]
         grid_readout = contrastive_readout == 'grid'
-        #: Projections of the patch-grid layouts of both modalities (``contrastive_readout='grid'``).
+        #: Projections of the patch-grid layouts of both modalities
+        #: (``contrastive_readout='grid'``).
         self.img_grid_prj = (
             nn.Linear(cells * embed_dim, consistency_embed_dim)
             if grid_readout
@@ -500,8 +522,9 @@ class GeoLink(nn.Module):
             generator: Random generator on the images' device.
 
         Returns:
-            The normalized tokens ``(B, 1 + L_keep, embed_dim)`` (CLS first), the mask ``(B, L)`` (1 = masked),
-            ``ids_restore`` ``(B, L)`` and ``ids_keep`` ``(B, L_keep)``.
+            The normalized tokens ``(B, 1 + L_keep, embed_dim)`` (CLS first), the mask
+            ``(B, L)`` (1 = masked), ``ids_restore`` ``(B, L)`` and ``ids_keep``
+            ``(B, L_keep)``.
         """
         x = self.embed_patches(images)
         ratio = self.img_mask_ratio if mask_ratio is None else mask_ratio
@@ -640,18 +663,20 @@ class GeoLink(nn.Module):
     ) -> DenseOSMTokens:
         """Gather OSM nodes into padded per-graph token sequences for the two-way block.
 
-        Nodes of all types are pooled per graph (types in ``NODE_TYPES`` order), ordered by *order* (stable;
-        input order when None) and the first *max_nodes* of every graph are kept. Only the kept nodes are
-        projected and position-encoded.
+        Nodes of all types are pooled per graph (types in ``NODE_TYPES`` order), ordered
+        by *order* (stable; input order when None) and the first *max_nodes* of every
+        graph are kept. Only the kept nodes are projected and position-encoded.
 
         Args:
             h: Node embeddings per type.
             inputs: The batch's graph tensors.
             order: Sort key ``(N_total,)`` over the concatenated types, or None.
-            max_nodes: Tokens per graph; None for the largest graph (needs one host sync).
+            max_nodes: Tokens per graph; None for the largest graph (needs one host
+                sync).
 
         Returns:
-            The padded tokens, position encodings, input features, validity, types and node rows.
+            The padded tokens, position encodings, input features, validity, types and
+            node rows.
         """
         device = self.cls_token.device
         batch = torch.cat([inputs.batch[t] for t in NODE_TYPES])
@@ -705,15 +730,17 @@ class GeoLink(nn.Module):
     def patch_tokens(self, images: Tensor) -> Tensor:
         """Encode whole images: every patch token, in spatial order, nothing masked.
 
-        Unlike :meth:`forward_img_encoder` with ``mask_ratio=0`` this neither shuffles the tokens nor draws
-        random numbers, so the same images always give the same tokens.
+        Unlike :meth:`forward_img_encoder` with ``mask_ratio=0`` this neither shuffles
+        the tokens nor draws random numbers, so the same images always give the same
+        tokens.
 
         Args:
             images: Normalized images ``(B, C, H, W)``.
 
         Returns:
-            The final-norm patch tokens ``(B, L, embed_dim)``, CLS dropped, row-major over the patch grid
-            (``L = rows * cols``, token ``r * cols + c`` is patch ``(r, c)``, row 0 at the top).
+            The final-norm patch tokens ``(B, L, embed_dim)``, CLS dropped, row-major
+            over the patch grid (``L = rows * cols``, token ``r * cols + c`` is patch
+            ``(r, c)``, row 0 at the top).
         """
         return self.img_norm(self.run_blocks(self.embed_patches(images)))[:, 1:]
 
@@ -721,10 +748,12 @@ class GeoLink(nn.Module):
         """Project patch tokens laid out on the patch grid (``contrastive_readout='grid'``).
 
         Args:
-            tokens: Every patch token in spatial order ``(B, L, embed_dim)``, as :meth:`patch_tokens` gives them.
+            tokens: Every patch token in spatial order ``(B, L, embed_dim)``, as
+                :meth:`patch_tokens` gives them.
 
         Returns:
-            The L2-normalized contrastive image embedding ``(B, consistency_embed_dim)``.
+            The L2-normalized contrastive image embedding
+            ``(B, consistency_embed_dim)``.
         """
         assert self.img_grid_prj is not None
         return F.normalize(self.img_grid_prj(tokens.flatten(1)).float(), dim=-1)
@@ -732,8 +761,9 @@ class GeoLink(nn.Module):
     def grid_osm_embedding(self, h: dict[str, Tensor], inputs: OSMInputs) -> Tensor:
         """Project the OSM node embeddings laid out on the patch grid (``contrastive_readout='grid'``).
 
-        Each node's embedding is added to the patch cell that holds the mean of its position points; the cells
-        of the node types are concatenated, in the order of the image's patch tokens.
+        Each node's embedding is added to the patch cell that holds the mean of its
+        position points; the cells of the node types are concatenated, in the order of
+        the image's patch tokens.
 
         Args:
             h: Node embeddings per type (from :meth:`encode_osm`).
@@ -760,8 +790,9 @@ class GeoLink(nn.Module):
         """The contrastive image embedding of patch tokens, by :attr:`contrastive_readout`.
 
         Args:
-            tokens: ``(B, L, embed_dim)``: every patch token in spatial order for the grid readout; any set of
-                patch tokens (e.g. the visible ones) for the global readout, which pools them.
+            tokens: ``(B, L, embed_dim)``: every patch token in spatial order for the
+                grid readout; any set of patch tokens (e.g. the visible ones) for the
+                global readout, which pools them.
 
         Returns:
             The L2-normalized embedding ``(B, consistency_embed_dim)``.
@@ -783,7 +814,8 @@ class GeoLink(nn.Module):
             h: Node embeddings per type (from :meth:`encode_osm`).
             inputs: The batch's graph tensors.
             present: ``(B, 3)`` bool, True where a graph has nodes of a type.
-            region: The region readout (:meth:`graph_embedding`) when already computed (global readout).
+            region: The region readout (:meth:`graph_embedding`) when already computed
+                (global readout).
 
         Returns:
             The L2-normalized embedding ``(B, consistency_embed_dim)``.
@@ -799,8 +831,9 @@ class GeoLink(nn.Module):
 
         Args:
             images: Normalized images ``(B, C, H, W)``.
-            project: Return the L2-normalized contrastive embedding (``consistency_embed_dim`` wide) instead of
-                the ``embed_dim`` mean token.
+            project: Return the L2-normalized contrastive embedding
+                (``consistency_embed_dim`` wide) instead of the ``embed_dim`` mean
+                token.
 
         Returns:
             ``(B, embed_dim)``, or ``(B, consistency_embed_dim)`` with *project*.
@@ -818,11 +851,12 @@ class GeoLink(nn.Module):
         Args:
             graphs: The batch of OSM graphs.
             num_graphs: Number of graphs (images) in the batch.
-            project: Return the L2-normalized contrastive embedding instead of the region readout.
+            project: Return the L2-normalized contrastive embedding instead of the
+                region readout.
 
         Returns:
-            ``(B, graph_aggr_embed_dim)`` (zero for a graph without nodes), or ``(B, consistency_embed_dim)``
-            with *project*.
+            ``(B, graph_aggr_embed_dim)`` (zero for a graph without nodes), or
+            ``(B, consistency_embed_dim)`` with *project*.
         """
         inputs = self.osm_inputs(graphs, num_graphs)
         h = self.encode_osm(inputs.x, inputs)
@@ -840,19 +874,23 @@ class GeoLink(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Fuse final image tokens with the OSM nodes of their graph through the two-way block.
 
-        Every image token attends to all nodes of its own graph (the image stream after the patch-to-object
-        step). A sample without OSM nodes, or ``graphs=None``, gets the image-only path.
+        Every image token attends to all nodes of its own graph (the image stream after
+        the patch-to-object step). A sample without OSM nodes, or ``graphs=None``, gets
+        the image-only path.
 
         Args:
-            patch_tokens: Final-norm patch tokens ``(B, L, embed_dim)`` in spatial order (:meth:`patch_tokens`).
+            patch_tokens: Final-norm patch tokens ``(B, L, embed_dim)`` in spatial order
+                (:meth:`patch_tokens`).
             graphs: The batch's OSM graphs, or None.
-            max_nodes: OSM nodes per graph taking part (the first ones); default: in legacy mode a random 50
-                (fixed by :attr:`node_cap_seed` in eval mode), else all.
-            encoded: The graphs' inputs and their :meth:`encode_osm` node embeddings, when already computed.
+            max_nodes: OSM nodes per graph taking part (the first ones); default: in
+                legacy mode a random 50 (fixed by :attr:`node_cap_seed` in eval mode),
+                else all.
+            encoded: The graphs' inputs and their :meth:`encode_osm` node embeddings,
+                when already computed.
 
         Returns:
-            Hybrid tokens ``(B, L, fusion_embed_dim)`` and the object-to-patch attention ``(B, M, L)`` (None
-            without OSM nodes).
+            Hybrid tokens ``(B, L, fusion_embed_dim)`` and the object-to-patch attention
+            ``(B, M, L)`` (None without OSM nodes).
         """
         b = patch_tokens.shape[0]
         image = self.img_fusion_mlp(patch_tokens)
@@ -910,8 +948,8 @@ class GeoLink(nn.Module):
 
         Args:
             images: Normalized images ``(B, C, H, W)``.
-            graphs: The batch's OSM graphs, or None (OSM and fused embeddings then come from the image-only
-                path: zeros for ``osm``).
+            graphs: The batch's OSM graphs, or None (OSM and fused embeddings then come
+                from the image-only path: zeros for ``osm``).
 
         Returns:
             The patch tokens, pooled image, OSM, fused and contrastive embeddings.
@@ -959,8 +997,8 @@ class GeoLink(nn.Module):
 
         Args:
             images: Normalized images ``(B, C, H, W)``.
-            graphs: The batch of ``B`` OSM graphs (``torch_geometric.data.Batch``), or None for an image-only
-                (plain MAE) step.
+            graphs: The batch of ``B`` OSM graphs (``torch_geometric.data.Batch``), or
+                None for an image-only (plain MAE) step.
             generator: Random generator on the images' device, for reproducible masks.
 
         Returns:
@@ -974,7 +1012,8 @@ class GeoLink(nn.Module):
         loss_rec = masked_patch_loss(
             pred_img, images, mask, self.patch_size, self.norm_pix_loss
         )
-        # the grid readout needs every patch in its cell, the masked encoder only gives the visible ones
+        # the grid readout needs every patch in its cell, the masked encoder only gives
+        # the visible ones
         img_embedding = self._project_image(
             self.patch_tokens(images)
             if self.contrastive_readout == 'grid'
@@ -1026,7 +1065,8 @@ class GeoLink(nn.Module):
             self.gather_distributed,
         )
 
-        # node-level reconstruction of (at most max_masked_nodes random) masked nodes per graph
+        # node-level reconstruction of (at most max_masked_nodes random) masked nodes
+        # per graph
         masked = torch.cat([node_mask[t] for t in NODE_TYPES])
         noise = torch.rand(masked.numel(), device=images.device, generator=generator)
         dense = self.dense_osm_tokens(

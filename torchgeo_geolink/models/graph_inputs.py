@@ -24,7 +24,8 @@ class OSMInputs:
 
     #: Node features ``(N_t, D)`` per node type.
     x: dict[str, Tensor]
-    #: Node positions ``(N_t, K_t, 2)`` per node type, normalized to the window, x right, y down.
+    #: Node positions ``(N_t, K_t, 2)`` per node type, normalized to the window, x
+    #: right, y down.
     pos: dict[str, Tensor]
     #: Graph index ``(N_t,)`` of every node per node type.
     batch: dict[str, Tensor]
@@ -41,12 +42,12 @@ def osm_inputs(
 ) -> OSMInputs:
     """Collect the model inputs of a batched graph (the data-model contract), without changing it.
 
-    Node types or relations absent from the batch become empty tensors. A plain :class:`HeteroData` (not a
-    :class:`Batch`) is one graph.
+    Node types or relations absent from the batch become empty tensors. A plain
+    :class:`HeteroData` (not a :class:`Batch`) is one graph.
 
     Args:
-        graphs: Batched graph with node types ``polygon``, ``line``, ``point`` (``x``, ``pos``) and the nine
-            relations (``edge_index``, optionally ``edge_attr``).
+        graphs: Batched graph with node types ``polygon``, ``line``, ``point`` (``x``,
+            ``pos``) and the nine relations (``edge_index``, optionally ``edge_attr``).
         num_graphs: Expected number of graphs (the number of images).
         in_channels: Expected size of the node features.
         device: Device of the model.
@@ -55,7 +56,8 @@ def osm_inputs(
         The tensors of every node type and relation.
 
     Raises:
-        ValueError: If the number of graphs, a feature size or a position shape is wrong.
+        ValueError: If the number of graphs, a feature size or a position shape is
+            wrong.
 
     .. versionadded:: 0.1
     """

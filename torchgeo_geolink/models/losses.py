@@ -23,7 +23,8 @@ def masked_patch_loss(
         images: Input images ``(B, C, H, W)`` (already normalized).
         mask: ``(B, L)``, 1 for masked patches.
         patch_size: Patch side ``p``.
-        norm_pix: Standardize every target patch (mean 0, unbiased variance 1, eps 1e-6).
+        norm_pix: Standardize every target patch (mean 0, unbiased variance 1, eps
+            1e-6).
 
     Returns:
         The scalar loss.
@@ -67,16 +68,17 @@ def info_nce_loss(
 ) -> Tensor:
     """Symmetric InfoNCE between L2-normalized image and OSM embeddings; samples without OSM are left out.
 
-    A sample without OSM is neither an anchor nor a negative; the loss is the mean over the anchors that have
-    OSM (0, with zero gradient, when none has). Nothing is indexed by a data-dependent mask, so the loss causes
-    no host-device synchronization.
+    A sample without OSM is neither an anchor nor a negative; the loss is the mean over
+    the anchors that have OSM (0, with zero gradient, when none has). Nothing is indexed
+    by a data-dependent mask, so the loss causes no host-device synchronization.
 
     Args:
         img: Image embeddings ``(B, E)``, L2-normalized.
         osm: OSM embeddings ``(B, E)``, L2-normalized.
         has_osm: ``(B,)`` bool, True for samples with at least one OSM node.
         temperature: Softmax temperature.
-        gather_distributed: Use the samples of all processes as negatives (all_gather with gradient).
+        gather_distributed: Use the samples of all processes as negatives (all_gather
+            with gradient).
 
     Returns:
         The scalar loss.

@@ -26,8 +26,9 @@ def random_patch_mask(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Draw MAE masks: keep ``int(L * (1 - mask_ratio))`` random patches per image.
 
-    With ``block_size > 1`` the noise is drawn on a coarser grid and repeated, so that square blocks of
-    ``block_size x block_size`` patches are masked together (one block may be partially kept).
+    With ``block_size > 1`` the noise is drawn on a coarser grid and repeated, so that
+    square blocks of ``block_size x block_size`` patches are masked together (one block
+    may be partially kept).
 
     Args:
         batch_size: Number of images ``B``.
@@ -38,11 +39,12 @@ def random_patch_mask(
         generator: Random generator (on *device*) for reproducible masks.
 
     Returns:
-        ``ids_keep`` ``(B, L_keep)`` (kept patch indices), ``ids_restore`` ``(B, L)`` (unshuffle) and ``mask``
-        ``(B, L)`` float, 1 for masked patches.
+        ``ids_keep`` ``(B, L_keep)`` (kept patch indices), ``ids_restore`` ``(B, L)``
+        (unshuffle) and ``mask`` ``(B, L)`` float, 1 for masked patches.
 
     Raises:
-        ValueError: If *mask_ratio* is outside ``[0, 1)`` or *block_size* is smaller than 1.
+        ValueError: If *mask_ratio* is outside ``[0, 1)`` or *block_size* is smaller
+            than 1.
 
     .. versionadded:: 0.1
     """
@@ -87,8 +89,8 @@ def rank_within_groups(
         num_groups: Number of groups.
 
     Returns:
-        ``rank`` ``(N,)`` (0 for the smallest key of each group) and ``perm`` ``(N,)``, the order that sorts the
-        elements by group, then by key.
+        ``rank`` ``(N,)`` (0 for the smallest key of each group) and ``perm`` ``(N,)``,
+        the order that sorts the elements by group, then by key.
 
     .. versionadded:: 0.1
     """
@@ -110,13 +112,15 @@ def random_subset_keys(
 ) -> Tensor:
     """Sort keys under which the first ``k`` elements of every group are a uniform random ``k``-subset of it.
 
-    This is the reference's node cap (a random subset of each graph's nodes). Without *seed* the keys are fresh
-    uniform draws (from *generator* or the global generator). With *seed* the key of an element depends only on
-    the seed and its rank within its group, so a group gets the same subset in any batch and on every call: the
-    capped output is deterministic, and over seeds each subset is equally likely.
+    This is the reference's node cap (a random subset of each graph's nodes). Without
+    *seed* the keys are fresh uniform draws (from *generator* or the global generator).
+    With *seed* the key of an element depends only on the seed and its rank within its
+    group, so a group gets the same subset in any batch and on every call: the capped
+    output is deterministic, and over seeds each subset is equally likely.
 
     Args:
-        group: Group index ``(N,)`` in ``[0, num_groups)``, elements of a group in a fixed order.
+        group: Group index ``(N,)`` in ``[0, num_groups)``, elements of a group in a
+            fixed order.
         num_groups: Number of groups.
         seed: Seed of the deterministic keys, or None for fresh draws.
         generator: Random generator of the fresh draws (on the device of *group*).

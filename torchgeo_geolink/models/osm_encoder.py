@@ -19,14 +19,15 @@ __all__ = ('BipartiteGATConv', 'OSMHeteroGAT')
 class BipartiteGATConv(GATConv):
     """A :class:`~torch_geometric.nn.conv.GATConv` that does not project bipartite destination nodes.
 
-    With one projection ``W`` shared by source and destination (integer ``in_channels``), PyG projects both
-    node sets, but the projected destination nodes only enter the attention term
-    ``alpha_dst = (W x_dst) . a_dst``. This layer computes it as ``x_dst . (W^T a_dst)``, saving one
-    ``(N_dst, in_channels) x (in_channels, heads * out_channels)`` matmul per relation in the forward pass
-    and two in the backward pass. Parameters, outputs and gradients are those of
-    :class:`~torch_geometric.nn.conv.GATConv`; every other case (a single node tensor, separate
-    ``lin_src``/``lin_dst``, edge features, self loops, residual, sparse adjacency) runs
-    :meth:`torch_geometric.nn.conv.GATConv.forward`.
+    With one projection ``W`` shared by source and destination (integer
+    ``in_channels``), PyG projects both node sets, but the projected destination nodes
+    only enter the attention term ``alpha_dst = (W x_dst) . a_dst``. This layer computes
+    it as ``x_dst . (W^T a_dst)``, saving one
+    ``(N_dst, in_channels) x (in_channels, heads * out_channels)`` matmul per relation
+    in the forward pass and two in the backward pass. Parameters, outputs and gradients
+    are those of :class:`~torch_geometric.nn.conv.GATConv`; every other case (a single
+    node tensor, separate ``lin_src``/``lin_dst``, edge features, self loops, residual,
+    sparse adjacency) runs :meth:`torch_geometric.nn.conv.GATConv.forward`.
 
     .. versionadded:: 0.1
     """
@@ -46,7 +47,8 @@ class BipartiteGATConv(GATConv):
             edge_index: Edge indices ``(2, E)`` from source to destination nodes.
             edge_attr: Edge features (only with ``edge_dim``).
             size: Number of source and destination nodes; inferred from *x* if ``None``.
-            return_attention_weights: If set, also return ``(edge_index, attention_weights)``.
+            return_attention_weights: If set, also return
+                ``(edge_index, attention_weights)``.
 
         Returns:
             Destination node embeddings, and the attention weights if requested.
@@ -97,13 +99,16 @@ class BipartiteGATConv(GATConv):
 class OSMHeteroGAT(nn.Module):
     """Heterogeneous GAT over the nine OSM relations.
 
-    Each layer is a :class:`~torch_geometric.nn.conv.HeteroConv` of one single-head :class:`BipartiteGATConv`
-    (a :class:`~torch_geometric.nn.conv.GATConv`) per relation, with one projection shared by source and
-    destination (integer ``in_channels``), no added self loops, mean over the relations that end at a node type,
-    then ReLU. The reference uses one layer and ignores the edge attributes (B2); passing *edge_dims* makes the
-    attention use the relation one-hots (a new architecture, not loadable from the official checkpoint).
+    Each layer is a :class:`~torch_geometric.nn.conv.HeteroConv` of one single-head
+    :class:`BipartiteGATConv` (a :class:`~torch_geometric.nn.conv.GATConv`) per
+    relation, with one projection shared by source and destination (integer
+    ``in_channels``), no added self loops, mean over the relations that end at a node
+    type, then ReLU. The reference uses one layer and ignores the edge attributes (B2);
+    passing *edge_dims* makes the attention use the relation one-hots (a new
+    architecture, not loadable from the official checkpoint).
 
-    The parameter names match the official checkpoint (``convs.0.convs.<src___to___dst>.*``).
+    The parameter names match the official checkpoint
+    (``convs.0.convs.<src___to___dst>.*``).
 
     .. versionadded:: 0.1
     """
@@ -122,10 +127,12 @@ class OSMHeteroGAT(nn.Module):
             out_channels: Size of the node embeddings.
             num_layers: Number of message-passing layers (hops).
             edge_dims: Size of the edge attributes per relation (e.g.
-                ``torchgeo_geolink.osm.EDGE_ATTR_DIMS``) to make attention edge-aware; ``None`` ignores them.
+                ``torchgeo_geolink.osm.EDGE_ATTR_DIMS``) to make attention edge-aware;
+                ``None`` ignores them.
 
         Raises:
-            ValueError: If *num_layers* is smaller than 1 or *edge_dims* lacks a relation.
+            ValueError: If *num_layers* is smaller than 1 or *edge_dims* lacks a
+                relation.
         """
         super().__init__()
         if num_layers < 1:
@@ -167,9 +174,11 @@ class OSMHeteroGAT(nn.Module):
         """Embed the nodes of a (batched) OSM graph.
 
         Args:
-            x_dict: Node features ``(N_t, in_channels)`` of every node type (possibly with 0 rows).
+            x_dict: Node features ``(N_t, in_channels)`` of every node type (possibly
+                with 0 rows).
             edge_index_dict: ``edge_index`` ``(2, E)`` of every relation.
-            edge_attr_dict: ``edge_attr`` ``(E, C)`` of every relation; used only with ``edge_dims``.
+            edge_attr_dict: ``edge_attr`` ``(E, C)`` of every relation; used only with
+                ``edge_dims``.
 
         Returns:
             Node embeddings ``(N_t, out_channels)`` of every node type.

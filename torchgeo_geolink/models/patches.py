@@ -57,8 +57,9 @@ def reconstruct_images(
 ) -> Tensor:
     """Compose MAE reconstructions: visible patches from the input, masked ones from the prediction.
 
-    With *norm_pix* the predictions are per-patch standardized targets; they are mapped back with each input
-    patch's mean and standard deviation, as MAE's visualizations do.
+    With *norm_pix* the predictions are per-patch standardized targets; they are mapped
+    back with each input patch's mean and standard deviation, as MAE's visualizations
+    do.
 
     Args:
         pred: Predicted patches ``(B, L, p * p * C)``.

@@ -12,7 +12,8 @@ __all__ = ('node_pos_embed', 'sincos_1d', 'sincos_2d', 'sincos_grid_table')
 def sincos_1d(pos: Tensor, dim: int) -> Tensor:
     """Encode scalar positions with the 1-D sin-cos table of MAE.
 
-    ``emb(p) = [sin(p w_k), cos(p w_k)]`` with ``w_k = 10000 ** (-k / (dim / 2))``, ``k = 0 .. dim/2 - 1``.
+    ``emb(p) = [sin(p w_k), cos(p w_k)]`` with ``w_k = 10000 ** (-k / (dim / 2))``,
+    ``k = 0 .. dim/2 - 1``.
 
     Args:
         pos: Positions of any shape.
@@ -63,7 +64,8 @@ def sincos_grid_table(
 ) -> Tensor:
     """Build the fixed patch position table of a ViT, tokens in row-major order.
 
-    Patch ``(row, col)`` is encoded at ``(x, y) = (col, row)``, its top-left corner in patch units, as in MAE.
+    Patch ``(row, col)`` is encoded at ``(x, y) = (col, row)``, its top-left corner in
+    patch units, as in MAE.
 
     Args:
         grid_size: Patch grid ``(rows, cols)``.
@@ -96,19 +98,20 @@ def node_pos_embed(
 ) -> Tensor:
     """Encode OSM node positions in the frame of the patch position table.
 
-    Each of the node's ``K`` points (polygon 4, line 3, point 1) is scaled from ``[0, 1]`` to patch units and
-    encoded with :func:`sincos_2d`; the node's encoding is the mean over its points. With ``legacy=True`` the
-    reference's half-patch offset is kept (a point at the center of patch ``k`` is encoded at ``k + 0.5`` while
-    the patch token sits at ``k``, B19); otherwise half a patch is subtracted so that a patch center and its
-    token share one encoding.
+    Each of the node's ``K`` points (polygon 4, line 3, point 1) is scaled from
+    ``[0, 1]`` to patch units and encoded with :func:`sincos_2d`; the node's encoding is
+    the mean over its points. With ``legacy=True`` the reference's half-patch offset is
+    kept (a point at the center of patch ``k`` is encoded at ``k + 0.5`` while the patch
+    token sits at ``k``, B19); otherwise half a patch is subtracted so that a patch
+    center and its token share one encoding.
 
     Args:
         pos: Normalized positions ``(N, K, 2)``, x right, y down.
         grid_size: Patch grid ``(rows, cols)``.
         dim: Embedding size, a multiple of 4.
         legacy: Reproduce the reference's half-patch offset.
-        point_mask: ``(N, K)``, True for the points that count (for node types padded to a common ``K``);
-            all points count when None.
+        point_mask: ``(N, K)``, True for the points that count (for node types padded to
+            a common ``K``); all points count when None.
 
     Returns:
         A float32 tensor ``(N, dim)``.

@@ -12,15 +12,16 @@ class TwoWayAttentionBlock(nn.Module):
     """SAM-style two-way attention between image patches ``I`` and OSM tokens ``K``.
 
     1. ``K <- norm1(K + SelfAttn(K + P_K, K + P_K, K))`` over the valid OSM tokens;
-    2. ``I <- norm2(I + Attn(q=I + P_I, k=K + P_K, v=K))``: patches attend to OSM objects
-       (module ``cross_attn_token_to_image``, a name inherited from SAM);
+    2. ``I <- norm2(I + Attn(q=I + P_I, k=K + P_K, v=K))``: patches attend to OSM
+       objects (module ``cross_attn_token_to_image``, a name inherited from SAM);
     3. ``K <- norm3(K + Attn(q=K + P_K, k=I + P_I, v=I))``: objects attend to patches
        (module ``cross_attn_image_to_token``);
-    4. ``K <- norm4(mlp(K))`` with ``mlp`` a single Linear, no activation and no residual, as in the reference
-       (B22).
+    4. ``K <- norm4(mlp(K))`` with ``mlp`` a single Linear, no activation and no
+       residual, as in the reference (B22).
 
-    A sample without any valid OSM token keeps its patches unchanged by step 2 (``I <- norm2(I)``) and its
-    (ignored) tokens are computed without a padding mask, so no row is fully masked and no NaN appears (B12).
+    A sample without any valid OSM token keeps its patches unchanged by step 2
+    (``I <- norm2(I)``) and its (ignored) tokens are computed without a padding mask, so
+    no row is fully masked and no NaN appears (B12).
 
     .. versionadded:: 0.1
     """
@@ -71,8 +72,9 @@ class TwoWayAttentionBlock(nn.Module):
             return_attention: Also return the OSM-to-patch attention of step 3.
 
         Returns:
-            The updated patches ``(B, L, dim)``, the updated tokens ``(B, M, dim)`` and, on request, the
-            attention of every OSM token over the patches ``(B, M, L)`` (else None).
+            The updated patches ``(B, L, dim)``, the updated tokens ``(B, M, dim)`` and,
+            on request, the attention of every OSM token over the patches ``(B, M, L)``
+            (else None).
         """
         if token_padding_mask is None:
             has_tokens = None

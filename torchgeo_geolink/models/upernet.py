@@ -19,7 +19,8 @@ __all__ = ('Feature2Pyramid', 'GeoLinkSegmentationModel', 'UPerNetHead')
 class Feature2Pyramid(nn.Module):
     """Turn same-resolution ViT maps into a pyramid by rescaling each map.
 
-    Scale 4: two stride-2 transposed convs (BatchNorm, GELU between); 2: one; 1: identity; 0.5: max-pool.
+    Scale 4: two stride-2 transposed convs (BatchNorm, GELU between); 2: one; 1:
+    identity; 0.5: max-pool.
 
     .. versionadded:: 0.1
     """
@@ -76,10 +77,12 @@ class Feature2Pyramid(nn.Module):
 class UPerNetHead(nn.Module):
     """UPerNet head: :class:`segmentation_models_pytorch.decoders.upernet.decoder.UPerNetDecoder` and a classifier.
 
-    smp's decoder layer-normalizes every pyramid level, runs pyramid pooling (output sizes 1, 2, 3 and 6) on the
-    coarsest one and a top-down FPN with 3x3 convs, and fuses all levels at the finest resolution with a 3x3 conv
-    (conv, BatchNorm, ReLU throughout). Dropout and a 1x1 convolution then give the class logits. smp provides the
-    decoder but not a ViT's pyramid (see :class:`Feature2Pyramid`), so the levels come from that neck.
+    smp's decoder layer-normalizes every pyramid level, runs pyramid pooling (output
+    sizes 1, 2, 3 and 6) on the coarsest one and a top-down FPN with 3x3 convs, and
+    fuses all levels at the finest resolution with a 3x3 conv (conv, BatchNorm, ReLU
+    throughout). Dropout and a 1x1 convolution then give the class logits. smp provides
+    the decoder but not a ViT's pyramid (see :class:`Feature2Pyramid`), so the levels
+    come from that neck.
 
     .. versionadded:: 0.1
     """
@@ -94,7 +97,8 @@ class UPerNetHead(nn.Module):
         """Initialize a new UPerNetHead.
 
         Args:
-            in_channels: Channels of the pyramid levels, finest first (at least two levels).
+            in_channels: Channels of the pyramid levels, finest first (at least two
+                levels).
             num_classes: Output classes.
             channels: Width of the head.
             dropout: Dropout2d before the classifier.
@@ -107,7 +111,8 @@ class UPerNetHead(nn.Module):
             raise ValueError(
                 f'UPerNetHead needs at least two pyramid levels, got in_channels={list(in_channels)}'
             )
-        # smp's decoder expects an encoder's full list [1, 1/2, 1/4, ...] and skips the first two levels.
+        # smp's decoder expects an encoder's full list [1, 1/2, 1/4, ...] and skips the
+        # first two levels.
         self.decoder = UPerNetDecoder(
             encoder_channels=[0, 0, *in_channels],
             encoder_depth=len(in_channels) + 1,
@@ -133,8 +138,9 @@ class UPerNetHead(nn.Module):
 class GeoLinkSegmentationModel(nn.Module):
     """Semantic segmentation with GeoLink: fusion encoder, Feature2Pyramid neck, UPerNet head.
 
-    BatchNorm (not SyncBatchNorm); convert with :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm` for
-    multi-GPU training if wanted.
+    BatchNorm (not SyncBatchNorm); convert with
+    :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm` for multi-GPU training if
+    wanted.
 
     .. versionadded:: 0.1
     """
@@ -154,7 +160,8 @@ class GeoLinkSegmentationModel(nn.Module):
             num_classes: Output classes.
             channels: Width of the UPerNet head.
             rescales: Neck scale of every encoder level.
-            freeze_encoder: Keep the encoder fixed (eval mode, no gradients), as the reference's example.
+            freeze_encoder: Keep the encoder fixed (eval mode, no gradients), as the
+                reference's example.
         """
         super().__init__()
         self.encoder = encoder

@@ -3,13 +3,16 @@
 
 """Loading and saving GeoLink weights: official files, Lightning checkpoints, provenance and a WeightsEnum.
 
-The two released GeoLink files are ``{'model_config': {...}, 'model_state_dict': {...}}`` dicts: the multimodal
-model (``geolink_mutimodal_vit_large_patch16_224.pth``, every GeoLink tensor under its :class:`GeoLink` name) and
-the image-only ViT (``geolink_vit_large_patch16_224.pth``, a plain timm ViT state dict). Both were trained on RGB
-images normalized with the ImageNet statistics, OSM tags embedded with CLIP ViT-B/16's text tower, and the
-reference numerics that :class:`GeoLink` reproduces with ``legacy=True``. :func:`geolink_from_weights` loads
-either file (or a Lightning checkpoint of a GeoLink task) into a :class:`GeoLink` and returns what the weights
-imply (:class:`WeightsProvenance`), which the tasks record in every checkpoint they write.
+The two released GeoLink files are
+``{'model_config': {...}, 'model_state_dict': {...}}`` dicts: the multimodal model
+(``geolink_mutimodal_vit_large_patch16_224.pth``, every GeoLink tensor under its
+:class:`GeoLink` name) and the image-only ViT (``geolink_vit_large_patch16_224.pth``, a
+plain timm ViT state dict). Both were trained on RGB images normalized with the ImageNet
+statistics, OSM tags embedded with CLIP ViT-B/16's text tower, and the reference
+numerics that :class:`GeoLink` reproduces with ``legacy=True``.
+:func:`geolink_from_weights` loads either file (or a Lightning checkpoint of a GeoLink
+task) into a :class:`GeoLink` and returns what the weights imply
+(:class:`WeightsProvenance`), which the tasks record in every checkpoint they write.
 """
 
 import dataclasses
@@ -57,22 +60,19 @@ __all__ = (
     'vit_large_patch16_224_geolink',
 )
 
-#: Identity (:attr:`~torchgeo_geolink.osm.TagEncoder.identity`) of the tag encoder the official weights expect:
-#: :class:`~torchgeo_geolink.osm.CLIPTagEncoder` with CLIP ViT-B/16's text tower.
-#:
-#: .. versionadded:: 0.1
+#: Identity (:attr:`~torchgeo_geolink.osm.TagEncoder.identity`) of the tag encoder the
+#: official weights expect: :class:`~torchgeo_geolink.osm.CLIPTagEncoder` with CLIP
+#: ViT-B/16's text tower.  .. versionadded:: 0.1
 OFFICIAL_TAG_ENCODER = 'clip-text-meanafterbos:openai/clip-vit-base-patch16:dim512'
-#: ImageNet channel means of 0-255 RGB images, the normalization of the official weights.
-#:
-#: .. versionadded:: 0.1
+#: ImageNet channel means of 0-255 RGB images, the normalization of the official
+#: weights.  .. versionadded:: 0.1
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 #: ImageNet channel standard deviations of 0-255 RGB images.
 #:
 #: .. versionadded:: 0.1
 IMAGENET_STD = (58.395, 57.12, 57.375)
-#: Environment variable naming the folder that holds manually downloaded GeoLink weight files.
-#:
-#: .. versionadded:: 0.1
+#: Environment variable naming the folder that holds manually downloaded GeoLink weight
+#: files.  .. versionadded:: 0.1
 WEIGHTS_DIR_ENV = 'GEOLINK_WEIGHTS_DIR'
 
 #: GeoLink architecture hyperparameter (task name) -> :class:`GeoLink` keyword argument.
@@ -115,11 +115,10 @@ def _architecture_defaults() -> dict[str, Any]:
     return defaults
 
 
-#: Defaults of the hyperparameters that shape a :class:`GeoLink` (as the tasks name them), read from the
-#: signatures of :class:`GeoLink` and :class:`OSMHeteroGAT`: the one source of these values. ``img_size``
-#: None means the ViT's own size.
-#:
-#: .. versionadded:: 0.1
+#: Defaults of the hyperparameters that shape a :class:`GeoLink` (as the tasks name
+#: them), read from the signatures of :class:`GeoLink` and :class:`OSMHeteroGAT`: the
+#: one source of these values. ``img_size`` None means the ViT's own size.  ..
+#: versionadded:: 0.1
 ARCHITECTURE_DEFAULTS: dict[str, Any] = _architecture_defaults()
 
 
@@ -127,8 +126,9 @@ def geolink_from_architecture(architecture: Mapping[str, Any]) -> GeoLink:
     """Build a randomly initialized :class:`GeoLink` from task-style architecture hyperparameters.
 
     Args:
-        architecture: Entries of :data:`ARCHITECTURE_DEFAULTS` (``model``, ``in_channels``, ``img_size``,
-            ``osm_hidden_channels``, ...); missing ones take the defaults, other entries are ignored.
+        architecture: Entries of :data:`ARCHITECTURE_DEFAULTS` (``model``,
+            ``in_channels``, ``img_size``, ``osm_hidden_channels``, ...); missing ones
+            take the defaults, other entries are ignored.
 
     Returns:
         The model.
@@ -162,17 +162,19 @@ def geolink_from_architecture(architecture: Mapping[str, Any]) -> GeoLink:
 class WeightsProvenance:
     """What a set of GeoLink weights was trained with, and so what its inputs must be.
 
-    Recorded in every checkpoint the GeoLink tasks write (under ``'geolink_provenance'``) and read back by
-    :func:`geolink_from_weights`.
+    Recorded in every checkpoint the GeoLink tasks write (under
+    ``'geolink_provenance'``) and read back by :func:`geolink_from_weights`.
 
     .. versionadded:: 0.1
     """
 
-    #: Architecture hyperparameters (the keys of :data:`ARCHITECTURE_DEFAULTS`, ``legacy`` included).
+    #: Architecture hyperparameters (the keys of :data:`ARCHITECTURE_DEFAULTS`,
+    #: ``legacy`` included).
     architecture: dict[str, Any]
     #: Whether the weights expect the reference numerics (``GeoLink(legacy=True)``).
     legacy: bool
-    #: Identity of the tag encoder whose embeddings the OSM branch was trained on (None if unknown or any).
+    #: Identity of the tag encoder whose embeddings the OSM branch was trained on (None
+    #: if unknown or any).
     tag_encoder: str | None = None
     #: Per-band means subtracted from the images (None if unknown).
     mean: list[float] | None = None
@@ -180,10 +182,11 @@ class WeightsProvenance:
     std: list[float] | None = None
     #: Band names of the images (None if unknown).
     bands: list[str] | None = None
-    #: Where the weights come from, one of ``'random'``, ``'official-multimodal'``, ``'official-vit'`` and
-    #: ``'lightning'``.
+    #: Where the weights come from, one of ``'random'``, ``'official-multimodal'``,
+    #: ``'official-vit'`` and ``'lightning'``.
     source: str = 'random'
-    #: Whether the OSM branch and the fusion block hold trained weights (False for the image-only file).
+    #: Whether the OSM branch and the fusion block hold trained weights (False for the
+    #: image-only file).
     osm_trained: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,9 +240,11 @@ def _official_provenance(
 def tag_encoders_compatible(expected: str | None, actual: str | None) -> bool:
     """Tell whether graphs embedded by the tag encoder *actual* suit weights trained with *expected*.
 
-    Identities are ``kind:model:settings`` strings (:attr:`~torchgeo_geolink.osm.TagEncoder.identity`). The
-    kind and settings must be equal; a model given as a local folder matches the Hugging Face name with the same
-    last path component (``/data/clip-vit-base-patch16`` matches ``openai/clip-vit-base-patch16``).
+    Identities are ``kind:model:settings`` strings
+    (:attr:`~torchgeo_geolink.osm.TagEncoder.identity`). The kind and settings must be
+    equal; a model given as a local folder matches the Hugging Face name with the same
+    last path component (``/data/clip-vit-base-patch16`` matches
+    ``openai/clip-vit-base-patch16``).
 
     Args:
         expected: Identity the weights were trained with (None: anything goes).
@@ -270,7 +275,8 @@ def is_lightning_checkpoint(checkpoint: Any) -> bool:
         checkpoint: The object returned by :func:`torch.load`.
 
     Returns:
-        True when it is a dict with Lightning's ``state_dict`` and ``pytorch-lightning_version`` entries.
+        True when it is a dict with Lightning's ``state_dict`` and
+        ``pytorch-lightning_version`` entries.
 
     .. versionadded:: 0.1
     """
@@ -286,9 +292,11 @@ def _torch_load(path: Path, weights_only: bool | None = None, mmap: bool = True)
 
     Args:
         path: The file.
-        weights_only: Refuse pickled objects other than tensors and plain containers; None tries that first and
-            falls back to full unpickling (Lightning checkpoints hold other objects).
-        mmap: Memory-map the file (files in torch's legacy, non-zip format are read whole instead).
+        weights_only: Refuse pickled objects other than tensors and plain containers;
+            None tries that first and falls back to full unpickling (Lightning
+            checkpoints hold other objects).
+        mmap: Memory-map the file (files in torch's legacy, non-zip format are read
+            whole instead).
 
     Returns:
         The loaded object.
@@ -325,11 +333,13 @@ def lightning_state_dict(
         path: Path to the ``.ckpt`` file.
 
     Returns:
-        The task's hyperparameters, the state dict of its :class:`GeoLink` (the task prefix removed) and the
-        recorded provenance (None for checkpoints written before it was recorded).
+        The task's hyperparameters, the state dict of its :class:`GeoLink` (the task
+        prefix removed) and the recorded provenance (None for checkpoints written before
+        it was recorded).
 
     Raises:
-        CheckpointError: If the file is missing, unreadable or not a Lightning checkpoint of a GeoLink task.
+        CheckpointError: If the file is missing, unreadable or not a Lightning
+            checkpoint of a GeoLink task.
 
     .. versionadded:: 0.1
     """
@@ -403,8 +413,8 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Tenso
         Its ``model_config`` and ``model_state_dict``.
 
     Raises:
-        CheckpointError: If the file is missing, unreadable, a Lightning checkpoint, or not laid out as the
-            official files (naming the offending key).
+        CheckpointError: If the file is missing, unreadable, a Lightning checkpoint, or
+            not laid out as the official files (naming the offending key).
     """
     path = Path(path)
     return _official_parts(path, _torch_load(path))
@@ -495,7 +505,8 @@ def _vit_geometry(
         ``in_chans`` and ``img_size``.
 
     Raises:
-        CheckpointError: If a key is missing, has the wrong rank, or the table is not a square grid.
+        CheckpointError: If a key is missing, has the wrong rank, or the table is not a
+            square grid.
     """
     for key in (patch_key, pos_key):
         if key not in state:
@@ -531,7 +542,8 @@ def _remap_gat(
         A state dict with the model's naming.
 
     Raises:
-        CheckpointError: If ``lin_src`` and ``lin_dst`` hold different tensors (not a shared projection).
+        CheckpointError: If ``lin_src`` and ``lin_dst`` hold different tensors (not a
+            shared projection).
     """
     out: dict[str, Tensor] = {}
     for key, value in state.items():
@@ -615,7 +627,8 @@ def _build(path: Path, architecture: str, **kwargs: Any) -> GeoLink:
         ) from err
 
 
-#: Keys of the multimodal layout that carry no information and may be absent from a file.
+#: Keys of the multimodal layout that carry no information and may be absent from a
+#: file.
 _OPTIONAL_PREFIXES = (
     'patch_embed.',
     'img_encoder.cls_token',
@@ -637,23 +650,25 @@ def load_official_checkpoint(
     """Build a :class:`GeoLink` from an official multimodal checkpoint and load it strictly.
 
     The file (e.g. ``geolink_mutimodal_vit_large_patch16_224.pth``) is
-    ``{'model_config': {'architecture': ...}, 'model_state_dict': ...}``; the ViT named by ``architecture`` (any
-    timm ViT) is built with the bands and image size of the stored tensors. GAT weights saved under either PyG
-    naming are accepted; the ``patch_embed`` alias must equal ``img_encoder.patch_embed`` (it is the same tensor
-    in the model) and may be absent, as may the unused timm ``cls_token``/``pos_embed``/``norm``; any other
-    missing or extra key is an error.
+    ``{'model_config': {'architecture': ...}, 'model_state_dict': ...}``; the ViT named
+    by ``architecture`` (any timm ViT) is built with the bands and image size of the
+    stored tensors. GAT weights saved under either PyG naming are accepted; the
+    ``patch_embed`` alias must equal ``img_encoder.patch_embed`` (it is the same tensor
+    in the model) and may be absent, as may the unused timm
+    ``cls_token``/``pos_embed``/``norm``; any other missing or extra key is an error.
 
     Args:
         path: The checkpoint file.
         legacy: Reproduce the reference numerics (as the official weights were trained).
-        **kwargs: Further :class:`GeoLink` arguments (must match the checkpoint's shapes).
+        **kwargs: Further :class:`GeoLink` arguments (must match the checkpoint's
+            shapes).
 
     Returns:
         The model, in eval mode.
 
     Raises:
-        CheckpointError: If the file is missing, malformed, the image-only file, or does not match a GeoLink
-            model; the message names the file and the key.
+        CheckpointError: If the file is missing, malformed, the image-only file, or does
+            not match a GeoLink model; the message names the file and the key.
 
     .. versionadded:: 0.1
     """
@@ -747,10 +762,12 @@ def load_official_vit(path: str | os.PathLike[str]) -> nn.Module:
         path: The checkpoint file.
 
     Returns:
-        The timm ViT (``num_classes=0, global_pool=''``, fixed ``pos_embed``), in eval mode.
+        The timm ViT (``num_classes=0, global_pool=''``, fixed ``pos_embed``), in eval
+        mode.
 
     Raises:
-        CheckpointError: If the file is missing, malformed, the multimodal file, or does not match the named ViT.
+        CheckpointError: If the file is missing, malformed, the multimodal file, or does
+            not match the named ViT.
 
     .. versionadded:: 0.1
     """
@@ -790,8 +807,9 @@ def _geolink_from_vit_file(
 ) -> tuple[GeoLink, dict[str, Any]]:
     """Build a :class:`GeoLink` whose image branch holds the image-only file (the rest stays random).
 
-    The file's ``cls_token``, ``pos_embed`` and ``norm`` are GeoLink's own ``cls_token``, ``img_pos_embed`` and
-    ``img_norm`` (what the exporter copied there); they also fill the unused timm copies.
+    The file's ``cls_token``, ``pos_embed`` and ``norm`` are GeoLink's own
+    ``cls_token``, ``img_pos_embed`` and ``img_norm`` (what the exporter copied there);
+    they also fill the unused timm copies.
 
     Args:
         path: The image-only file (for messages).
@@ -866,19 +884,21 @@ def export_vit(
 ) -> dict[str, Any]:
     """Export the image branch of a GeoLink model in the official image-only layout.
 
-    GeoLink's own ``cls_token``, position table and final norm go to timm's ``cls_token``, ``pos_embed`` and
-    ``norm`` (timm's own copies inside :class:`GeoLink` are never used), so
-    ``timm.create_model(architecture, num_classes=0, global_pool='')`` loaded with the state dict computes
-    GeoLink's patch tokens (up to the final norm's epsilon, 1e-6 in timm and 1e-5 in GeoLink).
+    GeoLink's own ``cls_token``, position table and final norm go to timm's
+    ``cls_token``, ``pos_embed`` and ``norm`` (timm's own copies inside :class:`GeoLink`
+    are never used), so
+    ``timm.create_model(architecture, num_classes=0, global_pool='')`` loaded with the
+    state dict computes GeoLink's patch tokens (up to the final norm's epsilon, 1e-6 in
+    timm and 1e-5 in GeoLink).
 
     Args:
         model: Any GeoLink model.
         path: Also save the checkpoint to this ``.pth`` file.
-        architecture: timm name of the ViT (default: the name the ViT was created under).
+        architecture: timm name of the ViT (default: the name the ViT was created
+            under).
 
     Returns:
-        ``{'model_config': {'architecture', 'num_classes', 'global_pool', 'pos_embed_requires_grad'},
-        'model_state_dict': ...}``.
+        ``{'model_config': {'architecture', 'num_classes', 'global_pool', 'pos_embed_requires_grad'}, 'model_state_dict': ...}``.
 
     Raises:
         CheckpointError: If *architecture* is not given and the ViT has no timm name.
@@ -912,8 +932,8 @@ def official_state_dict(
 
     Args:
         model: The model.
-        gat_naming: ``'lin'`` (PyG >= 2.5) or ``'lin_src'`` (PyG 2.4: ``lin_src`` and ``lin_dst`` keys holding
-            the same tensor).
+        gat_naming: ``'lin'`` (PyG >= 2.5) or ``'lin_src'`` (PyG 2.4: ``lin_src`` and
+            ``lin_dst`` keys holding the same tensor).
 
     Returns:
         The state dict (tensors detached, on their device).
@@ -944,8 +964,9 @@ def save_official_checkpoint(
     Args:
         model: The model.
         path: Output ``.pth`` file.
-        architecture: The timm name of its ViT (stored as ``model_config['architecture']``; default: the name
-            the ViT was created under).
+        architecture: The timm name of its ViT (stored as
+            ``model_config['architecture']``; default: the name the ViT was created
+            under).
         gat_naming: PyG naming of the GAT weights, see :func:`official_state_dict`.
 
     .. versionadded:: 0.1
@@ -998,7 +1019,8 @@ def _resolve(weights: 'str | os.PathLike[str] | WeightsEnum') -> Path:
         The file.
 
     Raises:
-        CheckpointError: If an enum member's file cannot be found, or the member is not a GeoLink one.
+        CheckpointError: If an enum member's file cannot be found, or the member is not
+            a GeoLink one.
     """
     if isinstance(weights, GeoLinkWeightsEnum):
         return weights.path()
@@ -1020,26 +1042,30 @@ def geolink_from_weights(
     Accepts, and recognizes by content:
 
     * the official multimodal file (every GeoLink tensor; ``legacy`` defaults to True);
-    * the official image-only ViT file (the image branch; the OSM branch and fusion block stay randomly
-      initialized, ``osm_trained`` is False; ``legacy`` defaults to True);
-    * a Lightning checkpoint of a GeoLink task (pretraining, segmentation, ...): the architecture comes from its
-      recorded provenance or hyperparameters, ``legacy`` defaults to what it was trained with;
-    * a :class:`GeoLinkWeightsEnum` member (its manually downloaded file, see :meth:`GeoLinkWeightsEnum.path`);
+    * the official image-only ViT file (the image branch; the OSM branch and fusion
+      block stay randomly initialized, ``osm_trained`` is False; ``legacy`` defaults to
+      True);
+    * a Lightning checkpoint of a GeoLink task (pretraining, segmentation, ...): the
+      architecture comes from its recorded provenance or hyperparameters, ``legacy``
+      defaults to what it was trained with;
+    * a :class:`GeoLinkWeightsEnum` member (its manually downloaded file, see
+      :meth:`GeoLinkWeightsEnum.path`);
     * None: a random model of *architecture* (``legacy`` defaults to False).
 
     An explicit *legacy* always wins; a warning says when it contradicts the weights.
 
     Args:
         weights: The weights.
-        architecture: Architecture hyperparameters for ``weights=None`` (keys of :data:`ARCHITECTURE_DEFAULTS`);
-            ignored for files, which carry their own.
+        architecture: Architecture hyperparameters for ``weights=None`` (keys of
+            :data:`ARCHITECTURE_DEFAULTS`); ignored for files, which carry their own.
         legacy: The numerics (None: what the weights were trained with).
 
     Returns:
         The model (eval mode, weights loaded) and the weights' provenance.
 
     Raises:
-        CheckpointError: If the file is missing, unreadable or malformed, or its weights do not fit.
+        CheckpointError: If the file is missing, unreadable or malformed, or its weights
+            do not fit.
 
     .. versionadded:: 0.1
     """
@@ -1079,11 +1105,12 @@ def load_geolink_weights(
 ) -> WeightsProvenance:
     """Load any GeoLink weights (see :func:`geolink_from_weights`) into an existing model of their architecture.
 
-    The image-only file fills the image branch only; every other file must fit the model strictly.
+    The image-only file fills the image branch only; every other file must fit the model
+    strictly.
 
     Args:
-        model: The model; its ``legacy`` is kept (a warning says when the weights were trained otherwise)
-            unless *follow_legacy*.
+        model: The model; its ``legacy`` is kept (a warning says when the weights were
+            trained otherwise) unless *follow_legacy*.
         weights: A file path or a :class:`GeoLinkWeightsEnum` member.
         follow_legacy: Set the model's ``legacy`` to what the weights were trained with.
 
@@ -1176,11 +1203,12 @@ _page = 'https://github.com/bailubin/GeoLink_NeurIPS2025'
 class GeoLinkWeightsEnum(WeightsEnum):
     """A :class:`~torchvision.models._api.WeightsEnum` whose files are downloaded by hand.
 
-    The GeoLink files are linked from the official repository's README, on pages that a script cannot fetch.
-    Download the file named by ``meta['filename']`` and put it in the folder named by the environment variable
-    ``GEOLINK_WEIGHTS_DIR`` (:data:`WEIGHTS_DIR_ENV`), or in ``$TORCH_HOME/hub/checkpoints`` (where TorchGeo's
-    own weights are cached); :meth:`get_state_dict` then works as for any TorchGeo weights. The environment
-    variable may also name the file itself.
+    The GeoLink files are linked from the official repository's README, on pages that a
+    script cannot fetch. Download the file named by ``meta['filename']`` and put it in
+    the folder named by the environment variable ``GEOLINK_WEIGHTS_DIR``
+    (:data:`WEIGHTS_DIR_ENV`), or in ``$TORCH_HOME/hub/checkpoints`` (where TorchGeo's
+    own weights are cached); :meth:`get_state_dict` then works as for any TorchGeo
+    weights. The environment variable may also name the file itself.
 
     .. versionadded:: 0.1
     """
@@ -1207,7 +1235,8 @@ class GeoLinkWeightsEnum(WeightsEnum):
             The first existing candidate of :meth:`search_paths`.
 
         Raises:
-            CheckpointError: If the file is in none of them, saying where to download it and where to put it.
+            CheckpointError: If the file is in none of them, saying where to download it
+                and where to put it.
         """
         candidates = self.search_paths()
         for candidate in candidates:
@@ -1230,8 +1259,9 @@ class GeoLinkWeightsEnum(WeightsEnum):
     def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The weights of the manually downloaded file, as state dict of the model the entry describes.
 
-        For a multimodal entry, the state dict of :class:`GeoLink` (``legacy`` does not change its keys); for an
-        image-only entry, that of ``timm.create_model(meta['model'], num_classes=0, global_pool='')``, so
+        For a multimodal entry, the state dict of :class:`GeoLink` (``legacy`` does not
+        change its keys); for an image-only entry, that of
+        ``timm.create_model(meta['model'], num_classes=0, global_pool='')``, so
         TorchGeo's tasks and :func:`torchgeo.models.get_weight`-style code can use it.
 
         Args:
@@ -1256,7 +1286,8 @@ class GeoLinkWeightsEnum(WeightsEnum):
 
         Args:
             path: The downloaded ``.pth`` file (default: :meth:`path`).
-            **kwargs: Passed to :func:`load_official_checkpoint` (multimodal entry only).
+            **kwargs: Passed to :func:`load_official_checkpoint` (multimodal entry
+                only).
 
         Returns:
             A :class:`GeoLink` (multimodal entry) or a timm ViT (image-only entry).
@@ -1267,7 +1298,8 @@ class GeoLinkWeightsEnum(WeightsEnum):
         return load_official_vit(path)
 
 
-#: Metadata shared by the two official GeoLink checkpoints (a ViT-L/16 on RGB, pretrained with GeoLink).
+#: Metadata shared by the two official GeoLink checkpoints (a ViT-L/16 on RGB,
+#: pretrained with GeoLink).
 _OFFICIAL_META: dict[str, object] = {
     'dataset': 'SkyScript + OpenStreetMap',
     'in_chans': 3,
@@ -1286,8 +1318,9 @@ _OFFICIAL_META: dict[str, object] = {
 class GeoLinkViTLarge16_Weights(GeoLinkWeightsEnum):  # type: ignore[misc]
     """GeoLink weights of a ViT-L/16 (timm *vit_large_patch16_224*), RGB, ImageNet normalization of 0-255 input.
 
-    Pretrained on about 1.27 M SkyScript image-OSM pairs (Bai et al., NeurIPS 2025), OSM tags embedded with CLIP
-    ViT-B/16's text tower. Download the file by hand (see :class:`GeoLinkWeightsEnum`), then::
+    Pretrained on about 1.27 M SkyScript image-OSM pairs (Bai et al., NeurIPS 2025), OSM
+    tags embedded with CLIP ViT-B/16's text tower. Download the file by hand (see
+    :class:`GeoLinkWeightsEnum`), then::
 
         export GEOLINK_WEIGHTS_DIR=/data/geolink   # holds the downloaded .pth files
         model, provenance = geolink_from_weights(GeoLinkViTLarge16_Weights.RGB_GEOLINK_MULTIMODAL)
@@ -1324,9 +1357,12 @@ def geolink_vit_large_patch16_224(
     """GeoLink with a ViT-L/16 image encoder.
 
     Args:
-        weights: ``GeoLinkViTLarge16_Weights.RGB_GEOLINK_MULTIMODAL`` for the official weights, or None.
-        path: The manually downloaded file of *weights* (default: :meth:`GeoLinkWeightsEnum.path`).
-        **kwargs: Further :class:`GeoLink` arguments (``legacy`` defaults to True with weights).
+        weights: ``GeoLinkViTLarge16_Weights.RGB_GEOLINK_MULTIMODAL`` for the official
+            weights, or None.
+        path: The manually downloaded file of *weights* (default:
+            :meth:`GeoLinkWeightsEnum.path`).
+        **kwargs: Further :class:`GeoLink` arguments (``legacy`` defaults to True with
+            weights).
 
     Returns:
         The model (randomly initialized without weights).
@@ -1354,8 +1390,10 @@ def vit_large_patch16_224_geolink(
     """A timm ViT-L/16 (``num_classes=0, global_pool=''``), optionally with GeoLink's image-only weights.
 
     Args:
-        weights: ``GeoLinkViTLarge16_Weights.RGB_GEOLINK`` for the official weights, or None.
-        path: The manually downloaded file of *weights* (default: :meth:`GeoLinkWeightsEnum.path`).
+        weights: ``GeoLinkViTLarge16_Weights.RGB_GEOLINK`` for the official weights, or
+            None.
+        path: The manually downloaded file of *weights* (default:
+            :meth:`GeoLinkWeightsEnum.path`).
         **kwargs: Further :func:`timm.create_model` arguments (without weights only).
 
     Returns:

@@ -17,13 +17,15 @@ __all__ = (
 #: The three node types of a GeoLink graph, in the order the official graphs store them.
 NODE_TYPES: Final[tuple[str, str, str]] = ('polygon', 'line', 'point')
 
-#: All nine ``(src, 'to', dst)`` edge types; every graph holds all of them (possibly empty).
+#: All nine ``(src, 'to', dst)`` edge types; every graph holds all of them (possibly
+#: empty).
 EDGE_TYPES: Final[tuple[tuple[str, str, str], ...]] = tuple(
     (src, 'to', dst) for src in NODE_TYPES for dst in NODE_TYPES
 )
 
-#: Meaning of each one-hot ``edge_attr`` column; an edge ``src -> dst`` carries the relation *of src to dst*
-#: (as in the reference graphs). Same-type pairs add a ``self`` loop per node.
+#: Meaning of each one-hot ``edge_attr`` column; an edge ``src -> dst`` carries the
+#: relation *of src to dst* (as in the reference graphs). Same-type pairs add a ``self``
+#: loop per node.
 RELATION_COLUMNS: Final[dict[tuple[str, str, str], tuple[str, ...]]] = {
     ('polygon', 'to', 'polygon'): (
         'self',
@@ -55,8 +57,8 @@ EDGE_ATTR_DIMS: Final[dict[tuple[str, str, str], int]] = {
     edge_type: len(columns) for edge_type, columns in RELATION_COLUMNS.items()
 }
 
-#: Number ``K`` of ``(x, y)`` positions per node: polygon = three interior samples then the centroid,
-#: line = centroid, start, end; point = the point.
+#: Number ``K`` of ``(x, y)`` positions per node: polygon = three interior samples then
+#: the centroid, line = centroid, start, end; point = the point.
 POS_POINTS: Final[dict[str, int]] = {'polygon': 4, 'line': 3, 'point': 1}
 
 #: Width of the semantic (tag) part of the node features of the official GeoLink graphs.

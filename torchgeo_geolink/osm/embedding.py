@@ -18,11 +18,13 @@ __all__ = ('NodeEmbedder',)
 class NodeEmbedder:
     """Embed features from their tags as GeoLink does.
 
-    Node embedding = ``sum_i w_i h_i / sum_i w_i`` over the feature's tag strings, with ``h_i`` the tag encoder's
-    embedding of ``'key:value'`` and ``w_i = ln(count[key])`` (:class:`KeyWeights`); the plain mean when all
-    weights are 0 (only rare or unknown keys). A feature without tags gets a zero vector.
+    Node embedding = ``sum_i w_i h_i / sum_i w_i`` over the feature's tag strings, with
+    ``h_i`` the tag encoder's embedding of ``'key:value'`` and ``w_i = ln(count[key])``
+    (:class:`KeyWeights`); the plain mean when all weights are 0 (only rare or unknown
+    keys). A feature without tags gets a zero vector.
 
-    Vectorized over a whole frame: one ``encode`` call for its distinct strings, then a segment sum.
+    Vectorized over a whole frame: one ``encode`` call for its distinct strings, then a
+    segment sum.
 
     .. versionadded:: 0.1
     """
@@ -33,8 +35,9 @@ class NodeEmbedder:
         """Initialize the embedder.
 
         Args:
-            encoder: The tag encoder (wrap it in a :class:`~torchgeo_geolink.osm.CachedTagEncoder` to encode each
-                distinct string once across calls).
+            encoder: The tag encoder (wrap it in a
+                :class:`~torchgeo_geolink.osm.CachedTagEncoder` to encode each distinct
+                string once across calls).
             key_weights: Key weights; None loads the table shipped with the package.
         """
         self.encoder = encoder
@@ -79,10 +82,12 @@ class NodeEmbedder:
         segment = np.repeat(np.arange(n), counts)
         weights = self.key_weights.for_strings(unique.tolist())[inverse]
         weight_sum = np.bincount(segment, weights=weights, minlength=n)
-        # Features whose weights are all 0 fall back to the plain mean: give each of their tags weight 1.
+        # Features whose weights are all 0 fall back to the plain mean: give each of
+        # their tags weight 1.
         weights = np.where(weight_sum[segment] == 0, 1.0, weights)
         weights /= np.bincount(segment, weights=weights, minlength=n)[segment]
-        # (n, U) sparse matrix of normalized weights times the (U, dim) table of distinct strings.
+        # (n, U) sparse matrix of normalized weights times the (U, dim) table of
+        # distinct strings.
         mixing = torch.sparse_coo_tensor(
             torch.from_numpy(np.stack([segment, inverse.astype(np.int64)])),
             torch.from_numpy(weights.astype(np.float32)),

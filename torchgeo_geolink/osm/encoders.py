@@ -59,10 +59,12 @@ class TagEncoder(Protocol):
 class HashingTagEncoder:
     """Offline, weight-free, deterministic tag encoder (signed feature hashing).
 
-    Each ``'key:value'`` string is represented by three groups of hashed features: its key, the whole string and
-    the words of its value (so ``landuse:residential`` and ``building:residential`` share a component). Each
-    feature adds ``+-1`` (sign and column from a BLAKE2b digest, stable across processes and platforms) to
-    ``num_hashes`` columns; the three groups get equal total weight and the result is scaled to norm ``scale``.
+    Each ``'key:value'`` string is represented by three groups of hashed features: its
+    key, the whole string and the words of its value (so ``landuse:residential`` and
+    ``building:residential`` share a component). Each feature adds ``+-1`` (sign and
+    column from a BLAKE2b digest, stable across processes and platforms) to
+    ``num_hashes`` columns; the three groups get equal total weight and the result is
+    scaled to norm ``scale``.
 
     .. versionadded:: 0.1
     """
@@ -131,7 +133,8 @@ class HashingTagEncoder:
             texts: The strings.
 
         Returns:
-            float32 tensor ``(len(texts), dim)``, each row of norm ``scale`` (zero for the empty string).
+            float32 tensor ``(len(texts), dim)``, each row of norm ``scale`` (zero for
+            the empty string).
         """
         out = np.zeros((len(texts), self.dim), dtype=np.float64)
         rows: list[int] = []
@@ -181,10 +184,11 @@ def _missing_package(package: str, encoder: str) -> ImportError:
 class CLIPTagEncoder:
     """The reference GeoLink tag encoder: the text tower of CLIP (default ``openai/clip-vit-base-patch16``).
 
-    A tag embedding is the mean of CLIP's ``last_hidden_state`` (after the final LayerNorm) over the tokens after
-    BOS, EOS included, as the reference does. Strings are encoded in padded batches; CLIP's causal attention makes
-    this equal to the reference's one-string-at-a-time forward. Strings longer than the model's context are
-    truncated (the reference crashes on them).
+    A tag embedding is the mean of CLIP's ``last_hidden_state`` (after the final
+    LayerNorm) over the tokens after BOS, EOS included, as the reference does. Strings
+    are encoded in padded batches; CLIP's causal attention makes this equal to the
+    reference's one-string-at-a-time forward. Strings longer than the model's context
+    are truncated (the reference crashes on them).
 
     .. versionadded:: 0.1
     """
@@ -199,10 +203,12 @@ class CLIPTagEncoder:
         """Load the tokenizer and text model from the Hugging Face cache or a local folder.
 
         Args:
-            model: A Hugging Face model name (resolved in the local cache) or a folder holding the files.
+            model: A Hugging Face model name (resolved in the local cache) or a folder
+                holding the files.
             device: Device to run the text model on.
             batch_size: Strings per forward pass.
-            local_files_only: Never download (default); set False to allow Hugging Face to fetch the weights.
+            local_files_only: Never download (default); set False to allow Hugging Face
+                to fetch the weights.
 
         Raises:
             ImportError: If ``transformers`` is not installed.
@@ -359,10 +365,12 @@ class SentenceTransformerTagEncoder:
 class CachedTagEncoder:
     """Wrap a tag encoder so that each distinct string is encoded once.
 
-    Misses of an :meth:`encode` call are encoded together in one batched call. With ``cache_dir`` the embeddings
-    also persist on disk, in a folder named after the wrapped encoder's :attr:`identity` (so different encoders
-    never mix): every call that encoded new strings writes them as one new shard file (atomic rename, unique
-    name, so concurrent processes never clobber each other), and all shards are read when the cache is created.
+    Misses of an :meth:`encode` call are encoded together in one batched call. With
+    ``cache_dir`` the embeddings also persist on disk, in a folder named after the
+    wrapped encoder's :attr:`identity` (so different encoders never mix): every call
+    that encoded new strings writes them as one new shard file (atomic rename, unique
+    name, so concurrent processes never clobber each other), and all shards are read
+    when the cache is created.
 
     .. versionadded:: 0.1
     """
@@ -374,7 +382,8 @@ class CachedTagEncoder:
 
         Args:
             encoder: The encoder to wrap.
-            cache_dir: Root folder of the on-disk cache; None keeps the cache in memory only.
+            cache_dir: Root folder of the on-disk cache; None keeps the cache in memory
+                only.
         """
         self.encoder = encoder
         self.dim = encoder.dim
@@ -498,7 +507,8 @@ def make_tag_encoder(
     """Build a tag encoder from plain options (as given on the command line or in YAML).
 
     Args:
-        name: ``'hashing'`` (offline, default), ``'clip'`` (GeoLink's reference) or ``'sentence-transformers'``.
+        name: ``'hashing'`` (offline, default), ``'clip'`` (GeoLink's reference) or
+            ``'sentence-transformers'``.
         model: model name or folder of the text model (None: the encoder's default).
         dim: embedding width of the hashing encoder.
         cache_dir: folder of an on-disk embedding cache (None: in memory only).

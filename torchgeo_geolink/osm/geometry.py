@@ -15,11 +15,13 @@ from .constants import NODE_TYPES
 
 __all__ = ('NODE_KIND_OF_TYPE_ID', 'NodeGeometries', 'split_by_type')
 
-#: Per node type: the single-part geometries and, for each, the row of the input feature it comes from.
+#: Per node type: the single-part geometries and, for each, the row of the input feature
+#: it comes from.
 NodeGeometries = dict[str, tuple[NDArray[np.object_], NDArray[np.int64]]]
 
-#: Node kind (position in ``NODE_TYPES``: 0 polygon, 1 line, 2 point) of each shapely geometry type id, -1 for
-#: the multipart types and collections (index with ``shapely.get_type_id``; a missing geometry's -1 also gives -1).
+#: Node kind (position in ``NODE_TYPES``: 0 polygon, 1 line, 2 point) of each shapely
+#: geometry type id, -1 for the multipart types and collections (index with
+#: ``shapely.get_type_id``; a missing geometry's -1 also gives -1).
 NODE_KIND_OF_TYPE_ID = np.array([2, 1, 1, 0, -1, -1, -1, -1], dtype=np.int8)
 _COLLECTION_IDS = (4, 5, 6, 7)
 
@@ -66,22 +68,25 @@ def split_by_type(
 ) -> NodeGeometries:
     """Clean features' geometries and split them into polygon, line and point nodes.
 
-    Missing and empty geometries are skipped; Z/M coordinates dropped; invalid geometries repaired with
-    ``shapely.make_valid`` keeping only the parts of the original dimension (a GeometryCollection keeps all);
-    multi-part geometries and collections exploded into parts that share the feature's row. Node order within a
+    Missing and empty geometries are skipped; Z/M coordinates dropped; invalid
+    geometries repaired with ``shapely.make_valid`` keeping only the parts of the
+    original dimension (a GeometryCollection keeps all); multi-part geometries and
+    collections exploded into parts that share the feature's row. Node order within a
     type follows the input order.
 
     Args:
         geometries: One shapely geometry (or None) per feature.
         ids: Optional identifiers of the features, used in error messages.
-        errors: What to do with a feature that cannot be used (non-finite coordinates, or nothing of its
-            dimension left after repair, e.g. a polygon collapsed to a line): raise, or drop it.
+        errors: What to do with a feature that cannot be used (non-finite coordinates,
+            or nothing of its dimension left after repair, e.g. a polygon collapsed to a
+            line): raise, or drop it.
 
     Returns:
         Node type -> (geometries, rows) for all three node types.
 
     Raises:
-        InvalidFeatureError: If ``errors='raise'`` and a feature cannot be used (names it and the problem).
+        InvalidFeatureError: If ``errors='raise'`` and a feature cannot be used (names
+            it and the problem).
         ValueError: If ``errors`` is not 'raise' or 'drop'.
 
     .. versionadded:: 0.1
@@ -131,7 +136,8 @@ def split_by_type(
     usable = ~shapely.is_empty(parts)
     part_dims = shapely.get_dimensions(parts)
     right_dim = (dimension[owner] == -1) | (part_dims == dimension[owner])
-    # A valid GEOS geometry can still be degenerate for our purposes when repair changed its dimension.
+    # A valid GEOS geometry can still be degenerate for our purposes when repair changed
+    # its dimension.
     parts_ok = usable & right_dim
     survived = np.zeros(len(geoms), dtype=bool)
     survived[owner[parts_ok]] = True

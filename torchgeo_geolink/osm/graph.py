@@ -59,7 +59,8 @@ def graph_from_parts(
         x: Node type -> ``(N, D)`` embeddings.
         pos: Node type -> ``(N, K, 2)`` normalized positions.
         edges: Edge type -> ``(edge_index (2, E), edge_attr (E, C))``.
-        ids: Optional node type -> ``(N,)`` row of each node's feature in the input table (stored as ``id``).
+        ids: Optional node type -> ``(N,)`` row of each node's feature in the input
+            table (stored as ``id``).
 
     Returns:
         The graph, with every node and edge type present and the contract's dtypes.
@@ -90,20 +91,25 @@ def graph_from_parts(
 class OSMGraphBuilder:
     """Turn OSM features and window bounds into a GeoLink heterogeneous graph.
 
-    ``builder(features, bounds)`` returns a :class:`~torch_geometric.data.HeteroData` with node types
-    ``polygon``, ``line`` and ``point`` (each always present) holding ``x`` (float32 ``(N, D)`` tag embedding:
-    log-frequency weighted mean of the tag embeddings, see :class:`~torchgeo_geolink.osm.NodeEmbedder`), ``pos`` (float32 ``(N, K, 2)``, normalized to
-    the bounds with x right and y down, not clipped: polygon K=4 = three interior samples at 0/120/240 degrees then
-    the centroid, line K=3 = centroid, start, end, point K=1) and ``id`` (long: the row of the node's feature in
-    ``features``), and all nine ``(src, 'to', dst)`` edge types with ``edge_index`` and one-hot ``edge_attr``
-    (see :func:`~torchgeo_geolink.osm.build_edges`).
+    ``builder(features, bounds)`` returns a :class:`~torch_geometric.data.HeteroData`
+    with node types ``polygon``, ``line`` and ``point`` (each always present) holding
+    ``x`` (float32 ``(N, D)`` tag embedding: log-frequency weighted mean of the tag
+    embeddings, see :class:`~torchgeo_geolink.osm.NodeEmbedder`), ``pos`` (float32
+    ``(N, K, 2)``, normalized to the bounds with x right and y down, not clipped:
+    polygon K=4 = three interior samples at 0/120/240 degrees then the centroid, line
+    K=3 = centroid, start, end, point K=1) and ``id`` (long: the row of the node's
+    feature in ``features``), and all nine ``(src, 'to', dst)`` edge types with
+    ``edge_index`` and one-hot ``edge_attr`` (see
+    :func:`~torchgeo_geolink.osm.build_edges`).
 
-    Features are taken as given, clipped or not (like the reference). Their geometries are cleaned first:
-    force 2-D, repair invalid ones, explode multi-part geometries and collections (parts share the feature's tags
-    and ``id``), drop empty ones. Node order within a type is the input order.
+    Features are taken as given, clipped or not (like the reference). Their geometries
+    are cleaned first: force 2-D, repair invalid ones, explode multi-part geometries and
+    collections (parts share the feature's tags and ``id``), drop empty ones. Node order
+    within a type is the input order.
 
-    Built with default arguments it works offline: the tag encoder is a :class:`HashingTagEncoder` and each
-    distinct tag string is encoded once for the builder's lifetime.
+    Built with default arguments it works offline: the tag encoder is a
+    :class:`HashingTagEncoder` and each distinct tag string is encoded once for the
+    builder's lifetime.
 
     .. versionadded:: 0.1
     """
@@ -120,15 +126,19 @@ class OSMGraphBuilder:
         """Initialize the builder.
 
         Args:
-            tag_encoder: Embeds tag strings; default :class:`HashingTagEncoder` (512-d, offline). Use
-                :class:`~torchgeo_geolink.osm.CLIPTagEncoder` to reproduce the official features.
+            tag_encoder: Embeds tag strings; default :class:`HashingTagEncoder` (512-d,
+                offline). Use :class:`~torchgeo_geolink.osm.CLIPTagEncoder` to reproduce
+                the official features.
             key_weights: Per-key weights; default: the shipped key-frequency table.
-            cache: Encode each distinct tag string once (in memory; wraps the encoder in a
-                :class:`CachedTagEncoder` unless it already is one).
+            cache: Encode each distinct tag string once (in memory; wraps the encoder in
+                a :class:`CachedTagEncoder` unless it already is one).
             cache_dir: Also persist the cache in this folder (requires ``cache``).
-            errors: Features that cannot be used (see :func:`~torchgeo_geolink.osm.geometry.split_by_type`):
-                ``'raise'`` an :class:`~torchgeo_geolink.errors.InvalidFeatureError` or ``'drop'`` them.
-            equals_first: Label identical geometries ``equals`` (fixes B3); False reproduces the reference.
+            errors: Features that cannot be used (see
+                :func:`~torchgeo_geolink.osm.geometry.split_by_type`): ``'raise'`` an
+                :class:`~torchgeo_geolink.errors.InvalidFeatureError` or ``'drop'``
+                them.
+            equals_first: Label identical geometries ``equals`` (fixes B3); False
+                reproduces the reference.
 
         Raises:
             ValueError: If ``cache_dir`` is given without ``cache``.
@@ -214,8 +224,9 @@ class OSMGraphBuilder:
         """Build the graph of a window's features.
 
         Args:
-            features: A GeoDataFrame with a geometry column and tags (a GeoLink ``label`` column, a ``tags`` dict
-                column, an ``other_tags`` hstore column, or one column per key).
+            features: A GeoDataFrame with a geometry column and tags (a GeoLink
+                ``label`` column, a ``tags`` dict column, an ``other_tags`` hstore
+                column, or one column per key).
             bounds: Window ``(xmin, ymin, xmax, ymax)`` in the features' CRS.
 
         Returns:

@@ -29,7 +29,8 @@ def _node_count_and_dim(data: HeteroData, default_dim: int) -> int:
         The semantic width ``D``.
 
     Raises:
-        ValueError: If a node type's ``x`` is not a 2-D tensor or the node types disagree on ``D``.
+        ValueError: If a node type's ``x`` is not a 2-D tensor or the node types
+            disagree on ``D``.
     """
     widths: dict[str, int] = {}
     for node_type in NODE_TYPES:
@@ -73,8 +74,8 @@ def _check_edge_index(
 ) -> None:
     """Check that an edge set's indices are integers inside its node sets.
 
-    Batching offsets each graph's indices by the node counts of the graphs before it, so an index one past the
-    end would silently point at a node of the next graph.
+    Batching offsets each graph's indices by the node counts of the graphs before it, so
+    an index one past the end would silently point at a node of the next graph.
 
     Args:
         edge_index: ``(2, E)`` indices.
@@ -82,7 +83,8 @@ def _check_edge_index(
         counts: Number of nodes of each node type.
 
     Raises:
-        ValueError: If the indices are not integers, negative, or not below the node count of their type.
+        ValueError: If the indices are not integers, negative, or not below the node
+            count of their type.
     """
     if (
         edge_index.dtype.is_floating_point
@@ -114,8 +116,9 @@ def _copy_edges(source: HeteroData, target: HeteroData) -> None:
         target: Graph to write them to; its node types must already be set.
 
     Raises:
-        ValueError: If an edge set has a malformed ``edge_index`` (shape, dtype, an index outside its node set)
-            or ``edge_attr`` (shape, non-finite values); the message names the edge type.
+        ValueError: If an edge set has a malformed ``edge_index`` (shape, dtype, an
+            index outside its node set) or ``edge_attr`` (shape, non-finite values); the
+            message names the edge type.
     """
     counts = {t: int(target[t].num_nodes or 0) for t in NODE_TYPES}
     for edge_type in EDGE_TYPES:
@@ -154,22 +157,23 @@ def _copy_edges(source: HeteroData, target: HeteroData) -> None:
 def from_official_graph(data: HeteroData, dim: int = TAG_EMBEDDING_DIM) -> HeteroData:
     """Convert an official GeoLink graph (positions appended to ``x``) to our format (``x`` + ``pos``).
 
-    The official node features are ``D`` semantic columns followed by the positions: polygon 8 (three samples,
-    then the centroid), line 6 (centroid, start, end), point 2. Missing node or edge types are created empty. The
-    input is not modified.
+    The official node features are ``D`` semantic columns followed by the positions:
+    polygon 8 (three samples, then the centroid), line 6 (centroid, start, end), point
+    2. Missing node or edge types are created empty. The input is not modified.
 
     Args:
         data: The official graph (e.g. ``torch.load(path, weights_only=False)``).
         dim: Semantic width assumed when the graph has no node features at all.
 
     Returns:
-        A new graph with ``x`` float32 ``(N, D)`` and ``pos`` float32 ``(N, K, 2)`` per node type and all nine
-        edge types.
+        A new graph with ``x`` float32 ``(N, D)`` and ``pos`` float32 ``(N, K, 2)`` per
+        node type and all nine edge types.
 
     Raises:
-        ValueError: If the graph has unknown node or edge types, node features are not finite floats, too
-            narrow or disagree on ``D`` between node types, or edges are malformed (an index outside its node
-            set, a wrong dtype or width); the message names the node or edge type.
+        ValueError: If the graph has unknown node or edge types, node features are not
+            finite floats, too narrow or disagree on ``D`` between node types, or edges
+            are malformed (an index outside its node set, a wrong dtype or width); the
+            message names the node or edge type.
 
     .. versionadded:: 0.1
     """
@@ -221,10 +225,12 @@ def to_official_graph(data: HeteroData) -> HeteroData:
         data: A graph with ``x`` and ``pos`` per node type.
 
     Returns:
-        A new graph whose ``x`` is ``cat([x, pos.flatten(1)])`` per node type, with all nine edge types.
+        A new graph whose ``x`` is ``cat([x, pos.flatten(1)])`` per node type, with all
+        nine edge types.
 
     Raises:
-        ValueError: If a node type lacks ``pos`` or ``pos`` does not have shape ``(N, K, 2)``.
+        ValueError: If a node type lacks ``pos`` or ``pos`` does not have shape
+            ``(N, K, 2)``.
 
     .. versionadded:: 0.1
     """

@@ -35,7 +35,8 @@ def _check_bounds(bounds: Sequence[float]) -> tuple[float, float, float, float]:
         The bounds as floats.
 
     Raises:
-        ValueError: If the bounds are not four finite numbers with ``xmin < xmax`` and ``ymin < ymax``.
+        ValueError: If the bounds are not four finite numbers with ``xmin < xmax`` and
+            ``ymin < ymax``.
     """
     values = tuple(float(b) for b in bounds)
     if (
@@ -54,7 +55,8 @@ def normalize_xy(
 ) -> NDArray[np.float32]:
     """Normalize coordinates to the window: ``x = (X - xmin) / width``, ``y = 1 - (Y - ymin) / height``.
 
-    Positions are not clipped: parts of features outside the window fall outside ``[0, 1]``.
+    Positions are not clipped: parts of features outside the window fall outside
+    ``[0, 1]``.
 
     Args:
         xy: Coordinates ``(..., 2)`` in the bounds' CRS.
@@ -98,17 +100,20 @@ def polygon_sample_points(
 ) -> NDArray[np.float64]:
     """Three interior sample points (0, 120, 240 degrees) and the centroid of each polygon, as the reference samples them.
 
-    For each angle a radius ``r ~ U(d_min / 2, d_max / 2)`` is drawn (d: distances from the centroid to the
-    exterior vertices); if ``centroid + r (cos, sin)`` is not inside the polygon, ``r`` walks down over 10 evenly
-    spaced values to 0 and the first inside point is used; when none is, ``centroid + d_min / 200 (cos, sin)``.
-    Unlike the reference, the radii are deterministic (:func:`stable_uniforms` of the geometry).
+    For each angle a radius ``r ~ U(d_min / 2, d_max / 2)`` is drawn (d: distances from
+    the centroid to the exterior vertices); if ``centroid + r (cos, sin)`` is not inside
+    the polygon, ``r`` walks down over 10 evenly spaced values to 0 and the first inside
+    point is used; when none is, ``centroid + d_min / 200 (cos, sin)``. Unlike the
+    reference, the radii are deterministic (:func:`stable_uniforms` of the geometry).
 
     Args:
         polygons: Shapely polygons (single-part, non-empty).
-        uniforms: Optional ``(n, 3)`` uniforms in ``[0, 1)`` replacing the hash-seeded ones.
+        uniforms: Optional ``(n, 3)`` uniforms in ``[0, 1)`` replacing the hash-seeded
+            ones.
 
     Returns:
-        float64 array ``(n, 4, 2)`` in the polygons' coordinates: three samples, then the centroid.
+        float64 array ``(n, 4, 2)`` in the polygons' coordinates: three samples, then
+        the centroid.
 
     .. versionadded:: 0.1
     """
@@ -211,11 +216,12 @@ def node_sample_points(
 
     Args:
         geometries: Single-part geometries.
-        kinds: Node kind of each (0 polygon, 1 line, 2 point, the positions in ``NODE_TYPES``).
+        kinds: Node kind of each (0 polygon, 1 line, 2 point, the positions in
+            ``NODE_TYPES``).
 
     Returns:
-        float64 array ``(n, 4, 2)``: polygon: :func:`polygon_sample_points`; line: :func:`line_sample_points`;
-        point: itself; unused slots NaN.
+        float64 array ``(n, 4, 2)``: polygon: :func:`polygon_sample_points`; line:
+        :func:`line_sample_points`; point: itself; unused slots NaN.
 
     .. versionadded:: 0.1
     """

@@ -3,20 +3,23 @@
 
 """The nine spatial relation edge sets of GeoLink graphs (STRtree candidates, vectorized DE-9IM classification).
 
-Semantics follow the reference implementation exactly: the DE-9IM matrix of each intersecting
-pair is classified in the reference's order, an edge ``src -> dst`` carries the relation *of src to dst*, the
-reverse edge the converse relation; same-type edge sets add one self loop per node; point-point edges are the
-Delaunay triangulation of the points when there are more than 3 of them (self loops only otherwise, or when Qhull
+Semantics follow the reference implementation exactly: the DE-9IM matrix of each
+intersecting pair is classified in the reference's order, an edge ``src -> dst`` carries
+the relation *of src to dst*, the reverse edge the converse relation; same-type edge
+sets add one self loop per node; point-point edges are the Delaunay triangulation of the
+points when there are more than 3 of them (self loops only otherwise, or when Qhull
 fails on duplicate or collinear points). Two documented choices:
 
-* bug B3 is fixed by default: ``equals`` is tested before ``covers``/``coveredBy``, so identical geometries get
-  ``equals`` both ways (the reference labels them covers/coveredBy); pass ``equals_first=False`` for parity;
-* B4 is kept for parity: crossing lines are ``overlaps`` (the reference's ``T*T***T**`` pattern), not a separate
-  ``crosses`` column.
+* bug B3 is fixed by default: ``equals`` is tested before ``covers``/``coveredBy``, so
+  identical geometries get ``equals`` both ways (the reference labels them
+  covers/coveredBy); pass ``equals_first=False`` for parity;
+* B4 is kept for parity: crossing lines are ``overlaps`` (the reference's ``T*T***T**``
+  pattern), not a separate ``crosses`` column.
 
-Candidate pairs come from ``shapely.STRtree.query(..., predicate='intersects')``, each pair's DE-9IM matrix from
-one vectorized ``shapely.relate`` call, and edges are assembled with numpy: no Python loop over pairs or edges.
-Edges of each type are sorted by ``(src, dst)``.
+Candidate pairs come from ``shapely.STRtree.query(..., predicate='intersects')``, each
+pair's DE-9IM matrix from one vectorized ``shapely.relate`` call, and edges are
+assembled with numpy: no Python loop over pairs or edges. Edges of each type are sorted
+by ``(src, dst)``.
 """
 
 from collections.abc import Sequence
@@ -31,10 +34,12 @@ from .constants import EDGE_TYPES
 
 __all__ = ('EdgeSet', 'build_edges', 'de9im_matrix', 'delaunay_edges')
 
-#: One edge set: ``edge_index`` int64 ``(2, E)`` and one-hot ``edge_attr`` float32 ``(E, C)``.
+#: One edge set: ``edge_index`` int64 ``(2, E)`` and one-hot ``edge_attr`` float32
+#: ``(E, C)``.
 EdgeSet = tuple[NDArray[np.int64], NDArray[np.float32]]
 
-# Cells of a DE-9IM matrix, row-major: Interior, Boundary, Exterior of a against those of b.
+# Cells of a DE-9IM matrix, row-major: Interior, Boundary, Exterior of a against those
+# of b.
 _II, _IB, _IE, _BI, _BB, _BE, _EI, _EB, _EE = range(9)
 
 # Columns of the same-type one-hot (self, touches, overlaps, covers, coveredBy, equals).
@@ -50,10 +55,12 @@ def de9im_matrix(a: NDArray[np.object_], b: NDArray[np.object_]) -> NDArray[np.b
         b: Second geometries of the pairs (same length).
 
     Returns:
-        bool array ``(n, 9)``, cells in row-major order (II, IB, IE, BI, BB, BE, EI, EB, EE).
+        bool array ``(n, 9)``, cells in row-major order (II, IB, IE, BI, BB, BE, EI, EB,
+        EE).
 
     Raises:
-        InvalidFeatureError: If GEOS cannot relate a pair (typically an invalid geometry).
+        InvalidFeatureError: If GEOS cannot relate a pair (typically an invalid
+            geometry).
 
     .. versionadded:: 0.1
     """
@@ -166,7 +173,8 @@ def _same_type(geoms: NDArray[np.object_], equals_first: bool) -> EdgeSet:
     q, t = _candidates(geoms, geoms)
     keep = q < t
     i, j = q[keep], t[keep]
-    # Like the reference: classify relate(g_j, g_i) for i < j and write r[i, j] and r[j, i].
+    # Like the reference: classify relate(g_j, g_i) for i < j and write r[i, j] and r[j,
+    # i].
     m = de9im_matrix(geoms[j], geoms[i])
     touches, covers, covered_by = _touches(m), _covers(m), _covered_by(m)
     overlaps, equals, disjoint = _overlaps(m), _equals(m), _disjoint(m)
@@ -239,8 +247,9 @@ def _point_other(
 def delaunay_edges(xy: NDArray[np.floating]) -> EdgeSet:
     """Point-point edges: Delaunay neighbors (both directions) when there are more than 3 points, plus self loops.
 
-    Duplicate points take no part in the triangulation (Qhull skips them); when Qhull fails (e.g. all points
-    collinear or identical) only self loops are returned, as in the reference.
+    Duplicate points take no part in the triangulation (Qhull skips them); when Qhull
+    fails (e.g. all points collinear or identical) only self loops are returned, as in
+    the reference.
 
     Args:
         xy: Point coordinates ``(n, 2)``.
@@ -304,18 +313,20 @@ def build_edges(
 ) -> dict[tuple[str, str, str], EdgeSet]:
     """Build all nine GeoLink edge sets over arrays of single-part, valid shapely geometries.
 
-    Node ``i`` of a type is element ``i`` of its array. Relations are computed in the geometries' own coordinates
-    (the reference uses raw lon/lat). Designed to be called once per file; a window's graph is then an induced
-    subgraph.
+    Node ``i`` of a type is element ``i`` of its array. Relations are computed in the
+    geometries' own coordinates (the reference uses raw lon/lat). Designed to be called
+    once per file; a window's graph is then an induced subgraph.
 
     Args:
         polygons: Polygons.
         lines: Line strings.
         points: Points.
-        equals_first: Test ``equals`` before ``covers`` (fixes B3); False reproduces the reference exactly.
+        equals_first: Test ``equals`` before ``covers`` (fixes B3); False reproduces the
+            reference exactly.
 
     Returns:
-        Edge type -> ``(edge_index int64 (2, E), edge_attr float32 (E, C))`` for all nine edge types.
+        Edge type -> ``(edge_index int64 (2, E), edge_attr float32 (E, C))`` for all
+        nine edge types.
 
     Raises:
         InvalidFeatureError: If GEOS cannot relate the geometries (invalid input).

@@ -26,7 +26,8 @@ __all__ = (
     'tags_from_frame',
 )
 
-#: Columns that are never tags when a frame stores one column per key (pyrosm, osmnx, GDAL OSM driver, ...).
+#: Columns that are never tags when a frame stores one column per key (pyrosm, osmnx,
+#: GDAL OSM driver, ...).
 BOOKKEEPING_COLUMNS: frozenset[str] = frozenset(
     {
         'geometry',
@@ -56,8 +57,9 @@ BOOKKEEPING_COLUMNS: frozenset[str] = frozenset(
         'label',
         'tags',
         'other_tags',
-        # Fields GDAL drivers add to the features they read: the geometry text kept by the CSV driver, GML ids,
-        # the feature id and geometry columns of SQLite/PostGIS-style sources.
+        # Fields GDAL drivers add to the features they read: the geometry text kept by
+        # the CSV driver, GML ids, the feature id and geometry columns of
+        # SQLite/PostGIS-style sources.
         'wkt',
         'geom',
         'the_geom',
@@ -67,17 +69,20 @@ BOOKKEEPING_COLUMNS: frozenset[str] = frozenset(
     }
 )
 
-# A geometry written as (E)WKT text, as the CSV driver keeps it next to the geometry it parses.
+# A geometry written as (E)WKT text, as the CSV driver keeps it next to the geometry it
+# parses.
 _GEOMETRY_TEXT = re.compile(
     r'\s*(?:SRID=\d+\s*;\s*)?(?:POINT|LINESTRING|POLYGON|MULTIPOINT|MULTILINESTRING|MULTIPOLYGON'
     r'|GEOMETRYCOLLECTION|LINEARRING|CIRCULARSTRING|COMPOUNDCURVE|CURVEPOLYGON|MULTICURVE|MULTISURFACE'
     r'|TRIANGLE|TIN|POLYHEDRALSURFACE)\s*(?:ZM|Z|M)?\s*(?:\(|EMPTY\s*$)',
     re.IGNORECASE,
 )
-# Keys of the per-row bounding box struct that GeoParquet 1.1 writers add as a ``bbox`` column.
+# Keys of the per-row bounding box struct that GeoParquet 1.1 writers add as a ``bbox``
+# column.
 _BBOX_KEYS = frozenset({'xmin', 'ymin', 'xmax', 'ymax'})
 
-# One `"key"=>"value"` item of an hstore string; both sides may hold backslash-escaped characters.
+# One `"key"=>"value"` item of an hstore string; both sides may hold backslash-escaped
+# characters.
 _HSTORE_ITEM = re.compile(
     r'"((?:[^"\\]|\\.)*)"\s*=>\s*(NULL|"((?:[^"\\]|\\.)*)")', re.DOTALL
 )
@@ -101,9 +106,9 @@ def normalize_key(key: str) -> str:
 def parse_label(label: str) -> dict[str, str]:
     """Parse a GeoLink label ``'k:v;k:v'`` into a mapping.
 
-    The key is the text before the first ``:`` (GeoLink writes keys holding ``:`` with a space instead), the value
-    everything after it. An entry without ``:`` becomes a key with an empty value; empty entries are skipped; a
-    repeated key keeps its last value.
+    The key is the text before the first ``:`` (GeoLink writes keys holding ``:`` with a
+    space instead), the value everything after it. An entry without ``:`` becomes a key
+    with an empty value; empty entries are skipped; a repeated key keeps its last value.
 
     Args:
         label: The label, e.g. ``'landuse:grass;golf:tee'``.
@@ -128,14 +133,15 @@ def parse_hstore(text: str) -> dict[str, str]:
     """Parse an hstore string, as in the ``other_tags`` column of GDAL's OSM driver.
 
     Args:
-        text: E.g. ``'"name"=>"Kauppatori","addr:street"=>"Pohjoisesplanadi 1"'``; ``NULL`` values are
-            dropped, backslash escapes are resolved.
+        text: E.g. ``'"name"=>"Kauppatori","addr:street"=>"Pohjoisesplanadi 1"'``;
+            ``NULL`` values are dropped, backslash escapes are resolved.
 
     Returns:
         The tags with their original keys (not yet normalized).
 
     Raises:
-        ValueError: If ``text`` holds something that is not a sequence of ``"key"=>"value"`` items.
+        ValueError: If ``text`` holds something that is not a sequence of
+            ``"key"=>"value"`` items.
 
     .. versionadded:: 0.1
     """
@@ -180,9 +186,10 @@ def _is_missing(value: object) -> bool:
 def _tag_text(value: object, column: str, row: int) -> str:
     """Write a cell as an OSM tag value: text as it is, numbers and booleans as OSM writes them.
 
-    OSM values are text; files store them typed. Integers are written as integers, also when they come back as
-    floats (GDAL reads an integer field holding nulls as ``float64``, so ``lanes: 2`` reads as ``2.0``), other
-    numbers in their shortest round-trip form, booleans as ``yes``/``no`` and lists (OSM's multiple values, as
+    OSM values are text; files store them typed. Integers are written as integers, also
+    when they come back as floats (GDAL reads an integer field holding nulls as
+    ``float64``, so ``lanes: 2`` reads as ``2.0``), other numbers in their shortest
+    round-trip form, booleans as ``yes``/``no`` and lists (OSM's multiple values, as
     osmnx stores them) joined with ``;``.
 
     Args:
@@ -194,7 +201,8 @@ def _tag_text(value: object, column: str, row: int) -> str:
         The tag value, stripped.
 
     Raises:
-        ValueError: If the cell holds something that is not a tag value (bytes, a geometry, a nested mapping).
+        ValueError: If the cell holds something that is not a tag value (bytes, a
+            geometry, a nested mapping).
     """
     if isinstance(value, str):
         return value.strip()
@@ -221,9 +229,10 @@ def _tag_text(value: object, column: str, row: int) -> str:
 def _is_tag_column(frame: pd.DataFrame, column: object) -> bool:
     """Tell whether a column of a frame holds one tag key, rather than bookkeeping of the file format.
 
-    Not tags: the geometry and :data:`BOOKKEEPING_COLUMNS` (names compared case-insensitively), any other
-    geometry column, geometries written as (E)WKT text or WKB bytes (the CSV driver keeps the ``WKT`` text it
-    parses, other drivers and writers keep similar copies), and GeoParquet's per-row ``bbox`` struct.
+    Not tags: the geometry and :data:`BOOKKEEPING_COLUMNS` (names compared
+    case-insensitively), any other geometry column, geometries written as (E)WKT text or
+    WKB bytes (the CSV driver keeps the ``WKT`` text it parses, other drivers and
+    writers keep similar copies), and GeoParquet's per-row ``bbox`` struct.
 
     Args:
         frame: The features.
@@ -258,8 +267,8 @@ def _is_label_text(value: str) -> bool:
         value: A non-blank cell of a ``label`` column.
 
     Returns:
-        True when an entry has a non-empty key before a ``:`` (entries without ``:`` are keys without value,
-        as :func:`parse_label` reads them).
+        True when an entry has a non-empty key before a ``:`` (entries without ``:`` are
+        keys without value, as :func:`parse_label` reads them).
     """
     return any(
         ':' in entry and entry.partition(':')[0].strip() for entry in value.split(';')
@@ -273,12 +282,14 @@ def _label_column_kind(values: np.ndarray) -> str:
         values: The column's cells.
 
     Returns:
-        ``'geolink'`` for GeoLink labels (``k:v;k:v`` text, the only tag source of the frame), ``'class'`` for
-        class numbers (TorchGeo's ``OpenStreetMap`` writes an integer ``label`` next to one column per tag key)
-        and ``'tag'`` for text that is an ordinary tag value of the OSM key ``label``.
+        ``'geolink'`` for GeoLink labels (``k:v;k:v`` text, the only tag source of the
+        frame), ``'class'`` for class numbers (TorchGeo's ``OpenStreetMap`` writes an
+        integer ``label`` next to one column per tag key) and ``'tag'`` for text that is
+        an ordinary tag value of the OSM key ``label``.
 
     Raises:
-        ValueError: If the column mixes GeoLink labels with other values (names the first such row).
+        ValueError: If the column mixes GeoLink labels with other values (names the
+            first such row).
     """
     present = [(row, v) for row, v in enumerate(values) if not _is_missing(v)]
     if not present:
@@ -388,18 +399,21 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
 
     Understood sources, combined when several are present:
 
-    * a ``label`` column of GeoLink labels (``k:v;k:v`` text); when present it is the only source used. A
-      ``label`` column is recognized by its content: class numbers (as TorchGeo's ``OpenStreetMap`` dataset writes
-      next to one column per tag key) are not tags, other text is the tag ``label``;
-    * a ``tags`` column of dicts or JSON text (pyrosm stores its extra tags as JSON text);
+    * a ``label`` column of GeoLink labels (``k:v;k:v`` text); when present it is the
+      only source used. A ``label`` column is recognized by its content: class numbers
+      (as TorchGeo's ``OpenStreetMap`` dataset writes next to one column per tag key)
+      are not tags, other text is the tag ``label``;
+    * a ``tags`` column of dicts or JSON text (pyrosm stores its extra tags as JSON
+      text);
     * an ``other_tags`` column of hstore text (GDAL's OSM driver);
-    * one column per key (pyrosm, osmnx, GDAL OSM driver, TorchGeo), excluding geometry, the
-      ``BOOKKEEPING_COLUMNS`` and copies of the geometry (WKT text, WKB bytes, GeoParquet's ``bbox``); null cells
-      are skipped.
+    * one column per key (pyrosm, osmnx, GDAL OSM driver, TorchGeo), excluding geometry,
+      the ``BOOKKEEPING_COLUMNS`` and copies of the geometry (WKT text, WKB bytes,
+      GeoParquet's ``bbox``); null cells are skipped.
 
-    Keys are normalized with :func:`normalize_key`. Values are stripped text; typed cells are written as OSM
-    writes them: integers as integers (also when a file's nulls turned the column into floats, ``2.0`` -> ``2``),
-    booleans as ``yes``/``no``, lists joined with ``;``.
+    Keys are normalized with :func:`normalize_key`. Values are stripped text; typed
+    cells are written as OSM writes them: integers as integers (also when a file's nulls
+    turned the column into floats, ``2.0`` -> ``2``), booleans as ``yes``/``no``, lists
+    joined with ``;``.
 
     Args:
         frame: The features.
@@ -408,8 +422,9 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
         One dict per row, in row order.
 
     Raises:
-        ValueError: If a ``label``, ``tags`` or ``other_tags`` cell cannot be parsed, or a cell of a tag column
-            holds something that is not a tag value (names row and column).
+        ValueError: If a ``label``, ``tags`` or ``other_tags`` cell cannot be parsed, or
+            a cell of a tag column holds something that is not a tag value (names row
+            and column).
 
     .. versionadded:: 0.1
     """
@@ -449,7 +464,8 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
 def tag_strings(tags: Mapping[str, str]) -> list[str]:
     """GeoLink tag strings of one feature: ``'key:value'`` with ``:`` in keys replaced by spaces.
 
-    A tag with an empty value is written as its key alone (as an entry without ``:`` of a label would be).
+    A tag with an empty value is written as its key alone (as an entry without ``:`` of
+    a label would be).
 
     Args:
         tags: The feature's tags.
@@ -469,9 +485,10 @@ def tag_strings(tags: Mapping[str, str]) -> list[str]:
 class KeyWeights:
     """GeoLink's per-key tag weights: ``ln(count[key])`` from a key-frequency table.
 
-    Frequent keys are up-weighted (log frequency, not IDF). A key missing from the table counts as 1, hence weight
-    0, like a key seen once: it only contributes when every tag of a feature has weight 0, in which case the node
-    embedding falls back to the plain mean (the reference meant this but crashes on unknown keys, bug B13).
+    Frequent keys are up-weighted (log frequency, not IDF). A key missing from the table
+    counts as 1, hence weight 0, like a key seen once: it only contributes when every
+    tag of a feature has weight 0, in which case the node embedding falls back to the
+    plain mean (the reference meant this but crashes on unknown keys, bug B13).
 
     .. versionadded:: 0.1
     """
@@ -480,7 +497,8 @@ class KeyWeights:
         """Initialize from a key -> count mapping.
 
         Args:
-            counts: Occurrence count of each key (keys written GeoLink-style, ``:`` as a space).
+            counts: Occurrence count of each key (keys written GeoLink-style, ``:`` as a
+                space).
 
         Raises:
             ValueError: If a count is below 1 or not finite.
@@ -494,7 +512,8 @@ class KeyWeights:
                 )
                 raise ValueError(msg)
             key = normalize_key(key)
-            # Keys equal after normalization (the shipped table has 'note' and 'note '): keep the larger count.
+            # Keys equal after normalization (the shipped table has 'note' and 'note '):
+            # keep the larger count.
             weights[key] = max(weights.get(key, 0.0), math.log(count))
         self._weights = weights
 
@@ -503,8 +522,9 @@ class KeyWeights:
         """Load a ``{key: count}`` JSON table.
 
         Args:
-            path: The JSON file; None loads the table shipped with the package (2,790 keys, from the official
-                GeoLink release, derived from OpenStreetMap data, ODbL).
+            path: The JSON file; None loads the table shipped with the package (2,790
+                keys, from the official GeoLink release, derived from OpenStreetMap
+                data, ODbL).
 
         Returns:
             The key weights.

@@ -24,8 +24,8 @@ def find_osm_dataset(dataset: GeoDataset) -> OSMDataset:
     """Find the OSM dataset of a (possibly combined) dataset.
 
     Args:
-        dataset: an :class:`~torchgeo_geolink.datasets.OSMDataset`, or an intersection or union of datasets
-            holding one (e.g. ``image & osm``).
+        dataset: an :class:`~torchgeo_geolink.datasets.OSMDataset`, or an intersection
+            or union of datasets holding one (e.g. ``image & osm``).
 
     Returns:
         The first OSM dataset found, depth first.
@@ -66,10 +66,11 @@ def _axis_starts(
 ) -> np.ndarray:
     """Window starts along one axis that cover ``[low, high]`` from edge to edge.
 
-    The first window starts on *low*, the last ends on *high*, and those between lie on the pixel grid,
-    *stride* apart rounded down to whole pixels (so neighbors overlap at least as much as asked). With a stride
-    that is a whole number of pixels and a lower edge on the grid, these are as many windows as TorchGeo's
-    ``convolution_arithmetic`` counts. A stride under a pixel is kept as given, off the grid.
+    The first window starts on *low*, the last ends on *high*, and those between lie on
+    the pixel grid, *stride* apart rounded down to whole pixels (so neighbors overlap at
+    least as much as asked). With a stride that is a whole number of pixels and a lower
+    edge on the grid, these are as many windows as TorchGeo's ``convolution_arithmetic``
+    counts. A stride under a pixel is kept as given, off the grid.
 
     Args:
         low: lower edge of the region.
@@ -135,15 +136,16 @@ class _OSMSpatialSampler(SpatialSampler):
         """Initialize the sampler.
 
         Args:
-            dataset: dataset to sample from, holding an :class:`~torchgeo_geolink.datasets.OSMDataset`.
+            dataset: dataset to sample from, holding an
+                :class:`~torchgeo_geolink.datasets.OSMDataset`.
             size: ``(height, width)`` of each patch, or one value for both.
             roi: region of interest (defaults to the dataset's footprint).
             units: whether *size* is in pixels or CRS units.
             min_features: minimum number of OSM features a window with OSM must meet.
 
         Raises:
-            ValueError: if *min_features* is negative, *size* is not positive, the ROI misses the dataset or the
-                patch does not fit in the region.
+            ValueError: if *min_features* is negative, *size* is not positive, the ROI
+                misses the dataset or the patch does not fit in the region.
         """
         super().__init__(dataset, roi=roi)
         if min_features < 0:
@@ -209,26 +211,30 @@ class _OSMSpatialSampler(SpatialSampler):
 class OSMRandomPatchSampler(_OSMSpatialSampler):
     """Random windows drawn where OSM exists, weighted by feature density.
 
-    A share ``1 - empty_fraction`` of the windows meets at least ``min_features`` OSM features: each is placed
-    by picking an OSM feature uniformly at random (so windows fall where features are dense) and a window
-    position uniformly among those covering the feature's representative point, redrawn until the window lies
-    inside the dataset (and ROI) and meets ``min_features`` features. The other windows (a share
-    ``empty_fraction``) are drawn uniformly over the region among windows meeting fewer than ``min_features``
-    features (with ``min_features=1``: windows without OSM). Windows are snapped to the pixel grid (those
-    against the region's upper or right edge end on it) and never leave the dataset's footprint.
+    A share ``1 - empty_fraction`` of the windows meets at least ``min_features`` OSM
+    features: each is placed by picking an OSM feature uniformly at random (so windows
+    fall where features are dense) and a window position uniformly among those covering
+    the feature's representative point, redrawn until the window lies inside the dataset
+    (and ROI) and meets ``min_features`` features. The other windows (a share
+    ``empty_fraction``) are drawn uniformly over the region among windows meeting fewer
+    than ``min_features`` features (with ``min_features=1``: windows without OSM).
+    Windows are snapped to the pixel grid (those against the region's upper or right
+    edge end on it) and never leave the dataset's footprint.
 
-    Works on an :class:`~torchgeo_geolink.datasets.OSMDataset` or on a dataset combining one (``image & osm``);
-    picklable, so it can be used with DataLoader workers. :meth:`state_dict` and :meth:`load_state_dict` save
-    and restore the random state, also in the middle of an epoch, so that a resumed run draws the windows of
-    the uninterrupted run (:class:`~torchgeo_geolink.datamodules.GeoLinkDataModule` stores it in Lightning
-    checkpoints).
+    Works on an :class:`~torchgeo_geolink.datasets.OSMDataset` or on a dataset combining
+    one (``image & osm``); picklable, so it can be used with DataLoader workers.
+    :meth:`state_dict` and :meth:`load_state_dict` save and restore the random state,
+    also in the middle of an epoch, so that a resumed run draws the windows of the
+    uninterrupted run (:class:`~torchgeo_geolink.datamodules.GeoLinkDataModule` stores
+    it in Lightning checkpoints).
 
     .. versionadded:: 0.1
     """
 
     strategy = 'random'
 
-    #: Candidate windows drawn per round of rejection sampling, as a multiple of the windows still needed.
+    #: Candidate windows drawn per round of rejection sampling, as a multiple of the
+    #: windows still needed.
     oversample = 4
 
     #: Rounds of rejection sampling before giving up.
@@ -254,18 +260,21 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
         """Initialize a new OSMRandomPatchSampler instance.
 
         Args:
-            dataset: dataset to sample from, holding an :class:`~torchgeo_geolink.datasets.OSMDataset`.
+            dataset: dataset to sample from, holding an
+                :class:`~torchgeo_geolink.datasets.OSMDataset`.
             size: ``(height, width)`` of each patch, or one value for both.
-            length: number of windows per epoch (defaults to about the number of non-overlapping patches).
+            length: number of windows per epoch (defaults to about the number of
+                non-overlapping patches).
             roi: region of interest (defaults to the dataset's footprint).
             units: whether *size* is in pixels or CRS units.
             generator: seed or numpy generator (the same seed gives the same windows).
             min_features: minimum number of OSM features of a window with OSM.
-            empty_fraction: share of windows with fewer than *min_features* features (e.g. without OSM).
+            empty_fraction: share of windows with fewer than *min_features* features
+                (e.g. without OSM).
 
         Raises:
-            ValueError: if *empty_fraction* is not in [0, 1], the ROI misses the dataset, or the patch does not
-                fit in the region.
+            ValueError: if *empty_fraction* is not in [0, 1], the ROI misses the
+                dataset, or the patch does not fit in the region.
         """
         super().__init__(
             dataset, size=size, roi=roi, units=units, min_features=min_features
@@ -287,8 +296,9 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
         self.anchors = shapely.get_coordinates(
             shapely.point_on_surface(self.osm.geometries[rows])
         )
-        # Generator state at the start of the epoch under way (None before the first), and the windows of the
-        # next epoch to skip (set by load_state_dict to resume an epoch).
+        # Generator state at the start of the epoch under way (None before the first),
+        # and the windows of the next epoch to skip (set by load_state_dict to resume an
+        # epoch).
         self._epoch_state: Mapping[str, Any] | None = None
         self._skip = 0
 
@@ -323,7 +333,8 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
                 origins = self.generator.uniform(
                     self._origin_low, self._origin_high, size=(m, 2)
                 )
-            # On the grid, except against the upper and right edges when these are not on it.
+            # On the grid, except against the upper and right edges when these are not
+            # on it.
             origins = np.clip(self._snap(origins), self._origin_low, self._origin_high)
             origins = origins[self._inside(origins)]
             counts = _count_features(self.osm, origins, self.size)
@@ -339,8 +350,8 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
     def __iter__(self) -> Iterator[tuple[slice, slice]]:
         """Iterate over generated sample locations for each epoch.
 
-        The first epoch after :meth:`load_state_dict` of a state saved in the middle of an epoch draws that
-        epoch again and yields only the windows it had not yet used.
+        The first epoch after :meth:`load_state_dict` of a state saved in the middle of
+        an epoch draws that epoch again and yields only the windows it had not yet used.
 
         Yields:
             ``[xmin:xmax, ymin:ymax]`` coordinates to index a dataset.
@@ -360,12 +371,13 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
         """Return the state from which :meth:`load_state_dict` continues as this sampler would.
 
         Args:
-            consumed: number of windows of the epoch under way that were used (the resumed sampler yields the
-                rest of that epoch); None when no epoch is under way (the resumed sampler starts the next one).
+            consumed: number of windows of the epoch under way that were used (the
+                resumed sampler yields the rest of that epoch); None when no epoch is
+                under way (the resumed sampler starts the next one).
 
         Returns:
-            The numpy bit generator state (taken at the start of the epoch under way when *consumed* is given),
-            *consumed* and the epoch length.
+            The numpy bit generator state (taken at the start of the epoch under way
+            when *consumed* is given), *consumed* and the epoch length.
 
         Raises:
             ValueError: if *consumed* is not in ``[0, len(self)]``.
@@ -385,7 +397,8 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
             state: the saved state.
 
         Raises:
-            ValueError: if the state is malformed, from another bit generator or for another epoch length.
+            ValueError: if the state is malformed, from another bit generator or for
+                another epoch length.
         """
         try:
             generator, consumed, length = (
@@ -415,14 +428,16 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
 class OSMGriddedPatchSampler(_OSMSpatialSampler):
     """Windows on a regular grid over the region, skipping cells with fewer than ``min_features`` OSM features.
 
-    The grid spans the region's bounding box from edge to edge, and every window lies inside the dataset's
-    footprint: the first row and column start on the region's lower and left edges, the last ones end on its
-    upper and right edges, and the others lie on the dataset's pixel grid, *stride* apart rounded down to whole
-    pixels (a stride under a pixel is kept as given, off the grid). With a stride of whole pixels and a region
-    starting on the grid, the grid has as many rows and columns as TorchGeo's
-    :class:`~torchgeo.samplers.GriddedPatchSampler`, whose windows may leave the region; with ``min_features=0``
-    and a stride no larger than the window, the windows cover every point of a rectangular region. Cells
-    leaving a non-rectangular footprint or ROI are skipped.
+    The grid spans the region's bounding box from edge to edge, and every window lies
+    inside the dataset's footprint: the first row and column start on the region's lower
+    and left edges, the last ones end on its upper and right edges, and the others lie
+    on the dataset's pixel grid, *stride* apart rounded down to whole pixels (a stride
+    under a pixel is kept as given, off the grid). With a stride of whole pixels and a
+    region starting on the grid, the grid has as many rows and columns as TorchGeo's
+    :class:`~torchgeo.samplers.GriddedPatchSampler`, whose windows may leave the region;
+    with ``min_features=0`` and a stride no larger than the window, the windows cover
+    every point of a rectangular region. Cells leaving a non-rectangular footprint or
+    ROI are skipped.
 
     .. versionadded:: 0.1
     """
@@ -442,7 +457,8 @@ class OSMGriddedPatchSampler(_OSMSpatialSampler):
         """Initialize a new OSMGriddedPatchSampler instance.
 
         Args:
-            dataset: dataset to sample from, holding an :class:`~torchgeo_geolink.datasets.OSMDataset`.
+            dataset: dataset to sample from, holding an
+                :class:`~torchgeo_geolink.datasets.OSMDataset`.
             size: ``(height, width)`` of each patch, or one value for both.
             stride: distance between neighboring patches (defaults to *size*).
             roi: region of interest (defaults to the dataset's footprint).
@@ -450,8 +466,9 @@ class OSMGriddedPatchSampler(_OSMSpatialSampler):
             min_features: minimum number of OSM features of a window.
 
         Raises:
-            ValueError: if *min_features* is negative, *size* or *stride* is not positive, the ROI misses the
-                dataset or the patch does not fit in the region.
+            ValueError: if *min_features* is negative, *size* or *stride* is not
+                positive, the ROI misses the dataset or the patch does not fit in the
+                region.
         """
         super().__init__(
             dataset, size=size, roi=roi, units=units, min_features=min_features

@@ -35,12 +35,14 @@ def weighted_knn(
 ) -> Tensor:
     r"""Class probabilities of a weighted k-nearest-neighbor vote under cosine similarity.
 
-    As the kNN evaluation of DINO (Caron et al., 2021): each query takes its *k* most similar bank embeddings
-    (cosine similarity :math:`s`), each neighbor votes for its class with weight :math:`\exp(s / T)`, and the
-    votes are normalized to probabilities.
+    As the kNN evaluation of DINO (Caron et al., 2021): each query takes its *k* most
+    similar bank embeddings (cosine similarity :math:`s`), each neighbor votes for its
+    class with weight :math:`\exp(s / T)`, and the votes are normalized to
+    probabilities.
 
     Args:
-        bank: Embeddings of the labeled pool ``(N, D)`` (any scale; they are L2-normalized here).
+        bank: Embeddings of the labeled pool ``(N, D)`` (any scale; they are
+            L2-normalized here).
         bank_labels: Their classes ``(N,)``, in ``[0, num_classes)``.
         queries: Embeddings to classify ``(B, D)``.
         num_classes: Number of classes.
@@ -51,8 +53,8 @@ def weighted_knn(
         Class probabilities ``(B, num_classes)``, float32.
 
     Raises:
-        ValueError: If the bank is empty, its size differs from its labels', or *k* or *temperature* is not
-            positive.
+        ValueError: If the bank is empty, its size differs from its labels', or *k* or
+            *temperature* is not positive.
 
     .. versionadded:: 0.1
     """
@@ -68,7 +70,8 @@ def weighted_knn(
     queries = F.normalize(queries.float(), dim=1)
     similarity = queries @ bank.T
     top, index = similarity.topk(min(k, bank.shape[0]), dim=1)
-    # exp((s - s_max) / T): the same normalized weights as exp(s / T), without overflow at small T.
+    # exp((s - s_max) / T): the same normalized weights as exp(s / T), without overflow
+    # at small T.
     weights = ((top - top[:, :1]) / temperature).exp()
     votes = torch.zeros(
         queries.shape[0], num_classes, dtype=weights.dtype, device=weights.device
@@ -82,48 +85,60 @@ class GeoLinkClassification(
 ):
     """Classify windows from their GeoLink embedding: linear probe, fine-tuning or weighted kNN.
 
-    The embedding of a window is either the image's (``embedding='image'``: the mean of the final-norm patch
-    tokens, :meth:`~torchgeo_geolink.models.GeoLink.image_embedding`) or the fused image-OSM one
+    The embedding of a window is either the image's (``embedding='image'``: the mean of
+    the final-norm patch tokens,
+    :meth:`~torchgeo_geolink.models.GeoLink.image_embedding`) or the fused image-OSM one
     (``embedding='fused'``: the mean of the hybrid tokens of the two-way block,
-    :meth:`~torchgeo_geolink.models.GeoLink.fused_embedding`); both are deterministic (nothing is masked).
+    :meth:`~torchgeo_geolink.models.GeoLink.fused_embedding`); both are deterministic
+    (nothing is masked).
 
     Modes:
 
-    * ``'linear'`` (linear probe): the GeoLink model is frozen **and kept in eval mode** throughout fitting
-      (dropout off, the same features in training and evaluation); only a linear head on the embedding trains.
+    * ``'linear'`` (linear probe): the GeoLink model is frozen **and kept in eval mode**
+      throughout fitting (dropout off, the same features in training and evaluation);
+      only a linear head on the embedding trains.
     * ``'finetune'``: the GeoLink model and the linear head train together.
-    * ``'knn'``: no gradient training. A weighted kNN classifier (:func:`weighted_knn`, DINO's evaluation:
-      cosine similarity, *knn_k* neighbors, vote weights ``exp(s / knn_temperature)``) over the frozen
-      embeddings of the training windows. It runs through ``torchgeo fit`` like the other modes: the training
-      epoch is the pass that embeds the training windows into the memory bank (manual optimization without an
-      optimizer: nothing is updated, the model is frozen and in eval mode; each batch still counts as a global
-      step, so checkpoints are written as usual), and the validation at the end of
-      the epoch classifies the validation windows against it. The bank therefore holds the training batches
-      exactly as the datamodule delivers them: turn the datamodule's training augmentation off (e.g.
-      ``augment: false``) for a bank of plain windows, as DINO's, and use one epoch (every epoch rebuilds the
-      same bank). Building the bank in the training loop keeps Lightning in charge of the data (device transfer,
-      the datamodule's transforms; under DDP the per-process banks are gathered) instead of iterating a
-      dataloader by hand. The sanity-check validation before the first epoch has no bank yet and
-      logs nothing. The bank is saved in the checkpoint, so ``torchgeo test`` / ``validate`` from a fitted
-      kNN checkpoint work. ``val_loss`` is the cross-entropy of the kNN probabilities; no ``train_*`` metric
-      is logged.
+    * ``'knn'``: no gradient training. A weighted kNN classifier (:func:`weighted_knn`,
+      DINO's evaluation: cosine similarity, *knn_k* neighbors, vote weights
+      ``exp(s / knn_temperature)``) over the frozen embeddings of the training windows.
+      It runs through ``torchgeo fit`` like the other modes: the training epoch is the
+      pass that embeds the training windows into the memory bank (manual optimization
+      without an optimizer: nothing is updated, the model is frozen and in eval mode;
+      each batch still counts as a global step, so checkpoints are written as usual),
+      and the validation at the end of the epoch classifies the validation windows
+      against it. The bank therefore holds the training batches exactly as the
+      datamodule delivers them: turn the datamodule's training augmentation off (e.g.
+      ``augment: false``) for a bank of plain windows, as DINO's, and use one epoch
+      (every epoch rebuilds the same bank). Building the bank in the training loop keeps
+      Lightning in charge of the data (device transfer, the datamodule's transforms;
+      under DDP the per-process banks are gathered) instead of iterating a dataloader by
+      hand. The sanity-check validation before the first epoch has no bank yet and logs
+      nothing. The bank is saved in the checkpoint, so ``torchgeo test`` / ``validate``
+      from a fitted kNN checkpoint work. ``val_loss`` is the cross-entropy of the kNN
+      probabilities; no ``train_*`` metric is logged.
 
     Metrics and their names follow TorchGeo's :class:`~torchgeo.tasks.Classification`
-    (:class:`~torchgeo.tasks.ClassificationMixin`): ``{train,val,test}_`` + ``OverallAccuracy``,
-    ``AverageAccuracy``, ``OverallF1Score``, ``AverageF1Score``, ``OverallJaccardIndex``, ... and the classwise
-    values, with ``train_loss``, ``val_loss`` and ``test_loss``.
+    (:class:`~torchgeo.tasks.ClassificationMixin`): ``{train,val,test}_`` +
+    ``OverallAccuracy``, ``AverageAccuracy``, ``OverallF1Score``, ``AverageF1Score``,
+    ``OverallJaccardIndex``, ... and the classwise values, with ``train_loss``,
+    ``val_loss`` and ``test_loss``.
 
-    Batches are those of :func:`~torchgeo_geolink.datasets.collate_geolink` with a ``label`` ``(B,)`` per
-    window, e.g. :class:`~torchgeo_geolink.datamodules.GeoLinkDataModule` with ``target='dominant_class'``
-    (the dominant class of a label raster per window). The ``graph`` is used by ``embedding='fused'`` only.
+    Batches are those of :func:`~torchgeo_geolink.datasets.collate_geolink` with a
+    ``label`` ``(B,)`` per window, e.g.
+    :class:`~torchgeo_geolink.datamodules.GeoLinkDataModule` with
+    ``target='dominant_class'`` (the dominant class of a label raster per window). The
+    ``graph`` is used by ``embedding='fused'`` only.
 
-    The GeoLink model is built from the weights as :class:`~torchgeo_geolink.tasks.GeoLinkSegmentation` builds
-    its encoder (:func:`~torchgeo_geolink.models.geolink_from_weights`): a checkpoint of a GeoLink task (e.g.
-    :class:`~torchgeo_geolink.tasks.GeoLinkPretrain`, whose architecture it takes), either official GeoLink file
-    (the image-only ViT suits ``embedding='image'``), or random. What the weights imply is used unless given
-    otherwise: their normalization (*mean*, *std*, imposed on a datamodule left at its defaults; without one the
-    datamodule's is recorded), ``legacy``, and, for ``embedding='fused'``, their tag encoder (a datamodule with
-    another one is refused). Every checkpoint records the architecture built, so it reloads with
+    The GeoLink model is built from the weights as
+    :class:`~torchgeo_geolink.tasks.GeoLinkSegmentation` builds its encoder
+    (:func:`~torchgeo_geolink.models.geolink_from_weights`): a checkpoint of a GeoLink
+    task (e.g. :class:`~torchgeo_geolink.tasks.GeoLinkPretrain`, whose architecture it
+    takes), either official GeoLink file (the image-only ViT suits
+    ``embedding='image'``), or random. What the weights imply is used unless given
+    otherwise: their normalization (*mean*, *std*, imposed on a datamodule left at its
+    defaults; without one the datamodule's is recorded), ``legacy``, and, for
+    ``embedding='fused'``, their tag encoder (a datamodule with another one is refused).
+    Every checkpoint records the architecture built, so it reloads with
     :meth:`~lightning.pytorch.core.LightningModule.load_from_checkpoint` alone.
 
     .. versionadded:: 0.1
@@ -163,46 +178,56 @@ class GeoLinkClassification(
         """Initialize a new GeoLinkClassification task.
 
         Args:
-            model: Name of the timm ViT of the GeoLink model; taken from the weights when given.
-            weights: Initial GeoLink weights: the path to a Lightning checkpoint (``.ckpt``) of a GeoLink task
-                (e.g. :class:`~torchgeo_geolink.tasks.GeoLinkPretrain`), the path to an official GeoLink file
-                (``.pth``, multimodal or image-only), a :class:`~torchgeo_geolink.models.GeoLinkWeightsEnum`
-                member, or ``None`` (random).
+            model: Name of the timm ViT of the GeoLink model; taken from the weights
+                when given.
+            weights: Initial GeoLink weights: the path to a Lightning checkpoint
+                (``.ckpt``) of a GeoLink task (e.g.
+                :class:`~torchgeo_geolink.tasks.GeoLinkPretrain`), the path to an
+                official GeoLink file (``.pth``, multimodal or image-only), a
+                :class:`~torchgeo_geolink.models.GeoLinkWeightsEnum` member, or ``None``
+                (random).
             in_channels: Number of image bands; taken from the weights when given.
-            img_size: Side of the (square) input images in pixels, a multiple of the patch size; taken from the
-                weights when given.
-            legacy: Reproduce the reference code's numerics; None takes what the weights were trained with
-                (True for the official files, False without weights).
-            mode: ``'linear'`` (frozen model in eval mode, linear head), ``'finetune'`` (everything trains) or
-                ``'knn'`` (weighted kNN on frozen embeddings, no gradient training).
-            embedding: Classify the pooled ``'image'`` embedding or the pooled ``'fused'`` image-OSM one.
-            task: One of 'binary', 'multiclass' or 'multilabel' (``mode='knn'``: 'multiclass' only).
+            img_size: Side of the (square) input images in pixels, a multiple of the
+                patch size; taken from the weights when given.
+            legacy: Reproduce the reference code's numerics; None takes what the weights
+                were trained with (True for the official files, False without weights).
+            mode: ``'linear'`` (frozen model in eval mode, linear head), ``'finetune'``
+                (everything trains) or ``'knn'`` (weighted kNN on frozen embeddings, no
+                gradient training).
+            embedding: Classify the pooled ``'image'`` embedding or the pooled
+                ``'fused'`` image-OSM one.
+            task: One of 'binary', 'multiclass' or 'multilabel' (``mode='knn'``:
+                'multiclass' only).
             num_classes: Number of classes (``task='multiclass'``).
             num_labels: Number of labels (``task='multilabel'``).
             labels: Class names (used in the classwise metric names).
             pos_weight: Weight of positive examples of the 'bce' loss.
             loss: One of 'ce', 'bce', 'jaccard', 'focal' or 'dice'.
             class_weights: Rescaling weight of each class in the 'ce' loss.
-            ignore_index: Class index ignored in the loss and metrics (and left out of the kNN bank).
+            ignore_index: Class index ignored in the loss and metrics (and left out of
+                the kNN bank).
             knn_k: Neighbors of the kNN vote (``mode='knn'``; 20 as DINO).
-            knn_temperature: Temperature of the kNN vote weights (``mode='knn'``; 0.07 as DINO).
+            knn_temperature: Temperature of the kNN vote weights (``mode='knn'``; 0.07
+                as DINO).
             lr: Peak learning rate of AdamW.
             weight_decay: AdamW weight decay (not applied to biases, norms and tokens).
             warmup_epochs: Epochs of linear warmup before the cosine decay.
             min_lr_ratio: Final learning rate as a fraction of *lr*.
-            mean: Per-band mean the images are normalized with; None takes the weights' (ImageNet for the
-                official files) or, without, the datamodule's.
+            mean: Per-band mean the images are normalized with; None takes the weights'
+                (ImageNet for the official files) or, without, the datamodule's.
             std: Per-band standard deviation, as *mean*.
-            allow_tag_encoder_mismatch: Accept graphs embedded with another tag encoder than the weights' OSM
-                branch was trained with (a warning instead of an error; ``embedding='fused'``).
+            allow_tag_encoder_mismatch: Accept graphs embedded with another tag encoder
+                than the weights' OSM branch was trained with (a warning instead of an
+                error; ``embedding='fused'``).
             architecture: GeoLink architecture hyperparameters (keys of
-                :data:`~torchgeo_geolink.models.ARCHITECTURE_DEFAULTS`). Filled in with the architecture built
-                from the weights and saved, so that a checkpoint rebuilds its model without the weights; leave
-                it None.
+                :data:`~torchgeo_geolink.models.ARCHITECTURE_DEFAULTS`). Filled in with
+                the architecture built from the weights and saved, so that a checkpoint
+                rebuilds its model without the weights; leave it None.
 
         Raises:
-            ValueError: If *mode* or *embedding* is unknown, or ``mode='knn'`` is asked for with another task
-                than 'multiclass', without *num_classes*, or with a non-positive *knn_k* or *knn_temperature*.
+            ValueError: If *mode* or *embedding* is unknown, or ``mode='knn'`` is asked
+                for with another task than 'multiclass', without *num_classes*, or with
+                a non-positive *knn_k* or *knn_temperature*.
         """
         if mode not in _MODES:
             msg = f'GeoLinkClassification: mode must be one of {_MODES}, got {mode!r}'
@@ -239,7 +264,8 @@ class GeoLinkClassification(
             if hp['embedding'] == 'image'
             else self.model.fusion_embed_dim
         )
-        #: kNN memory bank: embeddings and labels of the training windows (``mode='knn'``).
+        #: kNN memory bank: embeddings and labels of the training windows
+        #: (``mode='knn'``).
         self.knn_bank: tuple[Tensor, Tensor] | None = None
         self._bank_parts: list[tuple[Tensor, Tensor]] = []
         if hp['mode'] == 'knn':
@@ -270,7 +296,8 @@ class GeoLinkClassification(
     def _frozen_module(self) -> nn.Module | None:
         """The GeoLink model in the linear probe and kNN modes: frozen and kept in eval mode.
 
-        Its dropout is then off, and it computes the same embeddings in training as in evaluation.
+        Its dropout is then off, and it computes the same embeddings in training as in
+        evaluation.
 
         Returns:
             The GeoLink model, or None when fine-tuning.
@@ -294,10 +321,12 @@ class GeoLinkClassification(
 
         Args:
             images: Normalized images ``(B, C, H, W)``.
-            graphs: The batch's OSM graphs (``embedding='fused'`` only; None gives the image-only hybrid path).
+            graphs: The batch's OSM graphs (``embedding='fused'`` only; None gives the
+                image-only hybrid path).
 
         Returns:
-            ``(B, embed_dim)`` for ``embedding='image'``, ``(B, fusion_embed_dim)`` for ``'fused'``.
+            ``(B, embed_dim)`` for ``embedding='image'``, ``(B, fusion_embed_dim)`` for
+            ``'fused'``.
         """
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             if self.hparams['embedding'] == 'image':
@@ -312,10 +341,12 @@ class GeoLinkClassification(
             graphs: The batch's OSM graphs (``embedding='fused'`` only).
 
         Returns:
-            Logits ``(B, num_outputs)``; in the kNN mode the log of the kNN class probabilities.
+            Logits ``(B, num_outputs)``; in the kNN mode the log of the kNN class
+            probabilities.
 
         Raises:
-            RuntimeError: In the kNN mode, before the bank of training embeddings exists.
+            RuntimeError: In the kNN mode, before the bank of training embeddings
+                exists.
         """
         features = self.embed(images, graphs)
         if self.hparams['mode'] != 'knn':
@@ -366,8 +397,9 @@ class GeoLinkClassification(
             with torch.no_grad():
                 features = self.embed(batch['image'], batch.get('graph'))
             self._bank_parts.append((features.detach(), batch['label'].detach()))
-            # Lightning's placeholder optimizer (no parameters): its no-op step counts the batch as a global
-            # step, so checkpoints are written and step-based logging advances as in the other modes.
+            # Lightning's placeholder optimizer (no parameters): its no-op step counts
+            # the batch as a global step, so checkpoints are written and step-based
+            # logging advances as in the other modes.
             cast(LightningOptimizer, self.optimizers()).step()
             return None
         return super().training_step(batch, batch_idx, dataloader_idx)
@@ -434,8 +466,8 @@ class GeoLinkClassification(
         """Tell whether a validation or test step can run, finishing the kNN bank when it is still missing.
 
         Returns:
-            False in the sanity-check validation of the kNN mode before the first training epoch (no bank to
-            classify against), True otherwise.
+            False in the sanity-check validation of the kNN mode before the first
+            training epoch (no bank to classify against), True otherwise.
         """
         if self.hparams['mode'] == 'knn' and self.knn_bank is None:
             if self.trainer.sanity_checking:
@@ -461,7 +493,8 @@ class GeoLinkClassification(
             dataloader_idx: Index of the dataloader.
 
         Returns:
-            Probabilities ``(B, num_outputs)``: softmax for multiclass, sigmoid for binary and multilabel.
+            Probabilities ``(B, num_outputs)``: softmax for multiclass, sigmoid for
+            binary and multilabel.
         """
         return self._probabilities(self(batch['image'], batch.get('graph')))
 

@@ -21,20 +21,23 @@ __all__ = ('DownstreamMixin',)
 class DownstreamMixin(ProvenanceMixin):
     """Mix-in of the supervised GeoLink tasks (segmentation and scene classification).
 
-    For a task that also has TorchGeo's :class:`~torchgeo.tasks.ClassificationMixin` (loss and metrics), a
-    ``weights`` attribute and the ``architecture``, ``model``, ``in_channels``, ``img_size``, ``legacy``,
-    ``mean``, ``std``, ``loss``, ``task``, ``lr``, ``weight_decay``, ``warmup_epochs`` and ``min_lr_ratio``
-    hyperparameters, it provides:
+    For a task that also has TorchGeo's :class:`~torchgeo.tasks.ClassificationMixin`
+    (loss and metrics), a ``weights`` attribute and the ``architecture``, ``model``,
+    ``in_channels``, ``img_size``, ``legacy``, ``mean``, ``std``, ``loss``, ``task``,
+    ``lr``, ``weight_decay``, ``warmup_epochs`` and ``min_lr_ratio`` hyperparameters, it
+    provides:
 
     * ``_build_geolink``: the GeoLink model from the weights
-      (:func:`~torchgeo_geolink.models.geolink_from_weights`), with its provenance, and the hyperparameters the
-      weights imply;
-    * ``_freeze`` and :meth:`train`: the frozen part of the model (``_frozen_module``) stays frozen and
-      in eval mode;
-    * :meth:`setup`: the normalization agreed with the datamodule and the tag encoder checked;
+      (:func:`~torchgeo_geolink.models.geolink_from_weights`), with its provenance, and
+      the hyperparameters the weights imply;
+    * ``_freeze`` and :meth:`train`: the frozen part of the model (``_frozen_module``)
+      stays frozen and in eval mode;
+    * :meth:`setup`: the normalization agreed with the datamodule and the tag encoder
+      checked;
     * :meth:`configure_optimizers`: AdamW with linear warmup then cosine decay per step;
-    * the training, validation and test steps on the batch's ``_target_key``, logging ``train_loss``,
-      ``val_loss`` and ``test_loss`` and updating the ``train_``/``val_``/``test_`` metrics.
+    * the training, validation and test steps on the batch's ``_target_key``, logging
+      ``train_loss``, ``val_loss`` and ``test_loss`` and updating the
+      ``train_``/``val_``/``test_`` metrics.
 
     .. versionadded:: 0.1
     """
@@ -49,13 +52,15 @@ class DownstreamMixin(ProvenanceMixin):
     def _build_geolink(self, osm_setting: str, image_setting: str) -> GeoLink:
         """Build the GeoLink model from the weights (or the architecture of a reloaded checkpoint).
 
-        Sets :attr:`provenance` and records in the hyperparameters the architecture built, ``legacy`` and, when
-        not given, the normalization of the weights. Warns when the OSM branch is used but the weights hold the
-        image branch only.
+        Sets :attr:`provenance` and records in the hyperparameters the architecture
+        built, ``legacy`` and, when not given, the normalization of the weights. Warns
+        when the OSM branch is used but the weights hold the image branch only.
 
         Args:
-            osm_setting: The task's setting that uses the OSM branch (named in the warning).
-            image_setting: The task's setting for an image-only model (named in the warning).
+            osm_setting: The task's setting that uses the OSM branch (named in the
+                warning).
+            image_setting: The task's setting for an image-only model (named in the
+                warning).
 
         Returns:
             The GeoLink model.
@@ -114,9 +119,9 @@ class DownstreamMixin(ProvenanceMixin):
     def train(self, mode: bool = True) -> Self:
         """Set the training mode, keeping the frozen part of the model in eval mode.
 
-        Lightning switches the whole module between train and eval mode around every validation; a frozen part
-        stays in eval mode throughout, so that its dropout is off and it computes the same features in training
-        as in evaluation.
+        Lightning switches the whole module between train and eval mode around every
+        validation; a frozen part stays in eval mode throughout, so that its dropout is
+        off and it computes the same features in training as in evaluation.
 
         Args:
             mode: True for training mode, False for eval mode.
@@ -137,8 +142,9 @@ class DownstreamMixin(ProvenanceMixin):
             stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.
 
         Raises:
-            TagEncoderMismatchError: If the datamodule's tag encoder is not the one of the weights (when the
-                task uses the OSM branch, unless ``allow_tag_encoder_mismatch``).
+            TagEncoderMismatchError: If the datamodule's tag encoder is not the one of
+                the weights (when the task uses the OSM branch, unless
+                ``allow_tag_encoder_mismatch``).
         """
         super().setup(stage)
         sync_normalization(self)
@@ -207,7 +213,8 @@ class DownstreamMixin(ProvenanceMixin):
             y_hat: Scores, classes or labels along dimension 1.
 
         Returns:
-            Softmax over dimension 1 for multiclass tasks, sigmoid for binary and multilabel tasks.
+            Softmax over dimension 1 for multiclass tasks, sigmoid for binary and
+            multilabel tasks.
         """
         if self.hparams['task'] == 'multiclass':
             return y_hat.softmax(dim=1)

@@ -15,9 +15,10 @@ __all__ = ('CrossModalRetrieval', 'embedding_std')
 class CrossModalRetrieval(Metric):
     """Top-1 retrieval between paired image and OSM embeddings over a whole pool.
 
-    Embeddings of every update (every validation batch, every process under DDP) are accumulated; at
-    :meth:`compute` each image retrieves the most cosine-similar OSM graph of the pool and vice versa. A
-    retrieval is correct when it returns the sample's own partner. Chance level is ``1 / pool size``.
+    Embeddings of every update (every validation batch, every process under DDP) are
+    accumulated; at :meth:`compute` each image retrieves the most cosine-similar OSM
+    graph of the pool and vice versa. A retrieval is correct when it returns the
+    sample's own partner. Chance level is ``1 / pool size``.
 
     .. versionadded:: 0.1
     """
@@ -70,8 +71,9 @@ class CrossModalRetrieval(Metric):
         """Compute top-1 accuracy in both directions over the pool.
 
         Returns:
-            ``top1`` (mean of both directions), ``image_to_osm_top1``, ``osm_to_image_top1``, ``chance``
-            (1 / pool size) and ``pool_size``; all zero when the pool is empty.
+            ``top1`` (mean of both directions), ``image_to_osm_top1``,
+            ``osm_to_image_top1``, ``chance`` (1 / pool size) and ``pool_size``; all
+            zero when the pool is empty.
         """
         image = self._pool(self.image)
         osm = self._pool(self.osm)
@@ -101,7 +103,8 @@ class CrossModalRetrieval(Metric):
 def embedding_std(embeddings: Tensor) -> Tensor:
     """Mean per-dimension standard deviation of L2-normalized embeddings (a collapse monitor).
 
-    Collapsed embeddings give 0; well-spread ones give about ``1 / sqrt(D)``, as in TorchGeo's SimCLR.
+    Collapsed embeddings give 0; well-spread ones give about ``1 / sqrt(D)``, as in
+    TorchGeo's SimCLR.
 
     Args:
         embeddings: Embeddings ``(B, D)``; ``B >= 2``.

@@ -21,9 +21,9 @@ __all__ = ('ProvenanceMixin', 'ResumableRandomnessMixin', 'reseed')
 def reseed(step: int) -> None:
     """Reseed torch, numpy and ``random`` from the run's seed, a step count and the process rank.
 
-    Called at fixed points of training (after each validation) so that what follows is a function of the step,
-    not of the history: a run resumed from a checkpoint then draws the same masks, dropout and data as the
-    uninterrupted run.
+    Called at fixed points of training (after each validation) so that what follows is a
+    function of the step, not of the history: a run resumed from a checkpoint then draws
+    the same masks, dropout and data as the uninterrupted run.
 
     Args:
         step: The global step.
@@ -41,10 +41,12 @@ def reseed(step: int) -> None:
 class ResumableRandomnessMixin(LightningModule):
     """Reseed the random generators from the global step at every validation end and on checkpoint loading.
 
-    Lightning checkpoints do not hold the random states, so a resumed run would otherwise draw other image masks,
-    OSM node masks, dropout, windows and augmentations than the uninterrupted run. With this mix-in what follows a
-    validation (where end-of-epoch checkpoints are written) depends only on the run's seed and the global step, so
-    resuming from such a checkpoint continues exactly like the uninterrupted run.
+    Lightning checkpoints do not hold the random states, so a resumed run would
+    otherwise draw other image masks, OSM node masks, dropout, windows and augmentations
+    than the uninterrupted run. With this mix-in what follows a validation (where
+    end-of-epoch checkpoints are written) depends only on the run's seed and the global
+    step, so resuming from such a checkpoint continues exactly like the uninterrupted
+    run.
 
     .. versionadded:: 0.1
     """
@@ -68,13 +70,15 @@ class ResumableRandomnessMixin(LightningModule):
 class ProvenanceMixin(LightningModule):
     """Keep what the weights imply with the task, check the data against it and save it in every checkpoint.
 
-    The task sets :attr:`provenance` when it builds its model (from the weights it was given). At setup the
-    datamodule's tag encoder (its ``tag_encoder_identity`` attribute, when it has one) must be the one the OSM
-    branch was trained with, otherwise a :class:`~torchgeo_geolink.errors.TagEncoderMismatchError` is raised,
-    unless the task's ``allow_tag_encoder_mismatch`` hyperparameter is true (then a warning). Every checkpoint
-    gets a ``'geolink_provenance'`` entry (:meth:`~torchgeo_geolink.models.WeightsProvenance.to_dict`): the
-    architecture, ``legacy``, the tag encoder the graphs were made with, the normalization and the bands, which
-    :func:`~torchgeo_geolink.models.geolink_from_weights` reads back.
+    The task sets :attr:`provenance` when it builds its model (from the weights it was
+    given). At setup the datamodule's tag encoder (its ``tag_encoder_identity``
+    attribute, when it has one) must be the one the OSM branch was trained with,
+    otherwise a :class:`~torchgeo_geolink.errors.TagEncoderMismatchError` is raised,
+    unless the task's ``allow_tag_encoder_mismatch`` hyperparameter is true (then a
+    warning). Every checkpoint gets a ``'geolink_provenance'`` entry
+    (:meth:`~torchgeo_geolink.models.WeightsProvenance.to_dict`): the architecture,
+    ``legacy``, the tag encoder the graphs were made with, the normalization and the
+    bands, which :func:`~torchgeo_geolink.models.geolink_from_weights` reads back.
 
     .. versionadded:: 0.1
     """
@@ -101,15 +105,16 @@ class ProvenanceMixin(LightningModule):
     def check_provenance(self, stage: str) -> None:
         """Check the datamodule's tag encoder against the weights and record the data's facts.
 
-        After fitting a task that trains the OSM branch, the branch is trained for the datamodule's encoder,
-        which the provenance then names.
+        After fitting a task that trains the OSM branch, the branch is trained for the
+        datamodule's encoder, which the provenance then names.
 
         Args:
             stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.
 
         Raises:
-            TagEncoderMismatchError: If the graphs are made with another tag encoder than the OSM branch was
-                trained with (and ``allow_tag_encoder_mismatch`` is not set).
+            TagEncoderMismatchError: If the graphs are made with another tag encoder
+                than the OSM branch was trained with (and ``allow_tag_encoder_mismatch``
+                is not set).
         """
         provenance = self.provenance
         trainer = self._trainer

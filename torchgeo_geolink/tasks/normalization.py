@@ -29,10 +29,11 @@ def _as_list(value: object) -> list[float] | None:
 def sync_normalization(task: LightningModule) -> None:
     """Make the task's ``mean``/``std`` hyperparameters and its datamodule's normalization agree.
 
-    A task without statistics (a new run) records the datamodule's, so that they are saved with every
-    checkpoint. A task that carries statistics (loaded from a checkpoint, or given in the YAML) imposes them on
-    a datamodule that was left at its defaults, and warns when the datamodule was given other values (the
-    datamodule's then win, as an explicit choice).
+    A task without statistics (a new run) records the datamodule's, so that they are
+    saved with every checkpoint. A task that carries statistics (loaded from a
+    checkpoint, or given in the YAML) imposes them on a datamodule that was left at its
+    defaults, and warns when the datamodule was given other values (the datamodule's
+    then win, as an explicit choice).
 
     Args:
         task: A task with ``mean`` and ``std`` hyperparameters, attached to a trainer.

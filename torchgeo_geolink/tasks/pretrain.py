@@ -38,19 +38,23 @@ _ARCH = ARCHITECTURE_DEFAULTS
 class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
     """Pretrain a GeoLink model on paired images and OpenStreetMap graphs.
 
-    The loss is ``L_rec + w_cont * L_cont + w_node * L_node``: masked-patch reconstruction of the
-    image (MAE), a symmetric InfoNCE between the image and OSM-graph embeddings, and the reconstruction of masked
-    OSM node features through the two-way attention block. Windows without OSM still train the image branch and are
-    left out of the two OSM terms; their count is logged (``train_windows_without_osm``).
+    The loss is ``L_rec + w_cont * L_cont + w_node * L_node``: masked-patch
+    reconstruction of the image (MAE), a symmetric InfoNCE between the image and
+    OSM-graph embeddings, and the reconstruction of masked OSM node features through the
+    two-way attention block. Windows without OSM still train the image branch and are
+    left out of the two OSM terms; their count is logged
+    (``train_windows_without_osm``).
 
-    Batches are those of :func:`~torchgeo_geolink.datasets.collate_geolink`: ``{'image': (B, C, H, W), 'graph':
-    torch_geometric.data.Batch, ...}``.
+    Batches are those of :func:`~torchgeo_geolink.datasets.collate_geolink`:
+    ``{'image': (B, C, H, W), 'graph': torch_geometric.data.Batch, ...}``.
 
-    Logged: ``train_loss`` and its parts ``train_loss_rec``, ``train_loss_cont``, ``train_loss_node``;
-    ``train_psnr`` (of the normalized-patch reconstruction, as TorchGeo's MAE); ``train_ssl_std`` (collapse
-    monitor of the 64-d image embeddings); ``val_loss`` and its parts, ``val_psnr``; ``val_retrieval_top1``
-    (image-to-OSM and OSM-to-image top-1 retrieval, averaged, over the whole validation pool of windows with OSM,
-    from unmasked images and graphs: :meth:`retrieval_embeddings`) with ``val_retrieval_chance`` (1 / pool size).
+    Logged: ``train_loss`` and its parts ``train_loss_rec``, ``train_loss_cont``,
+    ``train_loss_node``; ``train_psnr`` (of the normalized-patch reconstruction, as
+    TorchGeo's MAE); ``train_ssl_std`` (collapse monitor of the 64-d image embeddings);
+    ``val_loss`` and its parts, ``val_psnr``; ``val_retrieval_top1`` (image-to-OSM and
+    OSM-to-image top-1 retrieval, averaged, over the whole validation pool of windows
+    with OSM, from unmasked images and graphs: :meth:`retrieval_embeddings`) with
+    ``val_retrieval_chance`` (1 / pool size).
 
     .. versionadded:: 0.1
     """
@@ -95,49 +99,62 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
         """Initialize a new GeoLinkPretrain task.
 
         Args:
-            model: Name of the timm ViT image encoder (patch 16), e.g. ``vit_large_patch16_224`` (the paper's) or
-                ``vit_tiny_patch16_224`` (the demo's).
-            weights: Initial weights: a :class:`~torchvision.models._api.WeightsEnum` member of
-                :mod:`torchgeo_geolink.models`, the path to an official GeoLink checkpoint (``.pth``) or the path to
-                a Lightning checkpoint (``.ckpt``) of this task. ``None`` for random initialization.
+            model: Name of the timm ViT image encoder (patch 16), e.g.
+                ``vit_large_patch16_224`` (the paper's) or ``vit_tiny_patch16_224`` (the
+                demo's).
+            weights: Initial weights: a :class:`~torchvision.models._api.WeightsEnum`
+                member of :mod:`torchgeo_geolink.models`, the path to an official
+                GeoLink checkpoint (``.pth``) or the path to a Lightning checkpoint
+                (``.ckpt``) of this task. ``None`` for random initialization.
             in_channels: Number of image bands.
             img_size: Side of the (square) input images in pixels; a multiple of 16.
-            osm_in_channels: Size of the OSM node tag embeddings (512 for the default encoders).
+            osm_in_channels: Size of the OSM node tag embeddings (512 for the default
+                encoders).
             osm_hidden_channels: Width of the OSM graph encoder (128 in the paper).
             osm_num_layers: Number of heterogeneous GAT layers (1 in the paper).
-            osm_edge_features: Let the GAT attention see the relation one-hots (``edge_dim``); the reference ignores
-                them.
-            osm_node_positions: Add a learnt encoding of each node's position in the window to its tag embedding
-                before the OSM encoder, so the contrastive graph embedding sees the layout (not in the paper; off
-                for the official checkpoints).
-            contrastive_readout: What the image-OSM contrast compares: ``'global'`` (the paper's: the mean patch
-                token against the Set2Set graph readout) or ``'grid'`` (both modalities on the patch grid, in
-                spatial order; not in the paper, see :class:`~torchgeo_geolink.models.GeoLink`).
+            osm_edge_features: Let the GAT attention see the relation one-hots
+                (``edge_dim``); the reference ignores them.
+            osm_node_positions: Add a learnt encoding of each node's position in the
+                window to its tag embedding before the OSM encoder, so the contrastive
+                graph embedding sees the layout (not in the paper; off for the official
+                checkpoints).
+            contrastive_readout: What the image-OSM contrast compares: ``'global'`` (the
+                paper's: the mean patch token against the Set2Set graph readout) or
+                ``'grid'`` (both modalities on the patch grid, in spatial order; not in
+                the paper, see :class:`~torchgeo_geolink.models.GeoLink`).
             decoder_embed_dim: Width of the MAE decoder (512 in the paper).
             decoder_depth: Transformer blocks of the MAE decoder (2 in the paper).
             decoder_num_heads: Attention heads of the MAE decoder (16 in the paper).
             img_mask_ratio: Share of image patches masked (0.75 in the paper).
-            osm_mask_ratio: Share of OSM nodes masked per type and graph (0.2 in the paper).
+            osm_mask_ratio: Share of OSM nodes masked per type and graph (0.2 in the
+                paper).
             rec_weight: Weight of the image reconstruction loss (1 in the paper).
             cont_weight: Weight of the image-OSM contrastive loss (0.01 in the paper).
-            node_weight: Weight of the masked OSM node reconstruction loss (0.01 in the paper).
+            node_weight: Weight of the masked OSM node reconstruction loss (0.01 in the
+                paper).
             temperature: Softmax temperature of the contrastive loss (0.2 in the paper).
-            norm_pix_loss: Standardize every target patch of the reconstruction loss, as MAE.
-            legacy: Reproduce the reference code's numerics (batch-wide OSM LayerNorm, no-op type attention,
-                half-patch position offset, random 50-node cap), as the official weights were trained; None
-                takes what *weights* were trained with (True for the official files), False without weights.
+            norm_pix_loss: Standardize every target patch of the reconstruction loss, as
+                MAE.
+            legacy: Reproduce the reference code's numerics (batch-wide OSM LayerNorm,
+                no-op type attention, half-patch position offset, random 50-node cap),
+                as the official weights were trained; None takes what *weights* were
+                trained with (True for the official files), False without weights.
             lr: Peak learning rate of AdamW.
             weight_decay: AdamW weight decay (not applied to biases, norms and tokens).
             betas: AdamW betas (MAE's 0.9, 0.95).
-            warmup_epochs: Epochs of linear warmup before the cosine decay (fractions allowed).
+            warmup_epochs: Epochs of linear warmup before the cosine decay (fractions
+                allowed).
             warmup_steps: Steps of linear warmup; overrides *warmup_epochs* when given.
             min_lr_ratio: Final learning rate as a fraction of *lr*.
-            gather_distributed: Gather the contrastive negatives from all processes under DDP.
-            mean: Per-band mean the images were normalized with; None takes the datamodule's at the start of
-                fitting. Saved with the checkpoint so that every task loading it normalizes the same way.
+            gather_distributed: Gather the contrastive negatives from all processes
+                under DDP.
+            mean: Per-band mean the images were normalized with; None takes the
+                datamodule's at the start of fitting. Saved with the checkpoint so that
+                every task loading it normalizes the same way.
             std: Per-band standard deviation, as *mean*.
-            baseline_validation: Validate the untrained model once before the first training step, so that
-                every run logs its own starting point (the first ``val_*`` row, at step 0).
+            baseline_validation: Validate the untrained model once before the first
+                training step, so that every run logs its own starting point (the first
+                ``val_*`` row, at step 0).
         """
         self.weights = weights
         super().__init__()
@@ -159,7 +176,8 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
             provenance.tag_encoder, provenance.bands = loaded.tag_encoder, loaded.bands
             provenance.osm_trained = loaded.osm_trained
             if hp['mean'] is None and hp['std'] is None and loaded.mean is not None:
-                # the normalization the weights were trained with (ImageNet for the official files)
+                # the normalization the weights were trained with (ImageNet for the
+                # official files)
                 hp['mean'], hp['std'] = list(loaded.mean), list(loaded.std or [])
         self.provenance = provenance
 
@@ -305,7 +323,8 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
     def _log_figure(self, batch: dict[str, Any], out: Any, batch_idx: int) -> None:
         """Log the first window of a batch (image with its OSM graph, and the MAE reconstruction).
 
-        Only when the logger can show figures (e.g. TensorBoard), as TorchGeo's tasks do.
+        Only when the logger can show figures (e.g. TensorBoard), as TorchGeo's tasks
+        do.
 
         Args:
             batch: A collated batch with ``image`` and ``graph``.
@@ -345,8 +364,9 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
     ) -> tuple[Tensor, Tensor]:
         """Embed whole images and whole OSM graphs (nothing masked) in the shared contrastive space.
 
-        The image embedding is the projected mean of all patch tokens, the OSM embedding the projected region
-        readout of the unmasked graph: deterministic, unlike the masked embeddings of a training step.
+        The image embedding is the projected mean of all patch tokens, the OSM embedding
+        the projected region readout of the unmasked graph: deterministic, unlike the
+        masked embeddings of a training step.
 
         Args:
             images: Normalized images ``(B, C, H, W)``.
@@ -385,20 +405,24 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
     ) -> dict[str, Tensor]:
         """Embed every window of a batch, nothing masked and deterministically, for the embedding writer.
 
-        The outputs are those :class:`~torchgeo_geolink.writers.EmbeddingWriter` writes (``torchgeo predict``).
+        The outputs are those :class:`~torchgeo_geolink.writers.EmbeddingWriter` writes
+        (``torchgeo predict``).
 
         Args:
-            batch: A collated batch with ``image``, ``graph`` and the window bounds (the graphs' ``bounds`` or
-                TorchGeo's ``bounds``).
+            batch: A collated batch with ``image``, ``graph`` and the window bounds (the
+                graphs' ``bounds`` or TorchGeo's ``bounds``).
             batch_idx: Index of the batch.
             dataloader_idx: Index of the dataloader.
 
         Returns:
-            ``bounds`` ``(B, 4)`` float64 ``[xmin, ymin, xmax, ymax]`` in the dataset CRS; the pooled embeddings of
-            :meth:`~torchgeo_geolink.models.GeoLink.embed`: ``image`` (mean patch token), ``osm`` (OSM region
-            readout), ``fused`` (mean hybrid image-OSM token), ``image_projected`` and ``osm_projected``
-            (L2-normalized contrastive embeddings); ``has_osm`` ``(B,)``; and ``patch_features`` ``(B, D, rows,
-            cols)``, the patch tokens on the patch grid (row 0 at the top).
+            ``bounds`` ``(B, 4)`` float64 ``[xmin, ymin, xmax, ymax]`` in the dataset
+            CRS; the pooled embeddings of
+            :meth:`~torchgeo_geolink.models.GeoLink.embed`: ``image`` (mean patch
+            token), ``osm`` (OSM region readout), ``fused`` (mean hybrid image-OSM
+            token), ``image_projected`` and ``osm_projected`` (L2-normalized contrastive
+            embeddings); ``has_osm`` ``(B,)``; and ``patch_features``
+            ``(B, D, rows, cols)``, the patch tokens on the patch grid (row 0 at the
+            top).
 
         .. versionadded:: 0.1
         """

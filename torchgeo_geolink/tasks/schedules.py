@@ -110,12 +110,11 @@ def adamw_warmup_cosine(
     warmup_steps: int | None = None,
     betas: Sequence[float] = (0.9, 0.999),
 ) -> OptimizerLRScheduler:
-    """AdamW on a module's trainable parameters with per-step linear warmup then cosine decay.
+    """AdamW with per-step linear warmup then cosine decay, for every GeoLink task.
 
-    The optimizer of every GeoLink task: biases, normalization weights and learnable
-    tokens are not decayed (see
-    :func:`~torchgeo_geolink.tasks.utils.param_groups`), and the schedule spans the trainer's estimated number of
-    optimizer steps.
+    Biases, normalization weights and learnable tokens are not decayed (timm's
+    ``param_groups_weight_decay`` with the tokens added to its exclusions), and the
+    schedule spans the trainer's estimated number of optimizer steps.
 
     Args:
         module: The module whose parameters train.

@@ -31,21 +31,25 @@ class GeoLinkSegmentation(
     """Semantic segmentation from GeoLink features, unimodal (image) or multimodal (image fused with OSM).
 
     The encoder is a :class:`~torchgeo_geolink.models.GeoLinkFusionEncoder` over a
-    :class:`~torchgeo_geolink.models.GeoLink` model: it returns the token maps of several ViT blocks and, in the
-    multimodal mode, replaces the last one with the hybrid image-OSM map of the two-way block. A UPerNet decoder
-    turns them into per-pixel class scores. The encoder is initialized from a checkpoint of a GeoLink task (whose
-    architecture it takes), from either official GeoLink file (the multimodal model, or the image-only ViT for
-    ``multimodal=False``), or at random; it is fine-tuned or frozen.
+    :class:`~torchgeo_geolink.models.GeoLink` model: it returns the token maps of
+    several ViT blocks and, in the multimodal mode, replaces the last one with the
+    hybrid image-OSM map of the two-way block. A UPerNet decoder turns them into
+    per-pixel class scores. The encoder is initialized from a checkpoint of a GeoLink
+    task (whose architecture it takes), from either official GeoLink file (the
+    multimodal model, or the image-only ViT for ``multimodal=False``), or at random; it
+    is fine-tuned or frozen.
 
     What the weights imply is used unless given otherwise (see
-    :func:`~torchgeo_geolink.models.geolink_from_weights`): with an official file ``legacy=True``, the ImageNet
-    normalization (imposed on a datamodule left at its defaults) and CLIP tag embeddings (a datamodule with
-    another tag encoder is refused). Every checkpoint records the architecture actually built, so it reloads with
-    :meth:`~lightning.pytorch.core.LightningModule.load_from_checkpoint` alone.
+    :func:`~torchgeo_geolink.models.geolink_from_weights`): with an official file
+    ``legacy=True``, the ImageNet normalization (imposed on a datamodule left at its
+    defaults) and CLIP tag embeddings (a datamodule with another tag encoder is
+    refused). Every checkpoint records the architecture actually built, so it reloads
+    with :meth:`~lightning.pytorch.core.LightningModule.load_from_checkpoint` alone.
 
-    Metrics follow TorchGeo's :class:`~torchgeo.tasks.SemanticSegmentation` (``val_AverageJaccardIndex``,
-    ``val_OverallAccuracy``, ...). Batches are those of :func:`~torchgeo_geolink.datasets.collate_geolink`
-    (``image``, ``mask``, ``graph``, and ``bounds``/``transform`` for georeferenced predictions).
+    Metrics follow TorchGeo's :class:`~torchgeo.tasks.SemanticSegmentation`
+    (``val_AverageJaccardIndex``, ``val_OverallAccuracy``, ...). Batches are those of
+    :func:`~torchgeo_geolink.datasets.collate_geolink` (``image``, ``mask``, ``graph``,
+    and ``bounds``/``transform`` for georeferenced predictions).
 
     .. versionadded:: 0.1
     """
@@ -85,17 +89,22 @@ class GeoLinkSegmentation(
         """Initialize a new GeoLinkSegmentation task.
 
         Args:
-            model: Name of the timm ViT of the encoder; taken from the weights when given.
-            weights: Initial encoder weights: the path to a Lightning checkpoint (``.ckpt``) of a GeoLink task,
-                the path to an official GeoLink file (``.pth``, multimodal or image-only), a
-                :class:`~torchgeo_geolink.models.GeoLinkWeightsEnum` member, or ``None`` (random).
+            model: Name of the timm ViT of the encoder; taken from the weights when
+                given.
+            weights: Initial encoder weights: the path to a Lightning checkpoint
+                (``.ckpt``) of a GeoLink task, the path to an official GeoLink file
+                (``.pth``, multimodal or image-only), a
+                :class:`~torchgeo_geolink.models.GeoLinkWeightsEnum` member, or ``None``
+                (random).
             in_channels: Number of image bands; taken from the weights when given.
-            img_size: Side of the (square) input images in pixels, a multiple of the patch size; taken from the
-                weights when given.
-            multimodal: Fuse the last feature map with the OSM graph (True) or use the image alone (False).
-            output_layers: 0-based ViT blocks whose token maps feed the decoder; the last ViT block gives the
-                hybrid map. ``None``: the blocks at 1/3, 1/2, 2/3 of the depth and the last (7, 11, 15, 23 for
-                ViT-L/16, as the paper).
+            img_size: Side of the (square) input images in pixels, a multiple of the
+                patch size; taken from the weights when given.
+            multimodal: Fuse the last feature map with the OSM graph (True) or use the
+                image alone (False).
+            output_layers: 0-based ViT blocks whose token maps feed the decoder; the
+                last ViT block gives the hybrid map. ``None``: the blocks at 1/3, 1/2,
+                2/3 of the depth and the last (7, 11, 15, 23 for ViT-L/16, as the
+                paper).
             decoder_channels: Width of the UPerNet head (512 in the paper).
             task: One of 'binary', 'multiclass' or 'multilabel'.
             num_classes: Number of classes (``task='multiclass'``).
@@ -105,22 +114,24 @@ class GeoLinkSegmentation(
             loss: One of 'ce', 'bce', 'jaccard', 'focal' or 'dice'.
             class_weights: Rescaling weight of each class in the 'ce' loss.
             ignore_index: Class index ignored in the loss and metrics.
-            legacy: Reproduce the reference code's numerics; None takes what the weights were trained with
-                (True for the official files, False without weights).
-            freeze_backbone: Freeze the GeoLink encoder (fusion block included) and train the decoder only.
+            legacy: Reproduce the reference code's numerics; None takes what the weights
+                were trained with (True for the official files, False without weights).
+            freeze_backbone: Freeze the GeoLink encoder (fusion block included) and
+                train the decoder only.
             lr: Peak learning rate of AdamW.
             weight_decay: AdamW weight decay (not applied to biases, norms and tokens).
             warmup_epochs: Epochs of linear warmup before the cosine decay.
             min_lr_ratio: Final learning rate as a fraction of *lr*.
-            mean: Per-band mean the images are normalized with; None takes the weights' (ImageNet for the
-                official files) or, without, the datamodule's.
+            mean: Per-band mean the images are normalized with; None takes the weights'
+                (ImageNet for the official files) or, without, the datamodule's.
             std: Per-band standard deviation, as *mean*.
-            allow_tag_encoder_mismatch: Accept graphs embedded with another tag encoder than the weights' OSM
-                branch was trained with (a warning instead of an error).
+            allow_tag_encoder_mismatch: Accept graphs embedded with another tag encoder
+                than the weights' OSM branch was trained with (a warning instead of an
+                error).
             architecture: GeoLink architecture hyperparameters (keys of
-                :data:`~torchgeo_geolink.models.ARCHITECTURE_DEFAULTS`). Filled in with the architecture
-                built from the weights and saved, so that a checkpoint rebuilds its model without the weights;
-                leave it None.
+                :data:`~torchgeo_geolink.models.ARCHITECTURE_DEFAULTS`). Filled in with
+                the architecture built from the weights and saved, so that a checkpoint
+                rebuilds its model without the weights; leave it None.
         """
         self.weights = weights
         super().__init__()
@@ -166,8 +177,8 @@ class GeoLinkSegmentation(
     def _frozen_module(self) -> nn.Module | None:
         """The encoder when ``freeze_backbone``: frozen and kept in eval mode.
 
-        Its dropout (e.g. the fusion block's) is then off, and it computes the same features in training as in
-        evaluation.
+        Its dropout (e.g. the fusion block's) is then off, and it computes the same
+        features in training as in evaluation.
 
         Returns:
             The encoder, or None when it trains.
@@ -251,7 +262,8 @@ class GeoLinkSegmentation(
             y_hat: Scores ``(B, K, H, W)`` (``(B, H, W)`` for binary tasks).
 
         Returns:
-            Class indices ``(B, H, W)`` (0/1 per label ``(B, K, H, W)`` for multilabel tasks).
+            Class indices ``(B, H, W)`` (0/1 per label ``(B, K, H, W)`` for multilabel
+            tasks).
         """
         if self.hparams['task'] == 'multiclass':
             return y_hat.argmax(1)
@@ -261,9 +273,9 @@ class GeoLinkSegmentation(
         """Draw a sample as TorchGeo's datasets do: image | mask | prediction.
 
         Args:
-            sample: ``image`` ``(C, H, W)`` (not normalized), ``mask`` and ``prediction`` ``(H, W)`` class
-                indices (a multilabel sample shows its first label), optionally one OSM ``graph`` drawn over the
-                image.
+            sample: ``image`` ``(C, H, W)`` (not normalized), ``mask`` and
+                ``prediction`` ``(H, W)`` class indices (a multilabel sample shows its
+                first label), optionally one OSM ``graph`` drawn over the image.
             suptitle: Optional figure title.
 
         Returns:
@@ -311,13 +323,15 @@ class GeoLinkSegmentation(
         """Predict georeferenced class probabilities.
 
         Args:
-            batch: A collated batch with ``image`` and ``graph`` (``bounds``/``transform`` when georeferenced).
+            batch: A collated batch with ``image`` and ``graph``
+                (``bounds``/``transform`` when georeferenced).
             batch_idx: Index of the batch.
             dataloader_idx: Index of the dataloader.
 
         Returns:
-            ``probabilities`` ``(B, K, H, W)`` (sigmoid for binary and multilabel tasks), ``bounds`` and
-            ``transform`` of each window (None for non-georeferenced data), as TorchGeo's tasks.
+            ``probabilities`` ``(B, K, H, W)`` (sigmoid for binary and multilabel
+            tasks), ``bounds`` and ``transform`` of each window (None for
+            non-georeferenced data), as TorchGeo's tasks.
         """
         y_hat = self(batch['image'], batch.get('graph'))
         return {

@@ -17,8 +17,9 @@ __all__ = ('param_groups',)
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Split the trainable parameters into a decayed group and a group without weight decay.
 
-    :func:`timm.optim.param_groups_weight_decay` leaves biases and normalization weights (every parameter of one
-    dimension) undecayed; learnable tokens and position tables are added to its exclusions, as in MAE and DINO.
+    :func:`timm.optim.param_groups_weight_decay` leaves biases and normalization weights
+    (every parameter of one dimension) undecayed; learnable tokens and position tables
+    are added to its exclusions, as in MAE and DINO.
 
     Args:
         model: The model to optimize.
@@ -29,8 +30,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
     .. versionadded:: 0.1
     """
-    # Parameters named *token or *pos_embed and the entries of a ParameterDict named *token (one mask token per
-    # node type); not the weights of a module whose name ends in "token" (cross_attn_image_to_token).
+    # Parameters named *token or *pos_embed and the entries of a ParameterDict named
+    # *token (one mask token per node type); not the weights of a module whose name ends
+    # in "token" (cross_attn_image_to_token).
     token_dicts = {
         name
         for name, module in model.named_modules()
@@ -43,8 +45,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         or name.rpartition('.')[0] in token_dicts
     ]
     groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=tokens)
-    # timm puts the undecayed group first and leaves out empty groups: always return both, decayed first, so
-    # that the optimizer's group layout does not depend on the model.
+    # timm puts the undecayed group first and leaves out empty groups: always return
+    # both, decayed first, so that the optimizer's group layout does not depend on the
+    # model.
     params = {bool(group['weight_decay']): group['params'] for group in groups}
     return [
         {'params': params.get(True, []), 'weight_decay': weight_decay},

@@ -27,9 +27,8 @@ from .functional import (
 __all__ = ('DEFAULT_COLOR_JITTER', 'GeoLinkAugmentation')
 
 #: Default brightness, contrast, saturation and hue strengths of the color jitter of
-#: :class:`GeoLinkAugmentation` and the datamodules (the ranges of :class:`kornia.augmentation.ColorJitter`).
-#:
-#: .. versionadded:: 0.1
+#: :class:`GeoLinkAugmentation` and the datamodules (the ranges of
+#: :class:`kornia.augmentation.ColorJitter`).  .. versionadded:: 0.1
 DEFAULT_COLOR_JITTER: Final[tuple[float, float, float, float]] = (0.4, 0.4, 0.4, 0.1)
 
 
@@ -48,29 +47,35 @@ def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
 class GeoLinkAugmentation(nn.Module):
     """Random crop (resized back), flips, 90-degree rotations and color jitter for images *and* their graphs.
 
-    Operates on a collated batch (the output of :func:`~torchgeo_geolink.datasets.collate_geolink` moved to the
-    device): ``image`` ``(B, C, H, W)``, optional ``mask`` ``(B, H, W)`` and ``graph``, a PyG
-    :class:`~torch_geometric.data.Batch` whose node types carry ``pos`` ``(N, K, 2)`` normalized to the window
-    (x right, y down, in ``[0, 1]``). Other keys (``bounds``, ``transform``, ...) pass through unchanged, so
-    after a crop they describe the window *before* augmentation.
+    Operates on a collated batch (the output of
+    :func:`~torchgeo_geolink.datasets.collate_geolink` moved to the device): ``image``
+    ``(B, C, H, W)``, optional ``mask`` ``(B, H, W)`` and ``graph``, a PyG
+    :class:`~torch_geometric.data.Batch` whose node types carry ``pos`` ``(N, K, 2)``
+    normalized to the window (x right, y down, in ``[0, 1]``). Other keys (``bounds``,
+    ``transform``, ...) pass through unchanged, so after a crop they describe the window
+    *before* augmentation.
 
-    For every sample one random affine matrix is composed (crop box -> output window, horizontal flip, vertical
-    flip, ``k`` quarter turns, in that order) and applied in a single resampling to the image (bilinear), the
-    mask (nearest) and every node position, so the three stay aligned exactly. The crop box always lies inside
-    the image, so no padding is ever introduced.
+    For every sample one random affine matrix is composed (crop box -> output window,
+    horizontal flip, vertical flip, ``k`` quarter turns, in that order) and applied in a
+    single resampling to the image (bilinear), the mask (nearest) and every node
+    position, so the three stay aligned exactly. The crop box always lies inside the
+    image, so no padding is ever introduced.
 
-    Nodes whose ``K`` position points all fall outside the crop are dropped together with their edges;
-    partially visible nodes (one point inside) are kept with their positions clamped to ``[0, 1]``. Positions are
-    only points (not geometries), so a large polygon that covers the whole crop but whose sample points all lie
-    outside it is dropped too; keep ``crop_scale`` moderate (the default keeps at least 35% of the area).
+    Nodes whose ``K`` position points all fall outside the crop are dropped together
+    with their edges; partially visible nodes (one point inside) are kept with their
+    positions clamped to ``[0, 1]``. Positions are only points (not geometries), so a
+    large polygon that covers the whole crop but whose sample points all lie outside it
+    is dropped too; keep ``crop_scale`` moderate (the default keeps at least 35% of the
+    area).
 
-    Color jitter changes the image only. It is :class:`kornia.augmentation.ColorJitter` (torchvision's formulas)
-    applied to the *raw* intensities: apply this module before normalizing, and give the intensity of white as
-    ``color_jitter_max`` (255 for 8-bit imagery, 1 for images already scaled to ``[0, 1]``). A jittered image is
-    divided by ``color_jitter_max``, jittered and clamped in ``[0, 1]``, and scaled back, so the result stays in
-    the raw range ``[0, color_jitter_max]`` whatever normalization follows; images that are not jittered pass
-    through bit for bit. Three-channel images get brightness, contrast, saturation and hue jitter; others
-    brightness and contrast.
+    Color jitter changes the image only. It is :class:`kornia.augmentation.ColorJitter`
+    (torchvision's formulas) applied to the *raw* intensities: apply this module before
+    normalizing, and give the intensity of white as ``color_jitter_max`` (255 for 8-bit
+    imagery, 1 for images already scaled to ``[0, 1]``). A jittered image is divided by
+    ``color_jitter_max``, jittered and clamped in ``[0, 1]``, and scaled back, so the
+    result stays in the raw range ``[0, color_jitter_max]`` whatever normalization
+    follows; images that are not jittered pass through bit for bit. Three-channel images
+    get brightness, contrast, saturation and hue jitter; others brightness and contrast.
 
     .. versionadded:: 0.1
     """
@@ -92,26 +97,31 @@ class GeoLinkAugmentation(nn.Module):
         """Initialize a new GeoLinkAugmentation instance.
 
         Args:
-            size: output ``(H, W)`` (or side) of image and mask; None keeps the input size.
+            size: output ``(H, W)`` (or side) of image and mask; None keeps the input
+                size.
             crop_scale: range of the crop area as a fraction of the image area.
-            crop_ratio: range of the crop aspect ratio (width / height in pixels), sampled log-uniformly.
-            crop_p: probability of cropping a sample (otherwise the whole image is kept).
+            crop_ratio: range of the crop aspect ratio (width / height in pixels),
+                sampled log-uniformly.
+            crop_p: probability of cropping a sample (otherwise the whole image is
+                kept).
             hflip_p: probability of a horizontal flip.
             vflip_p: probability of a vertical flip.
-            rot90_p: probability of a rotation by 90, 180 or 270 degrees (chosen uniformly).
+            rot90_p: probability of a rotation by 90, 180 or 270 degrees (chosen
+                uniformly).
             color_jitter: brightness, contrast, saturation and hue strengths (as in
-                :class:`kornia.augmentation.ColorJitter`: factors drawn from ``[1 - v, 1 + v]``, hue shift from
-                ``[-v, v]``), or None for no color jitter.
+                :class:`kornia.augmentation.ColorJitter`: factors drawn from
+                ``[1 - v, 1 + v]``, hue shift from ``[-v, v]``), or None for no color
+                jitter.
             color_jitter_p: probability of jittering a sample's colors.
             color_jitter_max: intensity of white in the input images (the raw range is
                 ``[0, color_jitter_max]``; 255 for 8-bit imagery).
-            generator: random generator of the geometric parameters and of the choice of the jittered samples
-                (CPU); None uses torch's global one. The jitter factors are drawn by kornia from torch's global
-                generator.
+            generator: random generator of the geometric parameters and of the choice of
+                the jittered samples (CPU); None uses torch's global one. The jitter
+                factors are drawn by kornia from torch's global generator.
 
         Raises:
-            ValueError: if a probability, scale or ratio range, the jitter strengths or *color_jitter_max* are
-                invalid.
+            ValueError: if a probability, scale or ratio range, the jitter strengths or
+                *color_jitter_max* are invalid.
         """
         super().__init__()
         for name, p in (
@@ -195,7 +205,8 @@ class GeoLinkAugmentation(nn.Module):
         ) * self._rand(b)
         log_lo, log_hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
         ratio = torch.exp(log_lo + (log_hi - log_lo) * self._rand(b))
-        # Pixel aspect w_px / h_px = ratio and area w_px * h_px = scale * H * W, in normalized units.
+        # Pixel aspect w_px / h_px = ratio and area w_px * h_px = scale * H * W, in
+        # normalized units.
         w = torch.sqrt(scale * ratio * height / width).clamp(max=1.0)
         h = torch.sqrt(scale * width / (ratio * height)).clamp(max=1.0)
         crop = self._rand(b) < self.crop_p
@@ -231,7 +242,8 @@ class GeoLinkAugmentation(nn.Module):
             a new batch dict (other keys shared with the input).
 
         Raises:
-            ValueError: if ``image`` is missing or not ``(B, C, H, W)``, or ``matrices`` has the wrong shape.
+            ValueError: if ``image`` is missing or not ``(B, C, H, W)``, or ``matrices``
+                has the wrong shape.
         """
         out = dict(batch)
         image = batch.get('image')
@@ -278,7 +290,8 @@ class GeoLinkAugmentation(nn.Module):
         """Augment a collated batch.
 
         Args:
-            batch: ``image`` ``(B, C, H, W)``, optional ``mask`` and ``graph`` (see the class docstring).
+            batch: ``image`` ``(B, C, H, W)``, optional ``mask`` and ``graph`` (see the
+                class docstring).
 
         Returns:
             the augmented batch (a new dict).
@@ -299,10 +312,12 @@ class GeoLinkAugmentation(nn.Module):
             images: ``(B, C, H, W)`` raw images in ``[0, color_jitter_max]``.
 
         Returns:
-            The images, the chosen ones jittered (a new tensor; the others keep their exact values).
+            The images, the chosen ones jittered (a new tensor; the others keep their
+            exact values).
 
         Raises:
-            ValueError: if a chosen image has values outside ``[0, color_jitter_max]`` (jittering would clip them).
+            ValueError: if a chosen image has values outside ``[0, color_jitter_max]``
+                (jittering would clip them).
         """
         assert self.rgb_jitter is not None and self.band_jitter is not None
         chosen = torch.nonzero(self._rand(len(images)) < self.color_jitter_p)[:, 0]

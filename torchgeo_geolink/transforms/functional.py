@@ -3,11 +3,12 @@
 
 """Affine warps applied identically to images, masks and graph node positions.
 
-All matrices here are 3x3 homogeneous transforms in *normalized window coordinates*: x grows right and y grows
-down, ``(0, 0)`` is the top-left corner of the top-left pixel and ``(1, 1)`` the bottom-right corner of the
-bottom-right pixel (the convention of the graphs' ``pos``, and of :func:`torch.nn.functional.grid_sample` with
-``align_corners=False`` after the change of variables ``u = 2 p - 1``). A matrix ``T`` maps a point of the input
-window to the output window: ``p_out = T @ p_in``.
+All matrices here are 3x3 homogeneous transforms in *normalized window coordinates*: x
+grows right and y grows down, ``(0, 0)`` is the top-left corner of the top-left pixel
+and ``(1, 1)`` the bottom-right corner of the bottom-right pixel (the convention of the
+graphs' ``pos``, and of :func:`torch.nn.functional.grid_sample` with
+``align_corners=False`` after the change of variables ``u = 2 p - 1``). A matrix ``T``
+maps a point of the input window to the output window: ``p_out = T @ p_in``.
 """
 
 import copy
@@ -30,7 +31,8 @@ __all__ = (
     'warp_masks',
 )
 
-#: Maps normalized ``[0, 1]`` coordinates to the ``[-1, 1]`` coordinates of :func:`~torch.nn.functional.grid_sample`.
+#: Maps normalized ``[0, 1]`` coordinates to the ``[-1, 1]`` coordinates of
+#: :func:`~torch.nn.functional.grid_sample`.
 _TO_GRID = torch.tensor([[2.0, 0.0, -1.0], [0.0, 2.0, -1.0], [0.0, 0.0, 1.0]])
 
 
@@ -51,7 +53,8 @@ def crop_matrix(boxes: Tensor) -> Tensor:
     """Matrices that map each crop box onto the whole output window (crop, then resize).
 
     Args:
-        boxes: ``(B, 4)`` boxes ``[x0, y0, w, h]`` in normalized coordinates, ``w, h > 0``.
+        boxes: ``(B, 4)`` boxes ``[x0, y0, w, h]`` in normalized coordinates,
+            ``w, h > 0``.
 
     Returns:
         ``(B, 3, 3)`` matrices with ``p_out = ((x - x0) / w, (y - y0) / h)``.
@@ -104,8 +107,8 @@ def vflip_matrix(flip: Tensor) -> Tensor:
 def rot90_matrix(k: Tensor) -> Tensor:
     """Matrices that rotate the window content by ``k`` quarter turns counter-clockwise.
 
-    The rotation is that of :func:`torch.rot90` with ``dims=(-2, -1)``: one quarter turn maps ``(x, y)`` to
-    ``(y, 1 - x)``.
+    The rotation is that of :func:`torch.rot90` with ``dims=(-2, -1)``: one quarter turn
+    maps ``(x, y)`` to ``(y, 1 - x)``.
 
     Args:
         k: ``(B,)`` integer tensor of quarter turns (any integer; taken modulo 4).
@@ -149,7 +152,8 @@ def warp_images(images: Tensor, matrices: Tensor, size: tuple[int, int]) -> Tens
         size: output ``(H, W)``.
 
     Returns:
-        ``(B, C, *size)`` images; points outside the input are filled by border replication.
+        ``(B, C, *size)`` images; points outside the input are filled by border
+        replication.
 
     .. versionadded:: 0.1
     """
@@ -187,7 +191,8 @@ def transform_positions(pos: Tensor, matrices: Tensor) -> Tensor:
 
     Args:
         pos: ``(N, K, 2)`` positions in normalized coordinates.
-        matrices: ``(N, 3, 3)`` matrix of each node (e.g. ``batch_matrices[node_batch]``).
+        matrices: ``(N, 3, 3)`` matrix of each node (e.g.
+            ``batch_matrices[node_batch]``).
 
     Returns:
         ``(N, K, 2)`` transformed positions (not clipped).
@@ -202,8 +207,9 @@ def transform_positions(pos: Tensor, matrices: Tensor) -> Tensor:
 def _refresh_batch_slices(batch: Batch) -> None:
     """Recompute ``ptr`` and the slice/increment tables of a hetero batch after nodes or edges were removed.
 
-    Keeps :meth:`~torch_geometric.data.Batch.to_data_list` and ``ptr`` consistent with the per-node ``batch``
-    vectors. The tables are replaced by new dicts (never mutated), since shallow copies of a batch share them.
+    Keeps :meth:`~torch_geometric.data.Batch.to_data_list` and ``ptr`` consistent with
+    the per-node ``batch`` vectors. The tables are replaced by new dicts (never
+    mutated), since shallow copies of a batch share them.
 
     Args:
         batch: a batch of :class:`~torch_geometric.data.HeteroData` (modified in place).
@@ -242,10 +248,12 @@ def _refresh_batch_slices(batch: Batch) -> None:
 def filter_nodes(graph: HeteroData | Batch, keep: dict[str, Tensor]) -> HeteroData:
     """Keep the nodes selected by boolean masks, and the edges between kept nodes, re-indexed.
 
-    A vectorized equivalent of :meth:`~torch_geometric.data.HeteroData.subgraph` (one mask, one cumulative-sum
-    remap table and one edge mask per type) that also keeps a :class:`~torch_geometric.data.Batch` valid
-    (``ptr`` and :meth:`~torch_geometric.data.Batch.to_data_list`). Every node-level tensor (first dimension
-    = number of nodes: ``x``, ``pos``, ``id``, ``batch``, ...) and edge-level tensor (``edge_attr``, ...) follows.
+    A vectorized equivalent of :meth:`~torch_geometric.data.HeteroData.subgraph` (one
+    mask, one cumulative-sum remap table and one edge mask per type) that also keeps a
+    :class:`~torch_geometric.data.Batch` valid (``ptr`` and
+    :meth:`~torch_geometric.data.Batch.to_data_list`). Every node-level tensor (first
+    dimension = number of nodes: ``x``, ``pos``, ``id``, ``batch``, ...) and edge-level
+    tensor (``edge_attr``, ...) follows.
 
     Args:
         graph: the graph or batch (not modified).
@@ -307,13 +315,15 @@ def filter_nodes(graph: HeteroData | Batch, keep: dict[str, Tensor]) -> HeteroDa
 def drop_outside_nodes(graph: HeteroData | Batch) -> HeteroData:
     """Drop nodes that have no position point left inside the window, and clamp the others' positions.
 
-    A node is kept when at least one of its ``K`` points lies in ``[0, 1]^2`` (a partially visible polygon or
-    line stays in the graph); kept positions are clamped to ``[0, 1]``. Edges that touch a dropped node are
-    removed and the remaining ones re-indexed (:func:`filter_nodes`), and a
-    :class:`~torch_geometric.data.Batch` keeps valid ``ptr`` and :meth:`~torch_geometric.data.Batch.to_data_list`.
+    A node is kept when at least one of its ``K`` points lies in ``[0, 1]^2`` (a
+    partially visible polygon or line stays in the graph); kept positions are clamped to
+    ``[0, 1]``. Edges that touch a dropped node are removed and the remaining ones
+    re-indexed (:func:`filter_nodes`), and a :class:`~torch_geometric.data.Batch` keeps
+    valid ``ptr`` and :meth:`~torch_geometric.data.Batch.to_data_list`.
 
     Args:
-        graph: a graph or a batch of graphs whose node types all have ``pos`` ``(N, K, 2)``.
+        graph: a graph or a batch of graphs whose node types all have ``pos``
+            ``(N, K, 2)``.
 
     Returns:
         the filtered graph (a new object; the input is not modified).

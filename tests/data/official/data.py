@@ -9,18 +9,21 @@ Run from the repository root::
 
     python tests/data/official/data.py [--reference DIR] [--examples DIR]
 
-It always writes ``ufz/``: three tiles in the official UFZ tile layout (``img/``, ``label/``, ``graph/``). The
-graphs are built from the OpenStreetMap extract of Helsinki shipped in the package (ODbL) with the 512-wide
-hashing tag encoder and stored as the official graphs are: a pickled PyG ``HeteroData`` whose ``x`` is the tag
-embedding followed by the node positions, without the node and edge types that have no rows. Images and labels
-are synthetic noise (labels 0..9 and 255, as UFZ labels).
+It always writes ``ufz/``: three tiles in the official UFZ tile layout (``img/``,
+``label/``, ``graph/``). The graphs are built from the OpenStreetMap extract of Helsinki
+shipped in the package (ODbL) with the 512-wide hashing tag encoder and stored as the
+official graphs are: a pickled PyG ``HeteroData`` whose ``x`` is the tag embedding
+followed by the node positions, without the node and edge types that have no rows.
+Images and labels are synthetic noise (labels 0..9 and 255, as UFZ labels).
 
-With ``--reference DIR`` (a folder holding ``official_state_dict_vitb16.json``, the parameter names and shapes of
-the official multimodal ViT-B/16 checkpoint) it rewrites ``state_dict_vitb16.json`` with the two fields the tests
-read: ``state_dict`` and the PyG 2.4 key variant.
+With ``--reference DIR`` (a folder holding ``official_state_dict_vitb16.json``, the
+parameter names and shapes of the official multimodal ViT-B/16 checkpoint) it rewrites
+``state_dict_vitb16.json`` with the two fields the tests read: ``state_dict`` and the
+PyG 2.4 key variant.
 
-With ``--examples DIR`` (the ``osm2graph`` folder of the official example data) it rewrites ``osm2graph/``: each
-example tile's OSM GeoJSON layers (ODbL) and its bounding box, without the image.
+With ``--examples DIR`` (the ``osm2graph`` folder of the official example data) it
+rewrites ``osm2graph/``: each example tile's OSM GeoJSON layers (ODbL) and its bounding
+box, without the image.
 """
 
 import argparse
@@ -39,8 +42,9 @@ from torchgeo_geolink.osm import EDGE_TYPES, NODE_TYPES, to_official_graph
 
 HERE = Path(__file__).resolve().parent
 PBF = HERE.parents[2] / 'torchgeo_geolink' / 'data' / 'helsinki.osm.pbf'
-#: Tiles as ``(name, dx, dy, side)``: the lower-left corner of the window from the extract's lower-left corner and
-#: its side, in meters (UTM 35N). The second tile has polygons only.
+#: Tiles as ``(name, dx, dy, side)``: the lower-left corner of the window from the
+#: extract's lower-left corner and its side, in meters (UTM 35N). The second tile has
+#: polygons only.
 TILES = (
     ('helsinki_0', 520.0, 910.0, 32.0),
     ('helsinki_1', 300.0, 400.0, 24.0),

@@ -5,11 +5,12 @@
 
 """Reference samples of the shipped Helsinki extract, for the OSM store equality test.
 
-Run from the repository root (``python tests/data/osm_store/data.py``) to write ``reference.npz``: for a fixed
-list of windows, in both graph modes and two dataset CRSs (the file's EPSG:4326 and UTM 35N), the node ids,
-positions, edges and a fingerprint of the node embeddings of each sample. The committed file was written by the
-per-feature implementation of ``OSMDataset`` that preceded the columnar store, so the test checks that the store
-gives the same samples.
+Run from the repository root (``python tests/data/osm_store/data.py``) to write
+``reference.npz``: for a fixed list of windows, in both graph modes and two dataset CRSs
+(the file's EPSG:4326 and UTM 35N), the node ids, positions, edges and a fingerprint of
+the node embeddings of each sample. The committed file was written by the per-feature
+implementation of ``OSMDataset`` that preceded the columnar store, so the test checks
+that the store gives the same samples.
 """
 
 import hashlib
@@ -26,7 +27,8 @@ from torchgeo_geolink.osm import EDGE_TYPES, NODE_TYPES
 HERE = Path(__file__).resolve().parent
 PBF = HERE.parents[2] / 'torchgeo_geolink' / 'data' / 'helsinki.osm.pbf'
 
-#: Windows as ``(dx, dy, width, height)`` from the lower-left corner of the dataset, in meters (UTM).
+#: Windows as ``(dx, dy, width, height)`` from the lower-left corner of the dataset, in
+#: meters (UTM).
 UTM_WINDOWS = (
     (300.0, 400.0, 150.0, 150.0),
     (520.0, 910.0, 224.0, 224.0),
@@ -124,7 +126,8 @@ def main() -> None:
             for w, window in enumerate(windows(ds, crs_name)):
                 xmin, ymin, xmax, ymax = window
                 flatten(f'{crs_name}/{mode}/{w}', ds[xmin:xmax, ymin:ymax], out)
-    # the arrays are passed by name (typed as Any, so that none is taken for the allow_pickle flag)
+    # the arrays are passed by name (typed as Any, so that none is taken for the
+    # allow_pickle flag)
     np.savez_compressed(HERE / 'reference.npz', **cast(dict[str, Any], out))
 
 
