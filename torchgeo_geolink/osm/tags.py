@@ -250,7 +250,8 @@ def _is_tag_column(frame: pd.DataFrame, column: object) -> bool:
         return False
     if series.dtype != object and not pd.api.types.is_string_dtype(series.dtype):
         return True
-    values = [v for v in series.to_numpy(dtype=object) if not _is_missing(v)]
+    cells = series.to_numpy(dtype=object)
+    values = [v for v in cells[~pd.isna(cells)] if not _is_missing(v)]
     if not values:
         return True
     if all(isinstance(v, bytes | bytearray | shapely.Geometry) for v in values):
@@ -445,11 +446,11 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
     for column in columns:
         key = normalize_key(column)
         values = frame[column].to_numpy(dtype=object)
-        for row, value in enumerate(values):
-            if not _is_missing(value):
-                text = _tag_text(value, column, row)
-                if text:
-                    tags[row][key] = text
+        # pd.isna finds None, NaN and NA in one pass; blank strings give empty text
+        for row in np.flatnonzero(~pd.isna(values)).tolist():
+            text = _tag_text(values[row], column, row)
+            if text:
+                tags[row][key] = text
     for column in ('tags', 'other_tags'):
         if column in frame.columns:
             values = frame[column].to_numpy(dtype=object)
