@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 import torchgeo_geolink
 
 # -- Project information
-# -------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 project = 'torchgeo-geolink'
 author = 'torchgeo-geolink Contributors'
@@ -29,7 +29,7 @@ version = '.'.join(torchgeo_geolink.__version__.split('.')[:2])
 release = torchgeo_geolink.__version__
 
 # -- General configuration
-# -----------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 extensions = [
     'myst_parser',
@@ -137,7 +137,7 @@ nitpick_ignore_regex = [
 ]
 
 # -- autodoc / napoleon
-# ----------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 autodoc_default_options = {
     'members': True,
@@ -186,7 +186,7 @@ intersphinx_mapping = {
 intersphinx_timeout = 2
 
 # -- HTML
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 html_theme = 'pydata_sphinx_theme'
 html_static_path = ['_static']
@@ -200,7 +200,7 @@ html_show_sourcelink = False
 
 
 # -- Tutorials
-# -----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 _STUB = re.compile(r'<!--\s*jupytext:\s*(?P<script>[\w.-]+\.py)\s*-->')
 
@@ -279,7 +279,7 @@ def _constants_section(module_name: str) -> str:
 
 
 def _on_source_read(app: Sphinx, docname: str, source: list[str]) -> None:
-    """Replace a tutorial stub (``<!-- jupytext: name.py -->``) with the rendered script.
+    """Replace a ``<!-- jupytext: name.py -->`` stub with the rendered script.
 
     Args:
         app: the Sphinx application.
@@ -336,7 +336,9 @@ def _on_process_docstring(
 
 
 def _is_public(cls: type) -> bool:
-    """Whether a class of this package is part of its documented API (listed in its subpackage's ``__all__``).
+    """Whether a class of this package is part of its documented API.
+
+    That is, whether its subpackage's ``__all__`` lists it.
 
     Args:
         cls: the class.
@@ -354,7 +356,7 @@ def _is_public(cls: type) -> bool:
 
 
 def _public_bases(bases: list[type]) -> list[type]:
-    """Replace private or unexported bases of our classes by their own bases, recursively.
+    """Replace private or unexported bases of our classes by their bases, recursively.
 
     Args:
         bases: the bases autodoc is about to show.
@@ -375,7 +377,7 @@ def _public_bases(bases: list[type]) -> list[type]:
 def _on_process_bases(
     app: Sphinx, name: str, obj: object, options: object, bases: list[type]
 ) -> None:
-    """Show only documented bases under "Bases:" (private helpers and mixins are skipped).
+    """Show only documented bases under "Bases:" (skip private helpers and mixins).
 
     Args:
         app: the Sphinx application.

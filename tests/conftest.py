@@ -1,8 +1,10 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Shared fixtures and helpers: small real GeoTIFFs, OSM-like vector files and GeoLink tiles written in a temporary
-directory."""
+"""Shared fixtures and helpers: small GeoTIFFs, OSM-like vector files and GeoLink tiles.
+
+All are real files, written in a temporary directory.
+"""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +44,7 @@ def write_geotiff(
     bands: int = 3,
     burn: list[tuple[shapely.Geometry, int]] | None = None,
 ) -> Path:
-    """Write a real GeoTIFF of random uint8 noise (values < 100) with optional shapes burned in at 255."""
+    """Write a GeoTIFF of uint8 noise (< 100) with optional shapes burned in at 255."""
     xmin, ymin, xmax, ymax = bounds
     width, height = round((xmax - xmin) / res), round((ymax - ymin) / res)
     transform = from_origin(xmin, ymax, res, res)
@@ -75,7 +77,7 @@ def city_frame(
     crs: CRS = CITY_CRS,
     seed: int = 0,
 ) -> gpd.GeoDataFrame:
-    """A small city: a grid of building squares, streets between them and shops inside, one column per tag key."""
+    """A small city of building squares, streets and shops, one column per tag key."""
     rng = np.random.default_rng(seed)
     x0, y0 = origin
     rows: list[dict[str, object]] = []
@@ -120,7 +122,7 @@ def city_frame(
 
 
 def official_graph(counts: dict[str, int], seed: int) -> HeteroData:
-    """A graph in the official layout: 512 semantic columns followed by the position columns."""
+    """An official-layout graph: 512 semantic columns, then the position columns."""
     gen = torch.Generator().manual_seed(seed)
     graph = HeteroData()
     for node_type, n in counts.items():
@@ -150,7 +152,10 @@ def save_tile(
     graph: HeteroData,
     label: np.ndarray | None = None,
 ) -> None:
-    """Save one tile in GeoLink's tile format: ``img/<name>.png``, ``label/<name>.png`` and ``graph/<name>.pt``."""
+    """Save one tile in GeoLink's tile format.
+
+    It writes ``img/<name>.png``, ``label/<name>.png`` and ``graph/<name>.pt``.
+    """
     for d in ('img', 'label', 'graph'):
         (root / d).mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(root / 'img' / f'{name}.png')

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""A battery of bad and odd inputs for every reader, each with the exact outcome it must have.
+"""Bad and odd inputs for every reader, each with the exact outcome it must have.
 
 Every row writes its input itself (under ``tmp_path``) and states one outcome: either a
 valid result, checked for the contract (finite values, ids and edge indices in range,
@@ -109,11 +109,11 @@ def case(
 
 
 def xfail(item: str) -> tuple[Any, ...]:
-    """Mark a row whose fix has not landed yet; strict, so the row fails once it is fixed and must be unmarked."""
+    """Mark a row whose fix has not landed; strict, so it fails once the fix lands."""
     return (pytest.mark.xfail(strict=True, reason=f'fixed by {item}'),)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Contract checks of valid results
 
 
@@ -202,7 +202,7 @@ def point(x: float, y: float) -> dict[str, Any]:
     return {'type': 'Point', 'coordinates': [x, y]}
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Vector files: unreadable, empty, without CRS
 
 
@@ -446,7 +446,7 @@ def _(tmp: Path) -> Any:
 def test_gdal_formats_give_only_the_tags(
     tmp_path: Path, driver: str, suffix: str
 ) -> None:
-    """Formats with bookkeeping fields of their own (KML's placemark styling, GML ids): only the tags come back."""
+    """Formats' own bookkeeping fields (KML styling, GML ids): only tags come back."""
     frame = gpd.GeoDataFrame(
         {'name': ['A', 'B'], 'highway': ['primary', None]},
         geometry=[
@@ -465,7 +465,7 @@ def test_gdal_formats_give_only_the_tags(
     check_dataset(ds, 2)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Vector files: odd geometries (repaired, flattened, exploded or dropped; nothing valid
 # lost)
 
@@ -597,7 +597,7 @@ def _(tmp: Path) -> Any:
     return load(path, crs=ORTHO, strict=True)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Vector files: tags
 
 
@@ -755,7 +755,7 @@ def _(tmp: Path) -> Any:
     check_dataset(ds, 16)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Windows
 
 
@@ -786,7 +786,7 @@ def _(tmp: Path) -> Any:
     assert counts == {'polygon': 0, 'line': 0, 'point': 0}
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Rasters
 
 
@@ -882,7 +882,7 @@ def _(tmp: Path) -> Any:
     return WindowedRaster(tmp / 'img')
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Tiles
 
 
@@ -1047,7 +1047,7 @@ def _(tmp: Path) -> Any:
     assert batch['graph'].num_graphs == 2 and batch['image'].shape == (2, 3, 16, 16)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Checkpoints
 
 
@@ -1123,7 +1123,7 @@ def _(tmp: Path) -> Any:
     return load_official_checkpoint(tmp / 'absent.pth')
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Model inputs
 
 
@@ -1151,7 +1151,7 @@ def _vit(img_size: int = 32) -> VisionTransformer:
 
 @functools.cache
 def _tiny() -> GeoLink:
-    """A small GeoLink in eval mode (32 px images, node features of width 16), built once."""
+    """A small eval-mode GeoLink (32 px images, 16-wide node features), built once."""
     torch.manual_seed(0)
     return GeoLink(
         _vit(),
@@ -1245,7 +1245,7 @@ def _(tmp: Path) -> Any:
         )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Samplers and batching
 
 
@@ -1346,7 +1346,7 @@ def _(tmp: Path) -> Any:
     return sample_to_graph(sample)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The other items of the reliability issue
 
 
@@ -1411,7 +1411,7 @@ def _(tmp: Path) -> Any:
     assert len(fig.axes) == 3 and any('Prediction' in t for t in titles)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 def test_battery_size() -> None:

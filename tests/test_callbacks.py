@@ -30,7 +30,7 @@ TINY: dict[str, Any] = {
 
 
 class RecordProbe(Callback):
-    """Record ``val_knn_top1`` after every validation outside the sanity check (NaN when not logged)."""
+    """Record ``val_knn_top1`` after each non-sanity validation (NaN if not logged)."""
 
     def __init__(self) -> None:
         self.values: list[float] = []
@@ -43,7 +43,7 @@ class RecordProbe(Callback):
 
 @pytest.fixture(scope='module')
 def datamodule(tmp_path_factory: pytest.TempPathFactory) -> GeoLinkDataModule:
-    """The demo with land-use labels as the dominant class of each window (built once per session)."""
+    """The demo with land-use labels as each window's dominant class (built once)."""
     root = tmp_path_factory.getbasetemp() / 'geolink_demo'
     build_demo(root)
     return GeoLinkDataModule(
@@ -61,7 +61,7 @@ def datamodule(tmp_path_factory: pytest.TempPathFactory) -> GeoLinkDataModule:
 def pretrain(
     datamodule: GeoLinkDataModule, tmp_path: Path, callbacks: list[Callback]
 ) -> dict[str, torch.Tensor]:
-    """Two epochs of two steps (augmented windows), validating on two batches; the final weights."""
+    """Two epochs of two augmented steps, validating on 2 batches; the final weights."""
     seed_everything(0)
     task = GeoLinkPretrain(**TINY)
     trainer = Trainer(

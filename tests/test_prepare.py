@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""torchgeo_geolink.prepare: exact per-tile graphs on a local Ray runtime, litdata shards, resume."""
+"""torchgeo_geolink.prepare: exact tile graphs on a local Ray, shards, resume."""
 
 import json
 import os
@@ -43,7 +43,7 @@ SIDE = 100.0
 
 @pytest.fixture(scope='module')
 def ray_runtime() -> Iterator[None]:
-    """One small local Ray runtime for the module (2 CPUs, no dashboard, small object store)."""
+    """A small local Ray runtime for the module (2 CPUs, no dashboard, small store)."""
     saved = dict(os.environ)
     os.environ.update(
         {
@@ -115,7 +115,7 @@ def prepared(
 
 
 def reference_features() -> gpd.GeoDataFrame:
-    """The extract's features, read directly with pyogrio (no staging, no partitioning)."""
+    """The extract's features, read with pyogrio (no staging, no partitioning)."""
     frames = [
         pyogrio.read_dataframe(HELSINKI_PBF, layer=layer, on_invalid='fix')
         for layer in ('points', 'lines', 'multipolygons')

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Run the documentation's tutorials (jupytext scripts) end to end and check what they produce."""
+"""Run the documentation's jupytext tutorials end to end and check their output."""
 
 import runpy
 import sys

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Tests of GeoLinkDataModule on small real rasters and vector files, with a real Lightning Trainer."""
+"""GeoLinkDataModule on small rasters and vector files, with a real Trainer."""
 
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ ORIGIN = (385_000.0, 6_672_000.0)
 
 @pytest.fixture
 def city(tmp_path: Path, write_raster: Any, make_city: Any) -> dict[str, Path]:
-    """A 200 m x 200 m city at 1 m: RGB image, label raster (buildings = 255) and a GeoPackage of its OSM."""
+    """A 200 m city at 1 m: RGB image, building labels (255) and OSM GeoPackage."""
     x0, y0 = ORIGIN
     bounds = (x0, y0, x0 + 200, y0 + 200)
     frame = make_city(origin=ORIGIN, crs=CRS_UTM35)
@@ -213,7 +213,7 @@ def test_two_workers_give_the_same_batches(city: dict[str, Path]) -> None:
 
 
 class Recorder(LightningModule):
-    """A minimal module that records the batches it receives after on_after_batch_transfer."""
+    """A minimal module recording the batches it gets after on_after_batch_transfer."""
 
     def __init__(self) -> None:
         super().__init__()

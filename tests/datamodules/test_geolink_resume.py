@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""A run resumed from a checkpoint sees the training windows of the uninterrupted run, and ends the same.
+"""A resumed run sees the training windows of the uninterrupted run, and ends the same.
 
 Real Lightning Trainer and :class:`~torchgeo_geolink.datamodules.GeoLinkDataModule` on
 the demo data (demo imagery and the shipped Helsinki OSM extract, random training
@@ -30,7 +30,7 @@ BATCHES = 4
 
 
 class TinyModel(ResumableRandomnessMixin):
-    """A few weights trained on the images and the graphs' node features, with dropout."""
+    """A few weights trained on the images and graph node features, with dropout."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,7 +58,7 @@ class TinyModel(ResumableRandomnessMixin):
 
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, GeoDataset]:
-    """The demo's folder and its joined dataset (built once and shared by the datamodules, to save time)."""
+    """The demo's folder and joined dataset, built once for all the datamodules."""
     root = str(tmp_path_factory.mktemp('demo'))
     dm = GeoLinkDataModule(root=root, tag_dim=32)
     dm.prepare_data()

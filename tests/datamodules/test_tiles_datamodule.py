@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Tests of GeoLinkTilesDataModule with tiles written by the test and a real Lightning Trainer."""
+"""GeoLinkTilesDataModule on tiles written by the test and a real Lightning Trainer."""
 
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ POS_COLS = {'polygon': 8, 'line': 6, 'point': 2}
 
 
 def write_tiles(root: Path, count: int) -> None:
-    """Tiles whose image is dark with a bright square, labeled 2 (raw, i.e. class 1) under the square."""
+    """Dark tiles with a bright square labeled 2 (raw; class 1)."""
     rng = np.random.default_rng(0)
     for i in range(count):
         x0, y0 = (int(v) for v in rng.integers(2, SIZE - 10, 2))

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The columnar OSM store serves the samples of the per-feature implementation it replaced."""
+"""The columnar OSM store serves the samples of the per-feature code it replaced."""
 
 import hashlib
 import importlib.util
@@ -203,7 +203,7 @@ def test_cache_waits_for_builder(tmp_path: Path, city_gpkg: Path) -> None:
     assert (cache / key / 'meta.json').is_file()
 
 
-# ---------------------------------------------------------------------- reading only what is needed
+# ---------------------------------------------------------- reading only what is needed
 
 
 def test_roi_reads_only_the_region() -> None:
@@ -231,7 +231,7 @@ def test_keys_filter(city_gpkg: Path) -> None:
     assert ds.reports[0].kept == 16
 
 
-# ---------------------------------------------------------------------- reports and bad input
+# ---------------------------------------------------------------- reports and bad input
 
 
 def test_report_reasons(tmp_path: Path) -> None:

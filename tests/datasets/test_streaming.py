@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""GeoLinkStreamingTiles: prepared shards streamed once per epoch, across two DDP ranks, into the datamodule."""
+"""GeoLinkStreamingTiles: prepared shards, streamed per epoch over two DDP ranks."""
 
 import json
 import socket
@@ -33,7 +33,7 @@ TRAIN = 8
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Ten GeoTIFF tiles of the Helsinki extract listed in a GeoParquet index (8 train, 2 val), one per shard."""
+    """Ten Helsinki GeoTIFFs in a GeoParquet index (8 train, 2 val), one per shard."""
     root = tmp_path_factory.mktemp('streaming')
     x0, y0 = Transformer.from_crs('EPSG:4326', 'EPSG:32635', always_xy=True).transform(
         24.9420, 60.1690

@@ -236,7 +236,7 @@ def test_resize_tiles_of_different_sizes(tmp_path: Path) -> None:
 
 
 def test_graph_edge_indices_are_validated(tmp_path: Path) -> None:
-    """An edge index past the node count would point at the next tile's node once batched: refused on load."""
+    """An edge index past the node count is refused on load."""
     graphs = write_tiles(tmp_path, ['a', 'b'])
     bad = graphs['a']
     edge_index = bad['line', 'to', 'polygon'].edge_index.clone()

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Test helpers: random OSM graphs following the data-model contract, and tiny GeoLink models."""
+"""Test helpers: random contract-following OSM graphs and tiny GeoLink models."""
 
 from collections.abc import Callable, Sequence
 
@@ -20,7 +20,7 @@ MakeGraph = Callable[..., HeteroData]
 def make_graph(
     counts: Sequence[int], dim: int = D, seed: int = 0, drop: Sequence[str] = ()
 ) -> HeteroData:
-    """A random graph with counts[i] nodes of NODE_TYPES[i]; node types in *drop* are left out entirely."""
+    """A random graph: counts[i] nodes of NODE_TYPES[i], none of the types in *drop*."""
     gen = torch.Generator().manual_seed(seed)
     data = HeteroData()
     for t, n in zip(NODE_TYPES, counts, strict=True):
@@ -54,7 +54,7 @@ def batch_of(*graphs: HeteroData) -> Batch:
 def tiny_vit(
     depth: int = 4, img_size: int = 64, in_chans: int = 3
 ) -> VisionTransformer:
-    """A timm ViT with patch 16, width 64, 4 heads, as GeoLink builds it (no head, no pooling)."""
+    """A timm ViT (patch 16, width 64, 4 heads, no head or pooling) as in GeoLink."""
     return VisionTransformer(
         img_size=img_size,
         patch_size=16,
@@ -68,7 +68,7 @@ def tiny_vit(
 
 
 def tiny_geolink(**kwargs: object) -> GeoLink:
-    """A small GeoLink: a 4-block ViT of width 64 at 64 px (4 x 4 patches), narrow heads, D = 32."""
+    """A small GeoLink: 4-block ViT of width 64 at 64 px (4 x 4 patches), D = 32."""
     torch.manual_seed(0)
     args: dict = {
         'osm_in_chans': D,

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The deterministic embedding API of GeoLink: spatial order, no randomness, agreement between entry points."""
+"""GeoLink's embedding API: spatial order, determinism, agreement of entry points."""
 
 import torch
 

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The grid contrastive readout: both modalities laid out on the patch grid, cell by cell."""
+"""The grid contrastive readout: both modalities on the patch grid, cell by cell."""
 
 import pytest
 import torch

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The legacy 50-node cap of the fusion block (a random subset, as the reference) and the image size checks."""
+"""The fusion block's legacy 50-node cap (a random subset) and the image size checks."""
 
 import pytest
 import torch
@@ -15,7 +15,7 @@ COUNTS = (47, 67, 47)  #: polygons, lines, points of one tile (161 nodes)
 
 
 def kept_types(model: GeoLink, seed: int | None) -> torch.Tensor:
-    """Node types of the nodes the legacy cap keeps of one 47/67/47 graph (as GeoLink.fuse selects them)."""
+    """Node types the legacy cap keeps of a 47/67/47 graph, as GeoLink.fuse selects."""
     inputs = model.osm_inputs(batch_of(make_graph(COUNTS)), 1)
     h = model.encode_osm(inputs.x, inputs)
     group = torch.cat([inputs.batch[t] for t in NODE_TYPES])

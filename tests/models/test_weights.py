@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Official GeoLink files (written here in the official layouts), Lightning checkpoints, provenance, the enum."""
+"""Official GeoLink files written here, Lightning checkpoints, provenance, the enum."""
 
 import inspect
 import json
@@ -48,7 +48,7 @@ SIZE = 32
 
 
 def official_model(seed: int = 0) -> GeoLink:
-    """A GeoLink with the official defaults (CLIP-width OSM branch) and a tiny ViT, in legacy mode."""
+    """An official-default GeoLink (CLIP-width OSM branch), tiny ViT, legacy mode."""
     torch.manual_seed(seed)
     return GeoLink(VIT, img_size=SIZE, legacy=True).eval()
 
@@ -76,7 +76,7 @@ def write(path: Path, state: dict[str, Any], config: Any = None) -> Path:
 def multimodal_file(
     tmp_path: Path, naming: Literal['lin', 'lin_src'] = 'lin_src'
 ) -> tuple[Path, GeoLink]:
-    """The multimodal layout as the released file (PyG 2.4 keeps lin_src and lin_dst, the same tensor)."""
+    """The released multimodal layout (PyG 2.4 keeps lin_src and lin_dst, equal)."""
     model = official_model()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     if naming == 'lin_src':
@@ -88,7 +88,7 @@ def multimodal_file(
 
 
 def vit_file(tmp_path: Path) -> tuple[Path, GeoLink]:
-    """The image-only layout: a plain timm ViT state dict holding GeoLink's cls token, table and norm."""
+    """Image-only layout: a timm ViT state dict of GeoLink's cls token, table, norm."""
     model = official_model(seed=1)
     torch.nn.init.normal_(model.img_norm.weight, 1.0, 0.1)
     vit = timm.create_model(

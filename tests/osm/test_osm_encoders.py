@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Tag encoders: hashing determinism, caching (in memory and on disk), the CLIP path on a tiny random model."""
+"""Tag encoders: hashing determinism, caching (memory, disk), CLIP on a tiny model."""
 
 import hashlib
 import importlib.util
@@ -35,7 +35,7 @@ class CountingEncoder(HashingTagEncoder):
 
 
 def test_hashing_encoder_uses_stable_hashes() -> None:
-    """Columns and signs come from BLAKE2b (stable across processes), not Python's salted hash()."""
+    """Columns and signs come from BLAKE2b (stable across runs), not salted hash()."""
     encoder = HashingTagEncoder(dim=512, num_hashes=2)
     vector = encoder.encode(['highway:service'])[0]
     expected = torch.zeros(512, dtype=torch.float64)
@@ -117,7 +117,7 @@ def test_disk_cache_persists_per_identity(tmp_path: Path) -> None:
 
 
 def _byte_chars() -> list[str]:
-    """The printable stand-in character of each byte used by byte-level BPE vocabularies."""
+    """The printable stand-in of each byte in byte-level BPE vocabularies."""
     printable = set(range(33, 127)) | set(range(161, 173)) | set(range(174, 256))
     out, extra = [], 0
     for b in range(256):

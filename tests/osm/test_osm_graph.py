@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""OSMGraphBuilder: graph contract, bad input and the official osm2graph example tiles."""
+"""OSMGraphBuilder: graph contract, bad input and the official osm2graph examples."""
 
 import json
 from pathlib import Path

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Conversion from/to the official GeoLink graph format, on synthetic graphs and the official UFZ examples."""
+"""To/from the official GeoLink graph format: synthetic graphs, the UFZ examples."""
 
 from pathlib import Path
 

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Node positions: y down, K per type, determinism, interior polygon samples, and the node embedding rule."""
+"""Node positions: y down, K per type, determinism, interior samples, embedding rule."""
 
 import math
 

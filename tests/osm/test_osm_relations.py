@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Spatial relation edge sets: the reference's predicate table and equality with an all-pairs reference."""
+"""Spatial relation edges: the reference's predicate table, equality with all pairs."""
 
 import itertools
 
@@ -45,7 +45,7 @@ def as_dict(edges: dict, edge_type: tuple[str, str, str]) -> Edges:
 def reference_edges(
     polygons: list, lines: list, points: list, equals_first: bool = True
 ) -> dict[tuple, Edges]:
-    """Straightforward all-pairs edges with scalar shapely predicates, following the reference's predicate order literally."""
+    """All-pairs edges with scalar shapely predicates, in the reference's order."""
 
     def same_type(geoms: list) -> Edges:
         out: Edges = {}
@@ -290,7 +290,7 @@ def test_edges_sorted_by_source_then_target() -> None:
     assert np.all(np.diff(keys) > 0)
 
 
-# --- equality with the all-pairs reference on random tiles (integer grid: many degenerate contacts) ---
+# --- all-pairs equality on random tiles (integer grid: many degenerate contacts) ---
 
 coord = st.integers(0, 6)
 

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Tag parsing of every source form, GeoLink tag strings and log-frequency key weights."""
+"""Tag parsing of every source form, GeoLink tag strings, log-frequency key weights."""
 
 import json
 import math
@@ -70,7 +70,7 @@ def test_tags_from_dict_and_json_columns() -> None:
 
 
 def test_tags_from_gdal_osm_layer() -> None:
-    """GDAL's OSM driver: some keys as columns, the rest in an hstore, plus bookkeeping columns."""
+    """GDAL's OSM driver: key columns, an hstore of the rest, bookkeeping columns."""
     gdf = frame(
         osm_id=['1', '2'],
         highway=['residential', None],
@@ -193,7 +193,7 @@ TYPED_TAGS = [
 def test_integer_and_boolean_fields_with_nulls_keep_their_text(
     tmp_path: Path, driver: str
 ) -> None:
-    """An integer field with nulls elsewhere reads as float64 through NumPy (lanes=2.0, oneway=1.0)."""
+    """Nullable integer fields read as float64 via NumPy (lanes=2.0, oneway=1.0)."""
     source = tmp_path / 'typed.geojson'
     source.write_text(GEOJSON_TYPED)
     path = source
@@ -219,7 +219,7 @@ def test_integer_and_boolean_fields_with_nulls_keep_their_text(
 
 
 def test_geometry_copies_are_not_tags(tmp_path: Path) -> None:
-    """GDAL's CSV driver keeps the WKT text it parses; other sources carry WKB or a GeoParquet bbox struct."""
+    """GDAL's CSV driver keeps its WKT text; others carry WKB or a GeoParquet bbox."""
     gdf = frame(
         name=['a', 'b'],
         WKT=['POINT (0 0)', 'LINESTRING Z (0 0 1, 1 1 1)'],
@@ -247,7 +247,7 @@ def test_geometry_copies_are_not_tags(tmp_path: Path) -> None:
 
 
 def torchgeo_osm_file(path: Path) -> Path:
-    """Write a file the way TorchGeo's ``OpenStreetMap`` dataset caches an Overpass response."""
+    """Write a file as TorchGeo's ``OpenStreetMap`` caches an Overpass response."""
     osm = OpenStreetMap.__new__(
         OpenStreetMap
     )  # parsing needs the classes only, not a download
@@ -294,7 +294,7 @@ def torchgeo_osm_file(path: Path) -> Path:
 
 
 def test_torchgeo_openstreetmap_layout(tmp_path: Path) -> None:
-    """TorchGeo's layout: one column per tag key, osm_id, osm_type and an integer class ``label``."""
+    """TorchGeo's layout: tag-key columns, osm_id, osm_type and an integer ``label``."""
     path = torchgeo_osm_file(tmp_path / 'osm_features.geojson')
     (read,) = read_vector_file(str(path), None)
     assert read['label'].tolist() == [1, 2, 0]
@@ -306,7 +306,7 @@ def test_torchgeo_openstreetmap_layout(tmp_path: Path) -> None:
 
 
 def test_geolink_label_layout_is_detected_by_content(tmp_path: Path) -> None:
-    """GeoLink's layout (as its pipeline writes it with geopandas): only a ``label`` of ``k:v;k:v`` text."""
+    """GeoLink's layout, as its pipeline writes it: only a ``label`` of ``k:v;k:v``."""
     path = tmp_path / 'tile_polygon.geojson'
     gpd.GeoDataFrame(
         {'label': ['landuse:grass;golf:tee', 'building:yes;addr street:Main St', None]},

@@ -1,7 +1,9 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""TorchGeo's sampler contract (size, stride, units, ROI, small areas, pickling, workers) for our samplers.
+"""TorchGeo's sampler contract, for our samplers.
+
+It covers size, stride, units, ROI, small areas, pickling and workers.
 
 The cases follow TorchGeo's own tests of ``RandomPatchSampler``/``GriddedPatchSampler``
 (and of the older ``RandomGeoSampler``/``GridGeoSampler``), run on real OSM datasets
@@ -34,7 +36,7 @@ MakeOSM = Callable[..., OSMDataset]
 
 
 def write_footprint(path: Path, box: Box, step: float) -> None:
-    """A GeoPackage of benches on a lattice over *box* (corners included), so its footprint is exactly *box*."""
+    """A GeoPackage of benches on a lattice over *box* whose footprint is *box*."""
     xmin, ymin, xmax, ymax = box
     xs = np.unique(np.append(np.arange(xmin, xmax, step), xmax))
     ys = np.unique(np.append(np.arange(ymin, ymax, step), ymax))
@@ -70,7 +72,10 @@ def make_osm(tmp_path_factory: pytest.TempPathFactory) -> MakeOSM:
 
 @pytest.fixture(scope='module')
 def square(make_osm: MakeOSM) -> OSMDataset:
-    """TorchGeo's test dataset: two files with the footprint ``box(0, 0, 100, 100)``, at a resolution of 10."""
+    """TorchGeo's test dataset: two files of footprint ``box(0, 0, 100, 100)``.
+
+    Their resolution is 10.
+    """
     return make_osm([(0, 0, 100, 100), (0, 0, 100, 100)])
 
 

@@ -58,7 +58,7 @@ def make_batch(
 
 
 class BatchList(torch.utils.data.Dataset):
-    """Pre-collated synthetic batches, served by a DataLoader with ``batch_size=None``."""
+    """Pre-collated synthetic batches from a DataLoader with ``batch_size=None``."""
 
     def __init__(
         self, n: int, batch_size: int = 4, size: int = 32, seed: int = 0

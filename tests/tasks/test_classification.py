@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""GeoLinkClassification (linear probe, fine-tuning, kNN) and the datamodule's dominant-class target."""
+"""GeoLinkClassification (probe, fine-tuning, kNN) and the dominant-class target."""
 
 import csv
 from pathlib import Path
@@ -32,7 +32,7 @@ METRICS = (
 
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo rasters, built once per session (build_demo returns at once when they exist)."""
+    """The demo rasters, built once per session (build_demo returns if they exist)."""
     root = tmp_path_factory.getbasetemp() / 'geolink_demo'
     build_demo(root)
     return root
@@ -49,7 +49,7 @@ class LabeledBatches(BatchList):
 
 
 class SeparableBatches(torch.utils.data.Dataset):
-    """Windows whose class is their brightness (constant images at -1, 0 or +1 plus faint noise)."""
+    """Windows whose class is their brightness (constant -1, 0 or +1, faint noise)."""
 
     def __init__(self, n: int, seed: int) -> None:
         g = torch.Generator().manual_seed(seed)
@@ -91,7 +91,7 @@ def fit(
 def cli(
     command: str, mode: str, root: Path, tmp_path: Path, *extra: str
 ) -> dict[str, list[str]]:
-    """Run ``torchgeo <command>`` on the demo with a config of tests/conf; return the logged CSV columns."""
+    """Run ``torchgeo <command>`` on the demo; return the logged CSV columns."""
     main([
         command, '--config', str(CONF / f'geolink_classification_{mode}.yaml'),
         '--data.init_args.root', str(root),
@@ -111,7 +111,7 @@ def checkpoint(tmp_path: Path) -> Path:
     return next((tmp_path / 'lightning_logs' / 'fit' / 'checkpoints').glob('*.ckpt'))
 
 
-# ---------------------------------------------------------------------------------------------- kNN maths
+# ---------------------------------------------------------------------------- kNN maths
 
 
 def test_weighted_knn_votes() -> None:
@@ -183,11 +183,11 @@ def test_invalid_arguments(kwargs: dict[str, Any]) -> None:
         GeoLinkClassification(**TINY, **kwargs)
 
 
-# ---------------------------------------------------------------------------------------------- linear probe
+# ------------------------------------------------------------------------- linear probe
 
 
 class RecordModes(Callback):
-    """Record the training flags of the GeoLink model's and the head's modules at every training batch."""
+    """Record the training flags of the GeoLink model's and head's modules per batch."""
 
     def __init__(self) -> None:
         self.model: list[bool] = []
@@ -255,12 +255,12 @@ def test_finetune_trains_the_encoder(tmp_path: Path) -> None:
     assert not torch.equal(block, task.model.img_encoder.blocks[0].attn.qkv.weight)
 
 
-# ---------------------------------------------------------------------------------------------- weights
+# ------------------------------------------------------------------------------ weights
 
 
 @pytest.fixture(scope='module')
 def pretrain_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short GeoLinkPretrain run on synthetic batches, with recorded normalization statistics."""
+    """A short GeoLinkPretrain run on synthetic batches, with normalization stats."""
     root = tmp_path_factory.mktemp('pretrain')
     seed_everything(0)
     task = GeoLinkPretrain(
@@ -301,7 +301,7 @@ def test_from_pretraining_checkpoint(pretrain_ckpt: Path, tmp_path: Path) -> Non
     assert reloaded.hparams['mean'] == [10.0, 20.0, 30.0]
 
 
-# ---------------------------------------------------------------------------------------------- targets
+# ------------------------------------------------------------------------------ targets
 
 
 def test_dominant_class() -> None:
@@ -326,7 +326,7 @@ def test_datamodule_dominant_class_needs_labels() -> None:
         GeoLinkDataModule(demo_labels=True, target='label')  # ty: ignore[invalid-argument-type]
 
 
-# ---------------------------------------------------------------------------------------------- torchgeo fit
+# ------------------------------------------------------------------------- torchgeo fit
 
 
 @pytest.mark.parametrize('mode', ['linear', 'finetune', 'knn'])

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The tasks and datamodules through TorchGeo's CLI (``torchgeo fit|validate|test|predict --config ...``)."""
+"""Tasks and datamodules via TorchGeo's CLI (``torchgeo fit|validate|test|predict``)."""
 
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ ROOT_CONFIGS = [
 
 @pytest.fixture
 def city(tmp_path: Path, write_raster: Any, make_city: Any) -> list[str]:
-    """Image, building labels (0/1) and OSM GeoPackage of a 200 m synthetic city; returns the CLI data args."""
+    """A 200 m synthetic city (image, 0/1 building labels, OSM); the CLI data args."""
     x0, y0 = CITY_ORIGIN
     bounds = (x0, y0, x0 + 200, y0 + 200)
     frame = make_city(origin=CITY_ORIGIN, crs=CITY_CRS)
@@ -62,7 +62,7 @@ def city(tmp_path: Path, write_raster: Any, make_city: Any) -> list[str]:
 
 @pytest.fixture
 def tiles(tmp_path: Path) -> list[str]:
-    """Four 32 x 32 tiles in GeoLink's format (official graphs with positions inside x), 3 label classes."""
+    """Four 32 x 32 GeoLink-format tiles (official graphs), 3 label classes."""
     root = tmp_path / 'tiles'
     write_tiles(root, [f't{i}' for i in range(4)], size=32, label_values=(1, 2, 3))
     return ['--data.init_args.root', str(root)]

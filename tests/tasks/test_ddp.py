@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Multi-process training: Lightning DDP with two CPU processes (gloo) through the CLI."""
+"""Multi-process training: Lightning DDP on two CPU processes (gloo) via the CLI."""
 
 import csv
 import subprocess

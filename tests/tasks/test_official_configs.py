@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The two official-weights YAMLs through TorchGeo's CLI, on weights written here in the official layout."""
+"""The two official-weights YAMLs via TorchGeo's CLI, on official-layout weights."""
 
 from pathlib import Path
 
@@ -34,7 +34,7 @@ def weights(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiles(tmp_path: Path) -> Path:
-    """Four 32 x 32 UFZ-style tiles (raw labels 0, 1, 5, 9 and 255) with official graphs (positions inside x)."""
+    """Four 32 x 32 UFZ-style tiles (raw labels 0, 1, 5, 9, 255), official graphs."""
     root = tmp_path / 'ufz'
     write_tiles(root, [f't{i}' for i in range(4)], size=32)
     return root
@@ -42,7 +42,7 @@ def tiles(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def clip_folder(tmp_path: Path) -> Path:
-    """A tiny random CLIP text model of width 512, in a folder named as the official tag encoder's model."""
+    """A tiny random CLIP text model of width 512, named as the official tag encoder."""
     transformers = pytest.importorskip('transformers')
     chars = [chr(c) for c in range(33, 127)]
     tokens = [*chars, *(c + '</w>' for c in chars), '<|startoftext|>', '<|endoftext|>']
@@ -145,7 +145,7 @@ def test_finetune_official_fast_dev_run(
 def fit_one_step(
     config: str, args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One training and one validation batch with the YAML's own callbacks (its checkpoint is written)."""
+    """One training and one validation batch with the YAML's callbacks (checkpoints)."""
     monkeypatch.chdir(tmp_path)
     main([
         'fit', '--config', str(REPO / config), *args,

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Official GeoLink files (written here in the official layouts) in the tasks; checkpoints reload alone."""
+"""Official GeoLink files (official layouts) in the tasks; checkpoints reload alone."""
 
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ HASHING = 'hashing-v1:dim512:h2:s1'
 
 
 class Batches(LightningDataModule):
-    """Pre-collated synthetic batches, with the tag encoder identity a GeoLink datamodule reports."""
+    """Synthetic batches with the tag encoder identity a GeoLink datamodule reports."""
 
     def __init__(self, tag_encoder_identity: str | None) -> None:
         super().__init__()
@@ -46,7 +46,7 @@ class Batches(LightningDataModule):
 
 
 def fit(task: Any, tmp_path: Path, identity: str | None = OFFICIAL_TAG_ENCODER) -> Path:
-    """One training and one validation batch; returns the checkpoint written after it."""
+    """One training and one validation batch; returns the checkpoint written then."""
     trainer = Trainer(
         accelerator='cpu',
         fast_dev_run=True,

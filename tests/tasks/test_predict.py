@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Embedding export: GeoLinkPretrain.predict_step and EmbeddingWriter through ``torchgeo predict``."""
+"""Embedding export (predict_step, EmbeddingWriter) through ``torchgeo predict``."""
 
 import contextlib
 import io
@@ -71,7 +71,7 @@ def working_directory(path: Path) -> Iterator[None]:
 
 @pytest.fixture(scope='module')
 def export(tmp_path_factory: pytest.TempPathFactory) -> Export:
-    """Pretrain one step on the demo (``torchgeo fit``), then export its embeddings twice (``torchgeo predict``)."""
+    """Pretrain a step on the demo (``torchgeo fit``), then export embeddings twice."""
     tmp = tmp_path_factory.mktemp('predict')
     root = str(tmp / 'demo')
     common = ['--config', str(CONF), '--data.init_args.root', root]
@@ -107,7 +107,7 @@ def task(export: Export) -> GeoLinkPretrain:
 
 
 def predict_datamodule(dataset: GeoDataset, **kwargs: Any) -> GeoLinkDataModule:
-    """A data module of the YAML's arguments (and *kwargs*) set up for prediction on the shared dataset."""
+    """A datamodule from the YAML's arguments (and *kwargs*) set up for prediction."""
     dm = GeoLinkDataModule(**{**DATA, **kwargs})
     dm.geo_dataset = dataset
     dm.setup('predict')
@@ -158,7 +158,7 @@ def test_embedding_columns(export: Export, task: GeoLinkPretrain) -> None:
 def test_embeddings_match_the_model(
     export: Export, dataset: GeoDataset, task: GeoLinkPretrain
 ) -> None:
-    """The first written windows hold the checkpoint model's embeddings of the first predicted batch."""
+    """The first written windows hold the checkpoint's embeddings of the first batch."""
     dm = predict_datamodule(dataset)
     batch = next(iter(dm.predict_dataloader()))
     batch = dm.aug(batch)
@@ -272,7 +272,7 @@ def test_writer_errors(tmp_path: Path) -> None:
 def test_shipped_embed_config_matches_pretraining(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """geolink_embed.yaml parses for ``torchgeo predict`` and reads the data as geolink_pretrain.yaml does."""
+    """geolink_embed.yaml parses and reads the data as geolink_pretrain.yaml does."""
     with pytest.raises(SystemExit) as exit_info:
         main(
             ['predict', '--config', str(REPO / 'geolink_embed.yaml'), '--print_config']

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Short real pretraining runs: the untrained baseline row, same-seed reruns, normalization in checkpoints."""
+"""Short real pretraining runs: baseline row, same-seed reruns, saved normalization."""
 
 from pathlib import Path
 from typing import Any

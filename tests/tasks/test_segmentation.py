@@ -59,7 +59,7 @@ def test_fit_metrics_and_frozen_encoder(tmp_path: Path) -> None:
 
 
 class RecordModes(Callback):
-    """Record the training flags of the encoder's and the head's modules at every training batch."""
+    """Record the training flags of the encoder's and head's modules at every batch."""
 
     def __init__(self) -> None:
         self.encoder: list[bool] = []

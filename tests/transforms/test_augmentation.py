@@ -42,7 +42,7 @@ def empty_graph() -> HeteroData:
 
 
 def square_polygon_pos(x0: float, y0: float, side: float) -> Tensor:
-    """Polygon positions (3 interior points, centroid last) of an axis-aligned square."""
+    """Positions (3 interior points, centroid last) of an axis-aligned square."""
     cx, cy = x0 + side / 2, y0 + side / 2
     r = side / 4
     return torch.tensor(
@@ -53,7 +53,7 @@ def square_polygon_pos(x0: float, y0: float, side: float) -> Tensor:
 def square_sample(
     x0: float, y0: float, side: float
 ) -> tuple[Tensor, Tensor, HeteroData]:
-    """A dark image with one bright square, its mask and a graph: the square's polygon plus a corner point."""
+    """A dark image with a bright square, its mask and graph (polygon, corner point)."""
     image = torch.full((3, SIZE, SIZE), 0.1)
     mask = torch.zeros(SIZE, SIZE, dtype=torch.long)
     c0, r0 = round(x0 * SIZE), round(y0 * SIZE)
@@ -89,7 +89,7 @@ def make_batch(squares: list[tuple[float, float, float]]) -> dict[str, Any]:
 
 
 def bright_centroid(image: Tensor) -> Tensor | None:
-    """Pixel centroid (x, y) in normalized units of the bright region, None when it touches the border."""
+    """Normalized pixel centroid (x, y) of the bright region, None if on the border."""
     bright = image.mean(0) > 0.5
     if not bright.any():
         return None
@@ -109,7 +109,7 @@ def sample_at(image: Tensor, pos: Tensor) -> Tensor:
 
 
 def assert_aligned(out: dict[str, Any]) -> int:
-    """Check every sample: the polygon centroid sits on the bright square, the mask agrees with the image."""
+    """Check samples: polygon centroid on the bright square, mask matching image."""
     graph = out['graph']
     assert isinstance(graph, Batch)
     images, masks = out['image'], out['mask']

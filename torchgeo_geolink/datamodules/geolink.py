@@ -1,7 +1,10 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""GeoLink DataModule: raster imagery joined with OpenStreetMap graphs (``image & osm``), split by region."""
+"""GeoLink DataModule: raster imagery and OpenStreetMap graphs, split by region.
+
+The imagery is joined with the OSM graphs as ``image & osm``.
+"""
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,7 +38,7 @@ __all__ = (
 
 
 class _ResumableLoader(DataLoader):
-    """The training DataLoader, which Lightning counts as resumable in the middle of an epoch.
+    """The training DataLoader, which Lightning counts as resumable mid-epoch.
 
     What it yields is set by its window sampler, whose state
     :meth:`GeoLinkDataModule.state_dict` saves and
@@ -72,7 +75,9 @@ class _LabelRaster(WindowedRasterDataset):
 def region_rois(
     footprint: shapely.Geometry, val_fraction: float, test_fraction: float
 ) -> tuple[shapely.Geometry, shapely.Geometry | None, shapely.Geometry | None]:
-    """Split a footprint into train, validation and test regions by horizontal strips (no spatial overlap).
+    """Split a footprint into train, validation and test regions by horizontal strips.
+
+    The regions do not overlap in space.
 
     Every disjoint part of the footprint (e.g. two cities) is split on its own: its
     validation region is its southern ``val_fraction`` of its height, its test region
@@ -529,7 +534,10 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
     def on_after_batch_transfer(
         self, batch: dict[str, Any], dataloader_idx: int
     ) -> dict[str, Any]:
-        """Normalize and augment a batch on the device (TorchGeo's), then add its target (:meth:`add_target`).
+        """Normalize and augment a batch on the device, then add its target.
+
+        The normalization and augmentation are TorchGeo's; :meth:`add_target` adds the
+        target.
 
         Args:
             batch: A collated batch on the device.
@@ -541,7 +549,7 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         return self.add_target(super().on_after_batch_transfer(batch, dataloader_idx))
 
     def state_dict(self) -> dict[str, Any]:
-        """State saved in Lightning checkpoints: the random state of the training window sampler.
+        """State for Lightning checkpoints: the training window sampler's random state.
 
         Lightning resumes a run interrupted in the middle of an epoch by running that
         epoch's remaining batches from a new iterator of the training loader (and
@@ -574,7 +582,9 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the state saved by :meth:`state_dict` (before :meth:`setup`, it is applied there).
+        """Restore the state saved by :meth:`state_dict`.
+
+        Before :meth:`setup`, the state is kept and applied there.
 
         Args:
             state_dict: the datamodule's state from a checkpoint.
@@ -647,7 +657,9 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         )
 
     def val_dataloader(self) -> Any:
-        """Validation batches: the grid over the validation region (none when ``val_fraction`` is 0).
+        """Validation batches: the grid over the validation region.
+
+        There are none when ``val_fraction`` is 0.
 
         Returns:
             The data loader, or an empty list (Lightning then skips validation) without
@@ -658,7 +670,9 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         return super().val_dataloader()
 
     def test_dataloader(self) -> Any:
-        """Test batches: the grid over the test region (none when ``test_fraction`` is 0).
+        """Test batches: the grid over the test region.
+
+        There are none when ``test_fraction`` is 0.
 
         Returns:
             The data loader, or an empty list (Lightning then runs no test batch)
@@ -674,7 +688,7 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         show_titles: bool = True,
         suptitle: str | None = None,
     ) -> Figure | None:
-        """Plot a sample (image with its OSM features and graph nodes) with the OSM dataset's plot.
+        """Plot a sample with the OSM dataset's plot (image, OSM features, graph nodes).
 
         Args:
             sample: a sample of the dataset, or one element of an unbound batch.

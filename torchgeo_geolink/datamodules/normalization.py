@@ -1,7 +1,10 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Image normalization of the GeoLink datamodules, replaceable by the statistics a checkpoint carries."""
+"""Image normalization of the GeoLink datamodules.
+
+It can be replaced by the statistics a checkpoint carries.
+"""
 
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -17,7 +20,9 @@ __all__ = ('NormalizationMixin',)
 
 
 class NormalizationMixin:
-    """Normalization ``(image - mean) / std`` that a task can replace with the statistics of its weights.
+    """Normalization ``(image - mean) / std`` with statistics that a task can replace.
+
+    A task replaces them with the statistics of its weights.
 
     Mixed into TorchGeo datamodules, whose ``aug`` is
     ``AugmentationSequential(Normalize(mean, std))``; a ``train_aug`` that is an
@@ -36,7 +41,9 @@ class NormalizationMixin:
     def _init_statistics(
         self, mean: float | Sequence[float] | None, std: float | Sequence[float] | None
     ) -> None:
-        """Set the statistics before ``BaseDataModule.__init__``, which builds ``aug`` from them.
+        """Set the statistics before ``BaseDataModule.__init__``.
+
+        ``BaseDataModule.__init__`` builds ``aug`` from them.
 
         Args:
             mean: Per-band mean; None (with *std* None) is 0 and may be replaced by a
@@ -54,7 +61,7 @@ class NormalizationMixin:
         crop_scale: tuple[float, float],
         size: int | None = None,
     ) -> None:
-        """Set ``train_aug``: joint augmentation of the raw images, masks and graphs, then ``aug``.
+        """Set ``train_aug``: augment raw images, masks, graphs jointly, then ``aug``.
 
         The color jitter needs the raw range, and the warps commute with the per-band
         normalization.
@@ -79,7 +86,9 @@ class NormalizationMixin:
     def set_normalization(
         self, mean: float | Sequence[float], std: float | Sequence[float]
     ) -> None:
-        """Normalize with other per-band statistics (e.g. those a pretrained checkpoint was trained with).
+        """Normalize with other per-band statistics.
+
+        For example, those a pretrained checkpoint was trained with.
 
         Args:
             mean: Per-band mean subtracted from the images.

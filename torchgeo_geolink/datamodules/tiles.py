@@ -21,7 +21,9 @@ __all__ = ('GeoLinkStreamingTilesDataModule', 'GeoLinkTilesDataModule')
 
 
 class GeoLinkTilesDataModule(NormalizationMixin, NonGeoDataModule):
-    """LightningDataModule for :class:`~torchgeo_geolink.datasets.GeoLinkTiles` (e.g. GeoLink's UFZ tiles).
+    """LightningDataModule for :class:`~torchgeo_geolink.datasets.GeoLinkTiles`.
+
+    For example, GeoLink's UFZ tiles.
 
     Batches are collated with :func:`~torchgeo_geolink.datasets.collate_geolink` (images
     and masks stacked, the graphs in one PyG ``Batch`` under ``'graph'``), so tiles must
@@ -96,7 +98,9 @@ class GeoLinkTilesDataModule(NormalizationMixin, NonGeoDataModule):
 
 
 class GeoLinkStreamingTilesDataModule(GeoLinkTilesDataModule):
-    """LightningDataModule for a corpus prepared by ``python -m torchgeo_geolink.prepare`` (multi-node DDP ready).
+    """LightningDataModule for a prepared corpus, ready for multi-node DDP.
+
+    The corpus is prepared by ``python -m torchgeo_geolink.prepare``.
 
     Reads :class:`~torchgeo_geolink.datasets.GeoLinkStreamingTiles` with
     :class:`litdata.StreamingDataLoader`: graphs are read from the shards, not built,

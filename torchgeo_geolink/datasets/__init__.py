@@ -55,7 +55,9 @@ __all__ = (
 
 
 def __getattr__(name: str) -> Any:
-    """Import :class:`GeoLinkStreamingTiles` on first use (it needs the optional ``litdata``, extra ``scale``).
+    """Import :class:`GeoLinkStreamingTiles` on first use.
+
+    It needs the optional ``litdata`` (extra ``scale``).
 
     Args:
         name: The attribute.

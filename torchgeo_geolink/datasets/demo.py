@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The embedded demo: GeoTIFFs *rendered* from shipped real OpenStreetMap extracts, plus land-use labels.
+"""The embedded demo: GeoTIFF imagery and land-use labels *rendered* from OSM extracts.
 
 The demo lets ``torchgeo fit --config geolink_pretrain.yaml`` run with no data of the
 user's. Its OSM side is real (the shipped extracts of central Helsinki and of a part of
@@ -82,7 +82,7 @@ class DemoPaths:
 
 
 class DemoImage(WindowedRasterDataset):
-    """The rendered RGB image of the embedded demo (rendered from OSM, not a real image).
+    """The RGB image of the embedded demo (rendered from OSM, not a real image).
 
     .. versionadded:: 0.1
     """

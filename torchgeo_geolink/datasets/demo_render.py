@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The demo's synthetic imagery: an RGB image and a land-use raster painted from OpenStreetMap features."""
+"""The demo's synthetic imagery: an RGB image and a land-use raster painted from OSM."""
 
 import zlib
 from collections.abc import Sequence
@@ -134,7 +134,9 @@ def _smooth_noise(
 
 
 def _feature_hash(geom: shapely.Geometry) -> int:
-    """A stable per-feature integer (for per-building colors) from the geometry's coordinates.
+    """A stable per-feature integer from the geometry's coordinates.
+
+    It is used for per-building colors.
 
     Args:
         geom: the geometry.

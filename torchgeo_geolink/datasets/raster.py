@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""A TorchGeo RasterDataset that reads windows on the file's pixel grid straight from the file."""
+"""A TorchGeo RasterDataset that reads pixel-grid windows straight from the file."""
 
 import math
 
@@ -25,7 +25,9 @@ _ALIGN_TOLERANCE = 1e-6
 
 
 class WindowedRasterDataset(RasterDataset):
-    """A :class:`~torchgeo.datasets.RasterDataset` that reads a window of one file with one windowed read.
+    """A :class:`~torchgeo.datasets.RasterDataset` with fast windowed reads.
+
+    It reads a window of one file with one windowed read.
 
     :meth:`torchgeo.datasets.RasterDataset.__getitem__` queries the pandas index and
     mosaics the files of every window with :func:`rasterio.merge.merge`. When a window
@@ -82,7 +84,9 @@ class WindowedRasterDataset(RasterDataset):
         return sample
 
     def _files_of(self, index: GeoSlice) -> list[str]:
-        """The files whose footprint meets a window (all files when the window is not given by two slices).
+        """The files whose footprint meets a window.
+
+        All files are returned when the window is not given by two slices.
 
         Args:
             index: ``[xmin:xmax:xres, ymin:ymax:yres, tmin:tmax:tres]`` coordinates to
@@ -109,7 +113,7 @@ class WindowedRasterDataset(RasterDataset):
         return [f for f, m in zip(filepaths, meets, strict=True) if m]
 
     def __getstate__(self) -> dict[str, object]:
-        """State to pickle (for DataLoader workers): everything but the cached file handles.
+        """State to pickle (for DataLoader workers): all but the cached file handles.
 
         Returns:
             The instance's attributes without the per-index cache.
@@ -119,7 +123,9 @@ class WindowedRasterDataset(RasterDataset):
         return state
 
     def _file_bounds(self) -> tuple[np.ndarray, list[str], tuple[float, float]]:
-        """Footprint bounds and path of every file and the time bounds, cached until :attr:`index` is replaced.
+        """Footprint bounds and path of every file, and the time bounds.
+
+        They are cached until :attr:`index` is replaced.
 
         Returns:
             ``(n_files, 4)`` ``(xmin, ymin, xmax, ymax)``, the file paths and the
@@ -213,7 +219,7 @@ class WindowedRasterDataset(RasterDataset):
         return sample
 
     def _open_file(self, filepath: str) -> DatasetReader | WarpedVRT:
-        """Open one of the dataset's files as the parent's reads open it (warped to the dataset CRS).
+        """Open a dataset file as the parent's reads do (warped to the dataset CRS).
 
         The one use of :class:`~torchgeo.datasets.RasterDataset`'s private loaders
         (``_cached_load_warp_file`` and ``_load_warp_file``, as of TorchGeo 0.10):

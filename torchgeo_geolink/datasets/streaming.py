@@ -1,7 +1,10 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Stream a prepared tile corpus (``python -m torchgeo_geolink.prepare``) to training, across workers and DDP ranks."""
+"""Stream a prepared tile corpus to training, across workers and DDP ranks.
+
+The corpus is prepared by ``python -m torchgeo_geolink.prepare``.
+"""
 
 import itertools
 import json
@@ -26,7 +29,7 @@ _RASTER_SUFFIXES = ('.tif', '.tiff', '.jp2', '.vrt', '.img')
 
 
 def load_tile_image(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Read a tile image: every band of a raster (rasterio), or the RGB pixels of a PNG/JPEG (PIL).
+    """Read a tile image: all bands of a raster (rasterio) or a PNG/JPEG's RGB (PIL).
 
     Args:
         path: The image file.
@@ -59,7 +62,9 @@ def load_tile_image(path: str | os.PathLike[str]) -> torch.Tensor:
 
 
 class GeoLinkStreamingTiles(StreamingDataset):
-    """Tiles and their exact GeoLink graphs from a corpus prepared by ``python -m torchgeo_geolink.prepare``.
+    """Tiles and their exact GeoLink graphs from a prepared corpus.
+
+    The corpus is prepared by ``python -m torchgeo_geolink.prepare``.
 
     Dataset format (written by :func:`torchgeo_geolink.prepare.prepare`)::
 
@@ -214,7 +219,9 @@ class GeoLinkStreamingTiles(StreamingDataset):
         return sample
 
     def _embed(self, item: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Node embeddings of a sample stored as tag-table rows, computed as the graph builder computes them.
+        """Node embeddings of a sample stored as tag-table rows.
+
+        They are computed as the graph builder computes them.
 
         Args:
             item: The stored sample, with ``tags_<type>_rows`` and ``tags_<type>_ptr``.

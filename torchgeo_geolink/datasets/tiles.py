@@ -1,7 +1,10 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""GeoLink's tile format: image PNGs, optional label PNGs and official pre-built ``.pt`` graphs, one per tile."""
+"""GeoLink's tile format: per tile an image PNG, a label PNG and a ``.pt`` graph.
+
+The label is optional; the graph is an official pre-built one.
+"""
 
 import os
 import warnings
@@ -65,7 +68,7 @@ def ufz_label_lut(ignore_index: int = 255) -> np.ndarray:
 
 
 class GeoLinkTiles(NonGeoDataset):
-    """Tiles in GeoLink's format: an image, an optional label and an official pre-built graph per tile.
+    """Tiles in GeoLink's format: image, optional label and official pre-built graph.
 
     Dataset format::
 
@@ -364,7 +367,7 @@ class GeoLinkTiles(NonGeoDataset):
     def plot(
         self, sample: Sample, show_titles: bool = True, suptitle: str | None = None
     ) -> Figure:
-        """Plot a sample: the image with its graph's node positions, the label and the prediction (if any).
+        """Plot a sample: image and graph node positions, label, prediction (if any).
 
         Args:
             sample: a sample returned by :meth:`__getitem__`.

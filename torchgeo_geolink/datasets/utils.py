@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Sample-key and PyG graph conversions, the GeoLink DataLoader collate and the split-fraction check."""
+"""Sample-key and PyG graph conversions, GeoLink's collate, the split-fraction check."""
 
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -27,7 +27,7 @@ OSM_PREFIX = 'osm_'
 
 
 def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
-    """Check the validation and test shares of a split (of tiles or of a region's height).
+    """Check the validation and test shares of a split (of tiles or a region's height).
 
     Args:
         val_fraction: share given to validation (0 for none).
@@ -133,7 +133,9 @@ def sample_to_graph(sample: Mapping[str, Tensor]) -> HeteroData:
 
 
 def graph_to_sample(graph: HeteroData) -> Sample:
-    """Flatten a GeoLink graph into ``osm_*`` tensor keys (the inverse of :func:`sample_to_graph`).
+    """Flatten a GeoLink graph into ``osm_*`` tensor keys.
+
+    It is the inverse of :func:`sample_to_graph`.
 
     Args:
         graph: a graph with the node types and edge types of the contract (missing ones
@@ -244,7 +246,9 @@ def unbind_geolink(batch: Mapping[str, Any]) -> list[Sample]:
 
 
 def merge_keep_first(samples: Iterable[Sample]) -> Sample:
-    """Join the samples of intersected datasets: keys are united and the first dataset wins on shared keys.
+    """Join the samples of intersected datasets.
+
+    Keys are united, and the first dataset wins on shared keys.
 
     Used instead of :func:`~torchgeo.datasets.concat_samples` so that
     ``image & labels & osm`` keeps the image's 9-element ``bounds`` and ``transform``

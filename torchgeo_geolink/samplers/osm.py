@@ -122,7 +122,10 @@ def _count_features(
 
 
 class _OSMSpatialSampler(SpatialSampler):
-    """Shared set-up of the OSM-aware samplers: patch size in CRS units and the OSM dataset."""
+    """Shared set-up of the OSM-aware samplers.
+
+    It sets the patch size in CRS units and the OSM dataset.
+    """
 
     def __init__(
         self,
@@ -173,7 +176,9 @@ class _OSMSpatialSampler(SpatialSampler):
             raise ValueError(msg)
 
     def _snap(self, origins: np.ndarray) -> np.ndarray:
-        """Snap window corners to the dataset's pixel grid (anchored at its footprint's lower-left corner).
+        """Snap window corners to the dataset's pixel grid.
+
+        The grid is anchored at the footprint's lower-left corner.
 
         Args:
             origins: ``(n, 2)`` lower-left corners.
@@ -187,7 +192,7 @@ class _OSMSpatialSampler(SpatialSampler):
         return np.round((origins - start) / res) * res + start
 
     def _inside(self, origins: np.ndarray) -> np.ndarray:
-        """Whether each window lies inside the sampling region (dataset footprint and ROI).
+        """Whether each window lies in the sampling region (dataset footprint and ROI).
 
         Args:
             origins: ``(n, 2)`` lower-left corners.
@@ -368,7 +373,7 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
             yield slice(x, x + w), slice(y, y + h)
 
     def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
-        """Return the state from which :meth:`load_state_dict` continues as this sampler would.
+        """Return a state that :meth:`load_state_dict` resumes as this sampler would.
 
         Args:
             consumed: number of windows of the epoch under way that were used (the
@@ -426,7 +431,9 @@ class OSMRandomPatchSampler(_OSMSpatialSampler):
 
 
 class OSMGriddedPatchSampler(_OSMSpatialSampler):
-    """Windows on a regular grid over the region, skipping cells with fewer than ``min_features`` OSM features.
+    """Windows on a regular grid over the region, skipping sparse cells.
+
+    Cells with fewer than ``min_features`` OSM features are skipped.
 
     The grid spans the region's bounding box from edge to edge, and every window lies
     inside the dataset's footprint: the first row and column start on the region's lower

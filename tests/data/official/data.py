@@ -3,7 +3,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Small fixtures in GeoLink's official file formats, so that the official-format tests run on every clone.
+"""Small fixtures in GeoLink's official file formats, so those tests run on any clone.
 
 Run from the repository root::
 

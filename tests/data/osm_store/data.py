@@ -46,7 +46,7 @@ PROJECTIONS = 8
 
 
 def fingerprint(x: np.ndarray) -> np.ndarray:
-    """Project embeddings on fixed random directions (a compact, exact-enough fingerprint).
+    """Project embeddings on fixed random directions (a compact fingerprint).
 
     Args:
         x: ``(N, D)`` node embeddings.
