@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Per-core throughput of paired image + OSM graph samples: ours (induced, exact) vs TorchGeo raster & vector.
+"""Per-core rate of paired image + OSM graph samples: ours vs TorchGeo raster & vector.
 
 Writes the shipped Helsinki extract (EPSG:4326) to one GeoPackage layer and a 1 m,
 3-band GeoTIFF over the same area in UTM 35N, then times the same random 224 x 224 px

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Benchmark OSMGraphBuilder against a straightforward all-pairs builder (like the reference) on synthetic tiles.
+"""Benchmark OSMGraphBuilder against an all-pairs builder (like the reference).
 
 Tiles hold N polygons (buildings plus some larger land-use areas), N/2 lines and N
 points at constant, city-like density, with GeoLink labels drawn from a realistic tag
@@ -83,7 +83,7 @@ EXTRA = [
 def synthetic_tile(
     n: int, seed: int = 0
 ) -> tuple[gpd.GeoDataFrame, tuple[float, float, float, float]]:
-    """A synthetic city tile with N polygons, N/2 lines and N points at constant density."""
+    """A synthetic city tile with N polygons, N/2 lines and N points."""
     rng = np.random.default_rng(seed)
     side = 40.0 * math.sqrt(n)  # meters: ~1,600 m2 per polygon, like a dense city block
     geoms, labels = [], []
@@ -123,7 +123,7 @@ def synthetic_tile(
     )
 
 
-# --- the straightforward all-pairs builder (reference-style: scalar predicates, regexes, Python loops) ---
+# --- the all-pairs builder (reference-style: scalar predicates, Python loops) ---
 
 DISJOINT = re.compile('FF.FF....')
 TOUCHES = [re.compile('FT.......'), re.compile('F..T.....'), re.compile('F...T....')]
@@ -148,7 +148,7 @@ def _any(patterns: list[re.Pattern], code: str) -> bool:
 def all_pairs_builder(
     gdf: gpd.GeoDataFrame, bounds: tuple[float, float, float, float]
 ) -> dict:
-    """Build node features and the nine edge sets with all-pairs relate and per-feature Python loops."""
+    """Build node features and edge sets with all-pairs relate and Python loops."""
     encoder, weights = HashingTagEncoder(), KeyWeights.from_json()
     xmin, ymin, xmax, ymax = bounds
     typed: dict[str, list] = {'polygon': [], 'line': [], 'point': []}

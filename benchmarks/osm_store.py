@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""OSM store at region scale: load time, memory per feature, reprojection and window rate vs. feature count.
+"""OSM store at region scale: load, memory, reprojection and window rate vs. size.
 
 The shipped Helsinki extract (about 13k features) is tiled side by side ``k`` times
 (each copy shifted east by the extract's width, its ``name`` tags made unique, so tag
@@ -60,7 +60,7 @@ WINDOW = 224.0
 
 
 def tiled_file(copies: int, workdir: Path) -> Path:
-    """Write (once) the Helsinki extract tiled *copies* times side by side as one GeoParquet file.
+    """Write (once) the Helsinki extract tiled *copies* times as GeoParquet.
 
     Args:
         copies: number of copies.

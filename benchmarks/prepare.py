@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Throughput of ``python -m torchgeo_geolink.prepare`` on Ray Data, and reading shards vs building on the fly.
+"""Throughput of ``prepare`` on Ray Data, and reading shards vs building on the fly.
 
 Tiles of 224 x 224 m (3-band GeoTIFFs at 1 m, UTM 35N) on a grid over the shipped
 Helsinki extract (a dense city center: a few hundred OSM nodes per tile) are prepared
@@ -54,7 +54,7 @@ PAPER_TILES = 1_270_000
 
 
 def write_tiles(root: Path, count: int) -> Path:
-    """Write up to ``count`` GeoTIFF tiles on a half-overlapping grid inside the extract; return the folder."""
+    """Write up to ``count`` half-overlapping GeoTIFF tiles; return their folder."""
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         frames = [
@@ -115,7 +115,7 @@ def read_rate(output: Path, images: bool) -> tuple[int, float]:
 
 
 def build_rate(tiles: Path, limit: int) -> float:
-    """Tiles per second of clipping and building graphs in process (no prepared corpus)."""
+    """Tiles per second of clipping and building graphs in process."""
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         frames = [

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The paper's ablation in miniature: does OSM in pretraining make the image encoder better?
+"""The paper's ablation in miniature: does OSM in pretraining help the image encoder?
 
 With one compute budget (the demo pretraining of ``geolink_pretrain.yaml``) and several
 seeds, three encoders are compared on the demo's held-out region (the validation strip,
@@ -64,7 +64,7 @@ EVAL_WINDOWS = 384
 
 
 def demo_config() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Read the pretraining task, datamodule and trainer settings of ``geolink_pretrain.yaml``.
+    """Read the task, datamodule and trainer settings of ``geolink_pretrain.yaml``.
 
     Returns:
         The task's and the datamodule's ``init_args`` and the trainer settings.
@@ -247,7 +247,7 @@ def evaluate_encoder(
 
 
 def majority_baseline(data_root: Path) -> float:
-    """Overall accuracy (%) of always predicting the most frequent training class on the validation windows.
+    """Accuracy (%) of always predicting the most frequent training class (validation).
 
     Args:
         data_root: Folder of the demo.

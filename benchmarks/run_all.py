@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Run every benchmark script of this folder and write their tables to ``benchmarks/RESULTS.md``.
+"""Run every benchmark script of this folder and write ``benchmarks/RESULTS.md``.
 
 Each script measures its own baseline in the same run (the all-pairs graph builder,
 TorchGeo's ``VectorDataset``, a bare MAE step) and prints a table of ratios against it;
@@ -182,7 +182,7 @@ def versions() -> str:
 
 
 def as_markdown(text: str) -> str:
-    """Embed a script's output: Markdown tables as they are, anything else as a code block.
+    """Embed a script's output: Markdown tables as they are, the rest as a code block.
 
     Args:
         text: the captured standard output.

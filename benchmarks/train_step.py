@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Time one GeoLink training step (forward, backward, AdamW) against a bare MAE step in the same process.
+"""Time one GeoLink training step against a bare MAE step in the same process.
 
 The MAE baseline is the same model called without graphs: same ViT, batch, masking and
 decoder. Synthetic OSM graphs have 100-400 nodes per sample (realistic tiles). Ends with
@@ -27,7 +27,7 @@ from torchgeo_geolink.osm import EDGE_ATTR_DIMS, EDGE_TYPES, NODE_TYPES, POS_POI
 
 
 def synthetic_graph(gen: torch.Generator, dim: int = 512) -> HeteroData:
-    """A random graph with 100-400 nodes split over the three types and about 3 edges per node and relation."""
+    """A random graph of 100-400 nodes of three types, about 3 edges per node."""
     total = int(torch.randint(100, 401, (1,), generator=gen))
     share = torch.rand(3, generator=gen)
     counts = (share / share.sum() * total).long().tolist()
@@ -49,7 +49,7 @@ def synthetic_graph(gen: torch.Generator, dim: int = 512) -> HeteroData:
 
 
 def vit_flops(model: GeoLink, batch: int) -> float:
-    """Approximate model FLOPs of one training step (3x forward matmul FLOPs of encoder and decoder)."""
+    """Approximate model FLOPs of one training step (3x the forward matmul FLOPs)."""
     d, depth = model.embed_dim, len(cast(torch.nn.Sequential, model.img_encoder.blocks))
     keep = int(model.num_patches * (1 - model.img_mask_ratio)) + 1
     enc = depth * (24 * keep * d * d + 4 * keep * keep * d)
@@ -64,7 +64,7 @@ def vit_flops(model: GeoLink, batch: int) -> float:
 def time_steps(
     model: GeoLink, images: torch.Tensor, graphs: Batch, args: argparse.Namespace
 ) -> tuple[list[float], list[float]]:
-    """Time bare MAE steps and GeoLink steps, alternated so that both see the same machine state.
+    """Time bare MAE steps and GeoLink steps, alternated to see the same machine state.
 
     Returns:
         The MAE and the GeoLink step times in seconds (warm-up steps excluded).

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Prepare a paper-scale tile corpus: one exact GeoLink graph per tile, built on Ray Data, written as litdata shards.
+"""Prepare a paper-scale tile corpus of GeoLink graphs on Ray Data, as litdata shards.
 
 GeoLink pretrains on image tiles paired with the OpenStreetMap features clipped to each
 tile's bounding box (about 1.27 M pairs in the paper). Building those graphs inside the
@@ -147,7 +147,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _split_of(name: str, val_fraction: float, test_fraction: float) -> str:
-    """Deterministic split of a tile from a CRC-32 hash of its name (stable when tiles are added).
+    """Deterministic split of a tile from a CRC-32 hash of its name.
 
     Args:
         name: Tile name.
@@ -169,7 +169,7 @@ def _expand(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     suffixes: tuple[str, ...],
 ) -> list[Path]:
-    """Expand files and folders (searched recursively for ``suffixes``) into a sorted list of files.
+    """Expand files and folders (searched recursively) into sorted files.
 
     Args:
         paths: Files or folders.
@@ -202,7 +202,7 @@ def _expand(
 def _index_from_frame(
     frame: pd.DataFrame, source: Path, crs: CRS | str | int | None
 ) -> pd.DataFrame:
-    """Turn a tile-index table (GeoParquet of footprints or a table of boxes) into plan columns.
+    """Turn a tile-index table (footprints or boxes) into plan columns.
 
     Args:
         frame: The table: a geometry column, or ``xmin/ymin/xmax/ymax``,
@@ -297,7 +297,7 @@ def read_tile_index(
     val_fraction: float = 0.05,
     test_fraction: float = 0.0,
 ) -> pd.DataFrame:
-    """Read a tile index: georeferenced rasters, or a table of tile boxes (e.g. SkyScript-style metadata).
+    """Read a tile index: georeferenced rasters or a table of tile boxes.
 
     Accepted inputs (mixed freely):
 
@@ -416,7 +416,7 @@ def read_tile_index(
 
 
 def _plan_shards(index: pd.DataFrame, tiles_per_shard: int) -> pd.DataFrame:
-    """Order tiles along a Hilbert curve of their centers (longitude/latitude) and cut them into shards.
+    """Order tiles along a Hilbert curve of their centers and cut them into shards.
 
     Args:
         index: Output of :func:`read_tile_index`.
@@ -474,7 +474,7 @@ class PrepareReport:
 
 
 class TagTable:
-    """Persistent table of distinct tag strings and their embeddings (float32, memory-mapped when read).
+    """Persistent table of distinct tag strings and their embeddings (memory-mapped).
 
     Stored as ``table.json`` (encoder identity, width, count), ``strings.parquet`` (one
     string per row) and ``embeddings.npy``. Every DataLoader worker, Ray worker and node
@@ -564,7 +564,7 @@ class TagTable:
         encoder: TagEncoder,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> tuple['TagTable', int]:
-        """Create or extend a table so that it holds ``strings``, encoding only the new ones (batched).
+        """Create or extend a table to hold ``strings``, encoding only new ones.
 
         Args:
             root: Its folder.
@@ -640,7 +640,7 @@ class TagTable:
 
 
 class TagTableEncoder:
-    """Tag encoder that looks strings up in a :class:`TagTable` (same identity and embeddings as its encoder).
+    """Tag encoder that looks strings up in a :class:`TagTable`.
 
     .. versionadded:: 0.1
     """
@@ -690,7 +690,7 @@ def clip_to_tile(
     bounds: Sequence[float],
     tree: shapely.STRtree | None = None,
 ) -> gpd.GeoDataFrame:
-    """The features of one tile, clipped to its box, as GeoLink builds a tile's graph from them.
+    """The features of one tile, clipped to its box, as GeoLink builds a tile's graph.
 
     Features meeting the box are taken; those whose bounding box lies inside it are kept
     whole, the others are clipped to it (:func:`shapely.clip_by_rect`) and split into
@@ -737,7 +737,7 @@ def clip_to_tile(
 
 
 def _read_source(path: Path) -> gpd.GeoDataFrame:
-    """Read every feature layer of an OSM source, with tags normalized into a ``tags`` dict column.
+    """Read every feature layer of an OSM source, tags in a ``tags`` column.
 
     Args:
         path: PBF, GeoParquet or any vector file GDAL reads.
@@ -817,7 +817,7 @@ def _read_source(path: Path) -> gpd.GeoDataFrame:
 def _transform_boxes(
     boxes: np.ndarray, src: str, dst: str, densify: int = 21
 ) -> np.ndarray:
-    """Boxes that cover ``(n, 4)`` boxes after reprojection (their edges densified, vectorized).
+    """Boxes that cover ``(n, 4)`` boxes after reprojection (edges densified).
 
     Args:
         boxes: ``(xmin, ymin, xmax, ymax)`` rows in ``src``.
@@ -883,7 +883,7 @@ def _tile_boxes_in(plan: pd.DataFrame, crs: str) -> np.ndarray:
 def _stage_source(
     path: Path, index: int, output: Path, plan: pd.DataFrame
 ) -> dict[str, Any]:
-    """Stage one OSM source: keep the features meeting a tile, write them as sorted GeoParquet with its tags.
+    """Stage one OSM source: the features meeting a tile, as sorted GeoParquet.
 
     Args:
         path: The source file.
@@ -934,7 +934,7 @@ def _stage_source(
 
 
 def _fingerprint(path: Path) -> dict[str, Any]:
-    """Identify a file by path, size and modification time (content hashing a region file would take minutes).
+    """Identify a file by path, size and modification time (hashing would take minutes).
 
     Args:
         path: The file.
@@ -947,7 +947,7 @@ def _fingerprint(path: Path) -> dict[str, Any]:
 
 
 def _shard_writer(folder: Path, shard: int, **kwargs: Any) -> Any:
-    """A litdata ``BinaryWriter`` whose chunk files and index are named after the shard, not the process rank.
+    """A litdata ``BinaryWriter`` whose files are named after the shard, not the rank.
 
     Args:
         folder: The split's folder.
@@ -985,7 +985,7 @@ def _shard_config(output: Path) -> dict[str, Any]:
 def _tile_groups(
     plan: pd.DataFrame, sparsity: float = 16.0
 ) -> list[tuple[str, pd.DataFrame]]:
-    """Split a shard's tiles into groups of one CRS whose union box is compact, to read their OSM at once.
+    """Split a shard's tiles into compact groups of one CRS, to read their OSM at once.
 
     Tiles are taken in plan (Hilbert) order; a tile joins the current group while the
     group's union box stays within ``sparsity`` times the tiles' summed area (a shard of
@@ -1038,7 +1038,7 @@ def _cached_table(root: str, stamp: int) -> TagTable:
 def _tag_rows(
     sample: dict[str, Tensor], tags: Sequence[dict[str, str]], output: Path
 ) -> dict[str, Tensor]:
-    """Replace a sample's node embeddings by each node's rows in the tag table (CSR per node type).
+    """Replace a sample's node embeddings by each node's rows in the tag table (CSR).
 
     Args:
         sample: The flattened graph; its ``osm_<type>_x`` keys are removed.
@@ -1070,7 +1070,7 @@ def _tag_rows(
 def build_shard(
     shard: int, output: str | os.PathLike[str], builder: OSMGraphBuilder | None = None
 ) -> dict[str, Any]:
-    """Build and write one shard of a planned, staged run (what each Ray worker does per shard).
+    """Build and write one shard of a planned, staged run (a Ray worker's task).
 
     Args:
         shard: The shard number.
@@ -1205,7 +1205,7 @@ def build_shard(
 
 @functools.lru_cache(maxsize=4)
 def _cached_builder(output: str, table_stamp: int) -> OSMGraphBuilder:
-    """The graph builder of a run, made once per worker process and run (Ray reuses its worker processes).
+    """The graph builder of a run, made once per worker process and run.
 
     Args:
         output: The run's output folder.
@@ -1280,7 +1280,7 @@ def _stage_row(row: dict[str, Any], output: str) -> dict[str, Any]:
 
 
 def _merge_indexes(output: Path, shards: int) -> dict[str, int]:
-    """Merge the per-shard litdata indexes of each split into its ``index.json`` (shard order).
+    """Merge the per-shard litdata indexes of each split into its ``index.json``.
 
     Args:
         output: The run's output folder.
@@ -1325,7 +1325,7 @@ def _merge_indexes(output: Path, shards: int) -> dict[str, int]:
 
 
 def _init_ray(address: str | None, num_workers: int) -> bool:
-    """Connect to Ray: the cluster at ``address``/``RAY_ADDRESS``, or a new local runtime with ``num_workers`` CPUs.
+    """Connect to Ray: the cluster at ``address``/``RAY_ADDRESS``, or a local runtime.
 
     Args:
         address: Cluster address (``'auto'`` for the local node's cluster), or None.
@@ -1366,7 +1366,7 @@ def prepare(
     chunk_bytes: str = '64MB',
     progress: bool = True,
 ) -> PrepareReport:
-    """Prepare a tile corpus: plan, stage the OSM sources, fill the tag table and build every shard (resumable).
+    """Prepare a tile corpus: plan, stage OSM, fill the tag table, build every shard.
 
     Steps 2 and 4 (staging, shards) run on Ray Data: on the cluster at ``address`` or
     ``RAY_ADDRESS`` when given (every node must see ``output``, the sources and the

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""OpenStreetMap vector dataset: features read once, stored in columns, and served per window as GeoLink graphs."""
+"""OpenStreetMap vector dataset: features served per window as GeoLink graphs."""
 
 import hashlib
 import json
@@ -221,7 +221,7 @@ class OSMDataset(GeoDataset):
             self.prepare()
 
     def prepare(self) -> None:
-        """Derive now what windows need: spatial tree, node positions and (induced mode) relations.
+        """Derive now what windows need: tree, positions and (induced) relations.
 
         Done when first needed otherwise, in the dataset's CRS at that time, so that
         ``image & osm`` (which sets :attr:`crs`) computes the relations once, in the
@@ -345,7 +345,7 @@ class OSMDataset(GeoDataset):
 
     @property
     def tags(self) -> TagView:
-        """Normalized tags (key -> value) of each feature row (a sequence of dicts built on access)."""
+        """Normalized tags (key -> value) of each feature, as dicts built on access."""
         return self.store.tags
 
     @property
@@ -396,7 +396,7 @@ class OSMDataset(GeoDataset):
 
     @crs.setter
     def crs(self, new_crs: CRS) -> None:
-        """Reproject the in-memory features (no file is re-read) and rebuild the index and caches.
+        """Reproject the in-memory features and rebuild the index (no file is re-read).
 
         Args:
             new_crs: the new CRS.
@@ -561,7 +561,7 @@ class OSMDataset(GeoDataset):
         geoms: np.ndarray,
         cut: np.ndarray,
     ) -> Sample:
-        """Graph of a window as the subgraph induced by its features in the precomputed relations.
+        """Graph of a window: the subgraph its features induce in the global relations.
 
         Positions of whole features come from the store and are only recomputed for the
         features cut by the window; the nine edge types are taken in one vectorized pass
@@ -604,7 +604,7 @@ class OSMDataset(GeoDataset):
         rows: np.ndarray,
         geoms: np.ndarray,
     ) -> Sample:
-        """Graph of a window built from its clipped features with :class:`~torchgeo_geolink.osm.OSMGraphBuilder`.
+        """Graph of a window built from its clipped features by ``OSMGraphBuilder``.
 
         Args:
             window: ``(xmin, ymin, xmax, ymax)`` in the dataset CRS.
@@ -628,7 +628,7 @@ class OSMDataset(GeoDataset):
     def plot(
         self, sample: Sample, show_titles: bool = True, suptitle: str | None = None
     ) -> Figure:
-        """Plot a sample: the image (if any) with the OSM features overlaid, then its mask and prediction (if any).
+        """Plot a sample: image with OSM overlaid, then mask and prediction.
 
         Polygons and lines are drawn from the features' clipped geometries when the
         sample still holds ``osm_bounds`` and ``osm_*_id`` of this dataset, and their

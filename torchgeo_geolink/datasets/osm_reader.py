@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Reading and cleaning OpenStreetMap vector files into single-part polygon, line and point features."""
+"""Read and clean OSM vector files into single-part polygon, line and point features."""
 
 import os
 import pathlib
@@ -149,7 +149,7 @@ class LoadReport:
 
 
 class TagInterner:
-    """Tags of many features as interned ``(key, value)`` pairs in CSR form (no per-feature dicts kept).
+    """Tags of many features as interned ``(key, value)`` pairs in CSR form.
 
     Feature ``i`` carries the pairs ``pairs[indptr[i]:indptr[i + 1]]``, in the order of
     its tag mapping.
@@ -274,7 +274,7 @@ def resolve_files(paths: Path | Iterable[Path], filename_glob: str) -> list[str]
 
 
 def _roi_in(roi: shapely.Geometry, roi_crs: CRS, crs: CRS | None) -> shapely.Geometry:
-    """Express a region of interest in another CRS (its edges densified first, so they may curve).
+    """Express a region of interest in another CRS (its edges densified first).
 
     Args:
         roi: the region.
@@ -362,7 +362,7 @@ _KML_FIELDS = frozenset(
 def _checked_frames(
     path: str, layers: Sequence[str], frames: list[pd.DataFrame]
 ) -> list[GeoDataFrame]:
-    """Check that every layer read has a geometry; warn when a shapefile's attributes are missing.
+    """Check that every layer has a geometry; warn of missing shapefile attributes.
 
     Args:
         path: the file.
@@ -638,7 +638,7 @@ def file_crs(path: str, frames: list[GeoDataFrame], assumed: CRS | None) -> CRS:
 def _clean(
     geoms: np.ndarray, report: LoadReport
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clean one layer's geometries into single-part polygon, line and point nodes, counting what happened.
+    """Clean one layer's geometries into single-part nodes, counting what happened.
 
     Args:
         geoms: geometries (may hold ``None``).

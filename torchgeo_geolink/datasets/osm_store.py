@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The columnar OSM feature store: every feature of a dataset in flat arrays, reprojected, indexed and clipped.
+"""The columnar OSM feature store: every feature of a dataset in flat arrays.
 
 One row per single-part feature. Geometries are a shapely array (WKB on disk); tags are
 interned ``(key, value)`` pairs in CSR form; node embeddings are gathered per window
@@ -94,7 +94,7 @@ def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 class TagView(Sequence[dict[str, str]]):
-    """The tags of the store's features as a read-only sequence of dicts, built on access.
+    """The tags of the store's features as a read-only sequence of dicts.
 
     .. versionadded:: 0.1
     """
@@ -170,7 +170,7 @@ class TagView(Sequence[dict[str, str]]):
 
 
 class OSMStore:
-    """All features of an :class:`~torchgeo_geolink.datasets.OSMDataset`, in columns, in the dataset CRS.
+    """All features of an ``OSMDataset``, in columns, in the dataset CRS.
 
     .. versionadded:: 0.1
     """
@@ -227,7 +227,7 @@ class OSMStore:
     def _bar(
         self, iterable: Any, desc: str, enabled: bool = True, **kwargs: Any
     ) -> Any:
-        """Wrap an iterable in a progress bar shown when a step lasts more than two seconds.
+        """Wrap an iterable in a progress bar shown when a step lasts over two seconds.
 
         Args:
             iterable: the iterable.
@@ -247,7 +247,7 @@ class OSMStore:
         )
 
     def _intern_tags(self, files: Sequence[FileFeatures]) -> None:
-        """Merge the files' interned tags and precompute the embedding mix of each feature.
+        """Merge the files' interned tags and precompute each feature's embedding mix.
 
         Args:
             files: the cleaned files.
@@ -308,7 +308,7 @@ class OSMStore:
         self.table = table
 
     def _mix_weights(self) -> None:
-        """Normalized key weight of each tag of each feature (GeoLink's weighted mean of tag embeddings)."""
+        """Normalized key weight of each tag of each feature."""
         n = len(self.tag_indptr) - 1
         lengths = np.diff(self.tag_indptr)
         segment = np.repeat(np.arange(n), lengths)
@@ -350,7 +350,7 @@ class OSMStore:
         return out
 
     def _drop_unprojectable(self, geoms: np.ndarray, crs: CRS) -> np.ndarray:
-        """Drop (or, if strict, refuse) the rows whose geometry could not be reprojected.
+        """Drop (or, if strict, refuse) the rows whose geometry cannot be reprojected.
 
         Args:
             geoms: reprojected geometries, ``None`` where reprojection failed.
@@ -398,7 +398,7 @@ class OSMStore:
         self.file_ids = self.file_ids[keep]
 
     def _set_geometries(self, geoms: np.ndarray, crs: CRS) -> None:
-        """Install geometries in *crs* and forget what was derived from the previous ones.
+        """Install geometries in *crs*; forget what was derived from the previous ones.
 
         Args:
             geoms: reprojected geometries (``None`` where reprojection failed).
@@ -457,7 +457,7 @@ class OSMStore:
         return TagView(self)
 
     def embed(self, rows: np.ndarray) -> Tensor:
-        """Node embeddings of some features, gathered from the table of distinct tag strings.
+        """Node embeddings of some features, from the table of distinct tag strings.
 
         Each is the key-weighted mean of its tag strings' embeddings (a zero vector
         without tags).
@@ -492,7 +492,7 @@ class OSMStore:
 
     @property
     def positions(self) -> np.ndarray:
-        """``(n, 4, 2)`` node positions of each whole feature in the dataset CRS (unused slots NaN)."""
+        """``(n, 4, 2)`` node positions of each whole feature (unused slots NaN)."""
         if self._positions is None:
             self._positions = self._cached('positions')
             if self._positions is None:
@@ -502,7 +502,7 @@ class OSMStore:
 
     @property
     def edges(self) -> EdgeTable | None:
-        """Relations between all features in the dataset CRS (induced mode only; computed when first used)."""
+        """Relations between all features (induced mode; built when first used)."""
         if self.graph_mode != 'induced':
             return None
         if self._edges is None:
@@ -539,7 +539,7 @@ class OSMStore:
         return self._edges
 
     def prepare(self) -> None:
-        """Derive now what windows need (spatial tree, node positions, relations in induced mode).
+        """Derive now what windows need (tree, positions, induced-mode relations).
 
         Call it in the process that creates DataLoader workers once the CRS is final, so
         that forked workers share the arrays instead of each deriving them; a
@@ -548,7 +548,7 @@ class OSMStore:
         _ = self.tree, self.positions, self.edges
 
     def project(self, crs: CRS) -> None:
-        """Reproject the features to *crs* (no file is re-read); positions and relations follow lazily.
+        """Reproject the features to *crs*; what derives from them follows lazily.
 
         Args:
             crs: the new dataset CRS.
@@ -616,7 +616,7 @@ class OSMStore:
     # ------------------------------------------------------------------ cache entries
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The store's base columns as numpy arrays (what a cache entry holds besides derived arrays).
+        """The store's base (non-derived) columns as numpy arrays.
 
         Returns:
             Name -> array.
@@ -662,7 +662,7 @@ class OSMStore:
         }
 
     def save(self, entry: Path) -> None:
-        """Write the store's columns into a cache entry folder (which must not exist yet).
+        """Write the store's columns into a new cache entry folder.
 
         The derived arrays (positions, relations) are written too when they were already
         computed, so that the processes waiting for the entry map them rather than
@@ -776,7 +776,7 @@ class OSMStore:
         return out
 
     def _save_derived(self, arrays: Mapping[str, np.ndarray]) -> None:
-        """Add derived arrays to the current cache entry (atomic per file; no-op without an entry).
+        """Add derived arrays to the current cache entry (atomic per file; none: no-op).
 
         Args:
             arrays: name -> array.
@@ -793,7 +793,7 @@ class OSMStore:
                 return
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle a cache-backed store as its entry only (workers map the same files, nothing is copied).
+        """Pickle a cache-backed store as its entry only (workers map the same files).
 
         Returns:
             The state.

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""A global edge table of GeoLink relations and the subgraph it induces on the features of a window."""
+"""A global edge table of GeoLink relations and the subgraph it induces on a window."""
 
 from dataclasses import dataclass
 
@@ -17,7 +17,7 @@ __all__ = ('EdgeTable', 'build_edge_table', 'expand_parts', 'induced_edges')
 
 @dataclass
 class EdgeTable:
-    """Relations between all (unclipped) features of a dataset, all nine edge types in one flat table.
+    """Relations between all unclipped features, nine edge types in one table.
 
     Edges are sorted by source feature row, so the edges leaving a row are one slice of
     the table. Edge attributes are one-hot: only the hot column is stored.
@@ -41,7 +41,7 @@ class EdgeTable:
 def build_edge_table(
     builder: OSMGraphBuilder, geometries: np.ndarray, kinds: np.ndarray
 ) -> EdgeTable:
-    """Compute the relations between all features once, as one table sorted by source row.
+    """Compute the relations between all features once, as a table sorted by source.
 
     Args:
         builder: the graph builder whose relations are used.
@@ -98,7 +98,7 @@ def expand_parts(
     dst_parts: np.ndarray,
     is_self: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Turn feature-level edges into node-level edges (a feature cut into parts has one node per part).
+    """Turn feature-level edges into node-level edges (one node per part of a feature).
 
     Every part of the source is linked to every part of the destination, except self
     loops, which link each part to itself only. The parts of a feature are consecutive
@@ -130,7 +130,7 @@ def expand_parts(
 def induced_edges(
     table: EdgeTable, rows: np.ndarray, kinds: np.ndarray, n_rows: int
 ) -> dict[str, Tensor]:
-    """The nine edge sets of the subgraph induced by a window's nodes, in one vectorized pass over the table.
+    """The nine edge sets of the subgraph induced by a window's nodes, in one pass.
 
     Args:
         table: the global edge table.
