@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""torchgeo-geolink: GeoLink remote-sensing foundation models with OpenStreetMap, for TorchGeo."""
+"""torchgeo-geolink: GeoLink foundation models with OpenStreetMap, for TorchGeo."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Lightning callbacks for GeoLink training: a kNN probe of the encoder during pretraining."""
+"""Lightning callbacks for GeoLink training: a kNN probe of the encoder."""
 
 import random
 from collections.abc import Iterator
@@ -28,7 +28,7 @@ _EMBEDDINGS = ('image', 'image_projected', 'fused')
 
 @contextmanager
 def _preserved_rng(device: torch.device) -> Iterator[None]:
-    """Restore the torch (CPU and, on CUDA, the device's), NumPy and ``random`` generators on exit.
+    """Restore the torch, NumPy and ``random`` generators on exit.
 
     Args:
         device: The device the model runs on.
@@ -71,7 +71,7 @@ def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
 
 
 class KNNProbe(Callback):
-    """Log the weighted kNN accuracy of the frozen current encoder every N validation epochs (``val_knn_top1``).
+    """Log the weighted kNN accuracy of the frozen encoder (``val_knn_top1``).
 
     As the kNN monitor of DINO/iBOT runs, learning becomes visible during
     self-supervised pretraining: at a probed validation, the model (in eval mode,
@@ -275,7 +275,7 @@ class KNNProbe(Callback):
     def _train_pool(
         self, trainer: Trainer, pl_module: LightningModule
     ) -> tuple[Tensor, Tensor]:
-        """Embed the labeled training pool, transformed as validation batches (normalized, not augmented).
+        """Embed the labeled training pool, transformed as validation batches.
 
         Args:
             trainer: The trainer.
@@ -352,7 +352,7 @@ class KNNProbe(Callback):
     def on_validation_epoch_end(
         self, trainer: Trainer, pl_module: LightningModule
     ) -> None:
-        """Embed the training pool, classify the validation pool and log ``val_knn_top1``.
+        """Embed the training pool, classify the validation pool, log ``val_knn_top1``.
 
         Args:
             trainer: The trainer.

@@ -65,28 +65,28 @@ class CheckpointError(GeoLinkError):
 
 
 class PredictionError(GeoLinkError):
-    """A prediction batch or output lacks what is needed to georeference or write it (bounds, CRS, a key).
+    """A prediction lacks what is needed to georeference or write it.
 
     .. versionadded:: 0.1
     """
 
 
 class PreparedDataError(GeoLinkError):
-    """A prepared tile corpus (``torchgeo_geolink.prepare``) is incomplete, corrupt or was made with other settings.
+    """A prepared tile corpus is incomplete, corrupt or was made with other settings.
 
     .. versionadded:: 0.1
     """
 
 
 class RasterFileError(GeoLinkError):
-    """A raster file cannot be read where a window needs it (e.g. its pixel data is truncated).
+    """A raster file cannot be read where a window needs it (e.g. it is truncated).
 
     .. versionadded:: 0.1
     """
 
 
 class TileError(GeoLinkError):
-    """An image, label or graph file of a tile-format dataset is missing, unreadable or malformed.
+    """A file of a tile-format dataset is missing, unreadable or malformed.
 
     .. versionadded:: 0.1
     """

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Plots of GeoLink inputs and outputs: OSM graphs over imagery, cross-modal attention and embedding maps.
+"""Plots of GeoLink inputs and outputs: graphs, attention and embedding maps.
 
 Every function takes plain tensors and PyG :class:`~torch_geometric.data.HeteroData`
 graphs that follow the package's graph contract (node types ``polygon``, ``line``,
@@ -74,7 +74,7 @@ RELATION_COLORS: dict[str, str] = {
 
 
 def _image_to_rgb(image: Tensor) -> np.ndarray:
-    """Turn an image tensor into an array that :meth:`~matplotlib.axes.Axes.imshow` can show.
+    """Turn an image tensor into an array that ``imshow`` can show.
 
     The first three channels are shown as RGB (one channel as gray). 8-bit images are
     divided by 255; other images are stretched from their 2nd to 98th percentile (over
@@ -188,7 +188,7 @@ def plot_graph(
     ax: Axes | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Draw an OSM graph over its image: nodes at their positions, edges colored by relation.
+    """Draw an OSM graph over its image, edges colored by relation.
 
     Each node is drawn at its centroid (the last of a polygon's 4 ``pos`` points, the
     first of a line's 3, the point itself), with one marker per node type. Each edge is
@@ -349,7 +349,7 @@ def plot_attention(
     cmap: str = 'inferno',
     ncols: int = 4,
 ) -> Figure:
-    """Show, for chosen OSM objects, their attention over the image patches as heat maps on the image.
+    """Show chosen OSM objects' attention over the patches as heat maps.
 
     *attention* is what the two-way cross-modal block's "OSM objects attend to patches"
     step computes: one distribution over the ``h * w`` patches per OSM node. Each chosen
@@ -469,7 +469,7 @@ def plot_attention(
 
 
 def embedding_pca_rgb(embedding: Tensor) -> Tensor:
-    """Project ``(C, h, w)`` patch embeddings on their first 3 principal components, as an RGB image.
+    """Project ``(C, h, w)`` patch embeddings on 3 principal components (RGB).
 
     The principal components are computed in torch (SVD of the centered ``(h * w, C)``
     matrix), each component's sign is fixed so that its largest loading is positive
@@ -515,7 +515,7 @@ def plot_embedding_pca(
     *,
     titles: Sequence[str] = ('image', 'image only', 'image + OSM'),
 ) -> Figure:
-    """Show the image beside PCA maps (3 components as RGB) of its unimodal and fused patch embeddings.
+    """Show the image beside PCA maps of its unimodal and fused embeddings.
 
     Similar colors mean similar embeddings. Comparing the unimodal map (the image
     encoder alone) with the fused map (after the cross-modal block that lets patches
@@ -561,7 +561,7 @@ def plot_label_panels(
     ignore_index: int | None = None,
     show_titles: bool = True,
 ) -> Figure | None:
-    """Draw a sample's ``mask`` and ``prediction`` class maps on consecutive axes, as TorchGeo's datasets do.
+    """Draw a sample's ``mask`` and ``prediction`` maps on consecutive axes.
 
     Both maps share one color per class, so that the label and the prediction can be
     compared by eye. Pixels equal to *ignore_index* are left blank.

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Prediction writers: per-window embeddings as GeoParquet and patch feature maps as GeoTIFFs.
+"""Prediction writers: window embeddings as GeoParquet, feature maps as GeoTIFF.
 
 .. versionadded:: 0.1
 """
@@ -129,7 +129,7 @@ class _ParquetStream:
 
 
 class EmbeddingWriter(BasePredictionWriter):
-    """Write the pooled embeddings of every predicted window as one GeoParquet row, and patch feature maps.
+    """Write every predicted window's embeddings as GeoParquet and feature maps.
 
     Consumes the predictions of
     :meth:`~torchgeo_geolink.tasks.GeoLinkPretrain.predict_step` batch by batch
@@ -203,7 +203,7 @@ class EmbeddingWriter(BasePredictionWriter):
         self._streams: dict[int, _ParquetStream] = {}
 
     def _suffix(self, trainer: pl.Trainer, dataloader_idx: int) -> str:
-        """File name suffix of a process and dataloader (empty for one process and the first dataloader).
+        """File name suffix of a process and dataloader.
 
         Args:
             trainer: the trainer.
@@ -233,7 +233,7 @@ class EmbeddingWriter(BasePredictionWriter):
         )
 
     def _dataset_crs(self, trainer: pl.Trainer, dataloader_idx: int) -> CRS:
-        """The CRS of the window bounds: the writer's own, else that of the prediction dataset.
+        """The CRS of the window bounds: the writer's own, else the dataset's.
 
         Args:
             trainer: the trainer.
@@ -273,7 +273,7 @@ class EmbeddingWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        """Append the windows of a batch to the GeoParquet file (and write their GeoTIFFs).
+        """Append the windows of a batch to the GeoParquet file.
 
         Args:
             trainer: the trainer.
@@ -402,7 +402,7 @@ class EmbeddingWriter(BasePredictionWriter):
     def on_predict_epoch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
-        """Finish the GeoParquet files (write the GeoParquet metadata, rename them to their final names).
+        """Finish the GeoParquet files (metadata, final names).
 
         Args:
             trainer: the trainer.

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Multi-level GeoLink features with the hybrid RS-OSM map, for dense downstream tasks."""
+"""Multi-level GeoLink features with the hybrid RS-OSM map, for dense tasks."""
 
 from collections.abc import Sequence
 from typing import cast
@@ -15,7 +15,7 @@ __all__ = ('GeoLinkFusionEncoder',)
 
 
 class GeoLinkFusionEncoder(nn.Module):
-    """Token maps of chosen ViT blocks, the last block replaced by the hybrid RS-OSM map.
+    """Token maps of chosen ViT blocks, the last replaced by the hybrid RS-OSM map.
 
     Each listed block gives its raw token map (no final norm, CLS dropped) reshaped to
     ``(B, D, H/p, W/p)``. When the ViT's last block is listed (and ``hybrid``), it
@@ -93,7 +93,7 @@ class GeoLinkFusionEncoder(nn.Module):
     def forward_with_attention(
         self, images: Tensor, graphs: HeteroData | Batch | None = None
     ) -> tuple[list[Tensor], Tensor | None]:
-        """Compute the feature maps and the object-to-patch attention of the two-way block.
+        """Compute the feature maps and the object-to-patch attention.
 
         Args:
             images: Normalized images ``(B, C, H, W)``.

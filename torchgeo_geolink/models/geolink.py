@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""GeoLink: a ViT pretrained jointly with OpenStreetMap object graphs (MAE + contrast + masked nodes)."""
+"""GeoLink: a ViT pretrained jointly with OpenStreetMap object graphs."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,7 +78,7 @@ class GeoLinkOutput:
 
 @dataclass
 class GeoLinkEmbeddings:
-    """The deterministic embeddings of a batch (:meth:`GeoLink.embed`); nothing is masked.
+    """The deterministic embeddings of a batch (:meth:`GeoLink.embed`).
 
     .. versionadded:: 0.1
     """
@@ -122,7 +122,7 @@ class DenseOSMTokens:
 
 
 class GeoLink(nn.Module):
-    """The GeoLink network (Bai et al., NeurIPS 2025), laid out like the official checkpoints.
+    """The GeoLink network (Bai et al., NeurIPS 2025), laid out like its checkpoints.
 
     Image branch: a timm ViT (any size, any ``in_chans``, patch size and image size from
     the ViT) with GeoLink's own CLS token, fixed 2-D sin-cos position table and final
@@ -393,7 +393,7 @@ class GeoLink(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """Initialize as the reference: xavier Linear outside the ViT, N(0, 0.02) tokens, xavier patch conv."""
+        """Initialize as the reference: xavier Linear and conv, N(0, 0.02) tokens."""
         proj = self.patch_embed.proj
         nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
         for token in (
@@ -453,7 +453,7 @@ class GeoLink(nn.Module):
         return x + self.img_pos_embed[:, 1:].to(x.dtype)
 
     def prepend_cls(self, tokens: Tensor) -> Tensor:
-        """Prepend GeoLink's CLS token (with its position encoding) and apply the ViT's pre-block norm.
+        """Prepend GeoLink's CLS token and apply the ViT's pre-block norm.
 
         Args:
             tokens: Patch tokens with position encodings ``(B, N, embed_dim)``.
@@ -485,7 +485,7 @@ class GeoLink(nn.Module):
         return cast(nn.Module, self.img_encoder.blocks)(self.prepend_cls(tokens))
 
     def block_outputs(self, tokens: Tensor, layers: Sequence[int]) -> list[Tensor]:
-        """Prepend GeoLink's CLS token, run the ViT blocks and keep some of their outputs.
+        """Prepend GeoLink's CLS token, run the ViT blocks, keep some outputs.
 
         The blocks after the last requested one do not run.
 
@@ -625,7 +625,7 @@ class GeoLink(nn.Module):
     def graph_embedding(
         self, h: dict[str, Tensor], inputs: OSMInputs, present: Tensor
     ) -> Tensor:
-        """Read out one OSM region embedding per graph: Set2Set per type, then type attention.
+        """Read out one OSM region embedding per graph (Set2Set, type attention).
 
         Args:
             h: Node embeddings per type.
@@ -745,7 +745,7 @@ class GeoLink(nn.Module):
         return self.img_norm(self.run_blocks(self.embed_patches(images)))[:, 1:]
 
     def grid_image_embedding(self, tokens: Tensor) -> Tensor:
-        """Project patch tokens laid out on the patch grid (``contrastive_readout='grid'``).
+        """Project patch tokens laid out on the patch grid (grid readout).
 
         Args:
             tokens: Every patch token in spatial order ``(B, L, embed_dim)``, as
@@ -759,7 +759,7 @@ class GeoLink(nn.Module):
         return F.normalize(self.img_grid_prj(tokens.flatten(1)).float(), dim=-1)
 
     def grid_osm_embedding(self, h: dict[str, Tensor], inputs: OSMInputs) -> Tensor:
-        """Project the OSM node embeddings laid out on the patch grid (``contrastive_readout='grid'``).
+        """Project the OSM node embeddings laid out on the patch grid (grid readout).
 
         Each node's embedding is added to the patch cell that holds the mean of its
         position points; the cells of the node types are concatenated, in the order of
@@ -787,7 +787,7 @@ class GeoLink(nn.Module):
         return F.normalize(self.osm_grid_prj(layout).float(), dim=-1)
 
     def _project_image(self, tokens: Tensor) -> Tensor:
-        """The contrastive image embedding of patch tokens, by :attr:`contrastive_readout`.
+        """The contrastive image embedding of patch tokens.
 
         Args:
             tokens: ``(B, L, embed_dim)``: every patch token in spatial order for the
@@ -808,7 +808,7 @@ class GeoLink(nn.Module):
         present: Tensor,
         region: Tensor | None = None,
     ) -> Tensor:
-        """The contrastive OSM embedding of encoded nodes, by :attr:`contrastive_readout`.
+        """The contrastive OSM embedding of encoded nodes.
 
         Args:
             h: Node embeddings per type (from :meth:`encode_osm`).
@@ -872,7 +872,7 @@ class GeoLink(nn.Module):
         max_nodes: int | None = None,
         encoded: tuple[OSMInputs, dict[str, Tensor]] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Fuse final image tokens with the OSM nodes of their graph through the two-way block.
+        """Fuse final image tokens with their graph's OSM nodes (two-way block).
 
         Every image token attends to all nodes of its own graph (the image stream after
         the patch-to-object step). A sample without OSM nodes, or ``graphs=None``, gets
@@ -993,7 +993,7 @@ class GeoLink(nn.Module):
         graphs: HeteroData | Batch | None,
         generator: torch.Generator | None = None,
     ) -> GeoLinkOutput:
-        """Run one pretraining step: MAE, image-OSM contrast and masked OSM node reconstruction.
+        """Run one pretraining step: MAE, image-OSM contrast and masked nodes.
 
         Args:
             images: Normalized images ``(B, C, H, W)``.

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Read the tensors the model needs from a batched OSM graph, filling in absent node and edge types."""
+"""Read the tensors the model needs from a batched OSM graph."""
 
 from dataclasses import dataclass
 from typing import cast
@@ -40,7 +40,7 @@ class OSMInputs:
 def osm_inputs(
     graphs: HeteroData | Batch, num_graphs: int, in_channels: int, device: torch.device
 ) -> OSMInputs:
-    """Collect the model inputs of a batched graph (the data-model contract), without changing it.
+    """Collect the model inputs of a batched graph, without changing it.
 
     Node types or relations absent from the batch become empty tensors. A plain
     :class:`HeteroData` (not a :class:`Batch`) is one graph.

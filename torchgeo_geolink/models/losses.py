@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The three GeoLink pretraining losses: masked patches, image-OSM contrast, masked OSM nodes."""
+"""The three GeoLink pretraining losses: MAE, image-OSM contrast, masked nodes."""
 
 import torch
 import torch.distributed as dist
@@ -66,7 +66,7 @@ def info_nce_loss(
     temperature: float = 0.2,
     gather_distributed: bool = False,
 ) -> Tensor:
-    """Symmetric InfoNCE between L2-normalized image and OSM embeddings; samples without OSM are left out.
+    """Symmetric InfoNCE between L2-normalized image and OSM embeddings.
 
     A sample without OSM is neither an anchor nor a negative; the loss is the mean over
     the anchors that have OSM (0, with zero gradient, when none has). Nothing is indexed
@@ -109,7 +109,7 @@ def info_nce_loss(
 
 
 def masked_node_loss(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
-    """Masked OSM node reconstruction loss: mean over the valid nodes of the MSE over the feature channels.
+    """Masked OSM node reconstruction loss: MSE averaged over the valid nodes.
 
     Args:
         pred: Predicted node features ``(B, M, D)``.

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Vectorized random masking of image patches and OSM nodes, on the device and without host syncs."""
+"""Vectorized random masking of image patches and OSM nodes, without host syncs."""
 
 import math
 
@@ -110,7 +110,7 @@ def random_subset_keys(
     seed: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Sort keys under which the first ``k`` elements of every group are a uniform random ``k``-subset of it.
+    """Sort keys whose first ``k`` per group are a uniform random ``k``-subset.
 
     This is the reference's node cap (a random subset of each graph's nodes). Without
     *seed* the keys are fresh uniform draws (from *generator* or the global generator).
@@ -145,7 +145,7 @@ def random_node_mask(
     mask_ratio: float,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Mask ``k = max(1, min(round(mask_ratio * n), n))`` random nodes in every graph with ``n > 0`` nodes.
+    """Mask ``max(1, min(round(mask_ratio * n), n))`` random nodes per graph.
 
     Args:
         batch: Graph index of every node ``(N,)``.

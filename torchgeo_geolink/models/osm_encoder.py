@@ -17,7 +17,7 @@ __all__ = ('BipartiteGATConv', 'OSMHeteroGAT')
 
 
 class BipartiteGATConv(GATConv):
-    """A :class:`~torch_geometric.nn.conv.GATConv` that does not project bipartite destination nodes.
+    """A ``GATConv`` that does not project bipartite destination nodes.
 
     With one projection ``W`` shared by source and destination (integer
     ``in_channels``), PyG projects both node sets, but the projected destination nodes

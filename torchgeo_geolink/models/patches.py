@@ -10,7 +10,7 @@ __all__ = ('patchify', 'reconstruct_images', 'unpatchify')
 
 
 def patchify(images: Tensor, patch_size: int) -> Tensor:
-    """Cut images into flattened patches in MAE order (row, column, channel within a patch).
+    """Cut images into flattened patches in MAE order.
 
     Args:
         images: ``(B, C, H, W)`` with H and W multiples of *patch_size*.
@@ -55,7 +55,7 @@ def unpatchify(
 def reconstruct_images(
     pred: Tensor, images: Tensor, mask: Tensor, patch_size: int, norm_pix: bool = True
 ) -> Tensor:
-    """Compose MAE reconstructions: visible patches from the input, masked ones from the prediction.
+    """Compose MAE reconstructions: visible input patches, predicted masked ones.
 
     With *norm_pix* the predictions are per-patch standardized targets; they are mapped
     back with each input patch's mean and standard deviation, as MAE's visualizations

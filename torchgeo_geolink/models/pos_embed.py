@@ -36,7 +36,7 @@ def sincos_1d(pos: Tensor, dim: int) -> Tensor:
 
 
 def sincos_2d(xy: Tensor, dim: int) -> Tensor:
-    """Encode 2-D positions: the first half of the channels encodes x (column), the second half y (row).
+    """Encode 2-D positions: the first half of the channels x, the second y.
 
     Args:
         xy: Positions ``(..., 2)`` in patch units, ``x`` first.

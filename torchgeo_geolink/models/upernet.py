@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""ViT feature pyramid, UPerNet head (smp's decoder) and the GeoLink segmentation model."""
+"""ViT feature pyramid, UPerNet head and the GeoLink segmentation model."""
 
 from collections.abc import Sequence
 
@@ -75,7 +75,7 @@ class Feature2Pyramid(nn.Module):
 
 
 class UPerNetHead(nn.Module):
-    """UPerNet head: :class:`segmentation_models_pytorch.decoders.upernet.decoder.UPerNetDecoder` and a classifier.
+    """UPerNet head: smp's ``UPerNetDecoder`` and a classifier.
 
     smp's decoder layer-normalizes every pyramid level, runs pyramid pooling (output
     sizes 1, 2, 3 and 6) on the coarsest one and a top-down FPN with 3x3 convs, and
@@ -136,7 +136,7 @@ class UPerNetHead(nn.Module):
 
 
 class GeoLinkSegmentationModel(nn.Module):
-    """Semantic segmentation with GeoLink: fusion encoder, Feature2Pyramid neck, UPerNet head.
+    """Semantic segmentation with GeoLink: fusion encoder, pyramid, UPerNet.
 
     BatchNorm (not SyncBatchNorm); convert with
     :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm` for multi-GPU training if

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Loading and saving GeoLink weights: official files, Lightning checkpoints, provenance and a WeightsEnum.
+"""Loading and saving GeoLink weights: official files, checkpoints, WeightsEnum.
 
 The two released GeoLink files are
 ``{'model_config': {...}, 'model_state_dict': {...}}`` dicts: the multimodal model
@@ -98,7 +98,7 @@ _LOSS_WEIGHTS = ('rec_weight', 'cont_weight', 'node_weight')
 
 
 def _architecture_defaults() -> dict[str, Any]:
-    """Read the architecture defaults from the signatures of :class:`GeoLink` and :class:`OSMHeteroGAT`.
+    """Read the architecture defaults from the signatures of the model classes.
 
     Returns:
         Task-style hyperparameter name -> default.
@@ -123,7 +123,7 @@ ARCHITECTURE_DEFAULTS: dict[str, Any] = _architecture_defaults()
 
 
 def geolink_from_architecture(architecture: Mapping[str, Any]) -> GeoLink:
-    """Build a randomly initialized :class:`GeoLink` from task-style architecture hyperparameters.
+    """Build a random :class:`GeoLink` from task-style architecture arguments.
 
     Args:
         architecture: Entries of :data:`ARCHITECTURE_DEFAULTS` (``model``,
@@ -238,7 +238,7 @@ def _official_provenance(
 
 
 def tag_encoders_compatible(expected: str | None, actual: str | None) -> bool:
-    """Tell whether graphs embedded by the tag encoder *actual* suit weights trained with *expected*.
+    """Tell whether graphs from the tag encoder *actual* suit *expected*'s weights.
 
     Identities are ``kind:model:settings`` strings
     (:attr:`~torchgeo_geolink.osm.TagEncoder.identity`). The kind and settings must be
@@ -327,7 +327,7 @@ _TASK_PREFIXES = ('model.encoder.model.', 'model.')
 def lightning_state_dict(
     path: str | os.PathLike[str],
 ) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any] | None]:
-    """Read a Lightning checkpoint of a GeoLink task: hyperparameters, GeoLink weights and provenance.
+    """Read a Lightning checkpoint of a GeoLink task.
 
     Args:
         path: Path to the ``.ckpt`` file.
@@ -350,7 +350,7 @@ def lightning_state_dict(
 def _lightning_parts(
     path: Path, checkpoint: Any
 ) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any] | None]:
-    """Split a loaded Lightning checkpoint of a GeoLink task, see :func:`lightning_state_dict`.
+    """Split a loaded Lightning checkpoint of a GeoLink task.
 
     Args:
         path: The file (for messages).
@@ -479,7 +479,7 @@ def _official_parts(path: Path, ckpt: Any) -> tuple[dict[str, Any], dict[str, Te
 
 
 def _is_image_only(state: Mapping[str, Tensor]) -> bool:
-    """Tell the image-only file (timm ViT keys) from the multimodal one (``img_encoder.*`` keys).
+    """Tell the image-only file from the multimodal one.
 
     Args:
         state: The state dict.
@@ -493,7 +493,7 @@ def _is_image_only(state: Mapping[str, Tensor]) -> bool:
 def _vit_geometry(
     path: Path, state: Mapping[str, Tensor], patch_key: str, pos_key: str
 ) -> tuple[int, int]:
-    """Infer the bands and image size of a ViT from its patch projection and position table.
+    """Infer the bands and image size of a ViT from its weights.
 
     Args:
         path: The file (for messages).
@@ -531,7 +531,7 @@ def _vit_geometry(
 def _remap_gat(
     state: Mapping[str, Tensor], expected: set[str], path: Path
 ) -> dict[str, Tensor]:
-    """Convert the GAT projection keys between PyG namings (``lin_src``/``lin_dst`` of 2.4, ``lin`` of 2.5+).
+    """Convert the GAT projection keys between PyG namings.
 
     Args:
         state: Incoming state dict.
@@ -647,7 +647,7 @@ _ALIASES = {
 def load_official_checkpoint(
     path: str | os.PathLike[str], legacy: bool = True, **kwargs: Any
 ) -> GeoLink:
-    """Build a :class:`GeoLink` from an official multimodal checkpoint and load it strictly.
+    """Build a :class:`GeoLink` from an official multimodal checkpoint.
 
     The file (e.g. ``geolink_mutimodal_vit_large_patch16_224.pth``) is
     ``{'model_config': {'architecture': ...}, 'model_state_dict': ...}``; the ViT named
@@ -756,7 +756,7 @@ def _vit_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_official_vit(path: str | os.PathLike[str]) -> nn.Module:
-    """Load the official image-only checkpoint (``geolink_vit_large_patch16_224.pth``) into a timm ViT.
+    """Load the official image-only checkpoint into a timm ViT.
 
     Args:
         path: The checkpoint file.
@@ -805,7 +805,7 @@ def load_official_vit(path: str | os.PathLike[str]) -> nn.Module:
 def _geolink_from_vit_file(
     path: Path, config: Mapping[str, Any], state: Mapping[str, Tensor], legacy: bool
 ) -> tuple[GeoLink, dict[str, Any]]:
-    """Build a :class:`GeoLink` whose image branch holds the image-only file (the rest stays random).
+    """Build a :class:`GeoLink` whose image branch holds the image-only file.
 
     The file's ``cls_token``, ``pos_embed`` and ``norm`` are GeoLink's own
     ``cls_token``, ``img_pos_embed`` and ``img_norm`` (what the exporter copied there);
@@ -986,7 +986,7 @@ def save_official_checkpoint(
 def _choose_legacy(
     legacy: bool | None, implied: bool, source: str, quiet: bool = False
 ) -> bool:
-    """Pick the numerics: an explicit choice wins, with a warning when it contradicts the weights.
+    """Pick the numerics: an explicit choice wins (warned when it contradicts).
 
     Args:
         legacy: The user's choice (None: take the weights').
@@ -1037,7 +1037,7 @@ def geolink_from_weights(
     *,
     legacy: bool | None = None,
 ) -> tuple[GeoLink, WeightsProvenance]:
-    """Build a :class:`GeoLink` from any GeoLink weights and tell what the weights imply.
+    """Build a :class:`GeoLink` from any GeoLink weights; tell what they imply.
 
     Accepts, and recognizes by content:
 
@@ -1103,7 +1103,7 @@ def load_geolink_weights(
     weights: 'str | os.PathLike[str] | WeightsEnum',
     follow_legacy: bool = False,
 ) -> WeightsProvenance:
-    """Load any GeoLink weights (see :func:`geolink_from_weights`) into an existing model of their architecture.
+    """Load any GeoLink weights into an existing model of their architecture.
 
     The image-only file fills the image branch only; every other file must fit the model
     strictly.
@@ -1201,7 +1201,7 @@ _page = 'https://github.com/bailubin/GeoLink_NeurIPS2025'
 
 
 class GeoLinkWeightsEnum(WeightsEnum):
-    """A :class:`~torchvision.models._api.WeightsEnum` whose files are downloaded by hand.
+    """A ``WeightsEnum`` whose files are downloaded by hand.
 
     The GeoLink files are linked from the official repository's README, on pages that a
     script cannot fetch. Download the file named by ``meta['filename']`` and put it in
@@ -1257,7 +1257,7 @@ class GeoLinkWeightsEnum(WeightsEnum):
         )
 
     def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """The weights of the manually downloaded file, as state dict of the model the entry describes.
+        """The weights of the manually downloaded file, as a state dict.
 
         For a multimodal entry, the state dict of :class:`GeoLink` (``legacy`` does not
         change its keys); for an image-only entry, that of
@@ -1316,7 +1316,7 @@ _OFFICIAL_META: dict[str, object] = {
 
 
 class GeoLinkViTLarge16_Weights(GeoLinkWeightsEnum):  # type: ignore[misc]
-    """GeoLink weights of a ViT-L/16 (timm *vit_large_patch16_224*), RGB, ImageNet normalization of 0-255 input.
+    """GeoLink weights of a ViT-L/16, RGB, ImageNet normalization of 0-255 input.
 
     Pretrained on about 1.27 M SkyScript image-OSM pairs (Bai et al., NeurIPS 2025), OSM
     tags embedded with CLIP ViT-B/16's text tower. Download the file by hand (see
@@ -1387,7 +1387,7 @@ def vit_large_patch16_224_geolink(
     path: str | os.PathLike[str] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """A timm ViT-L/16 (``num_classes=0, global_pool=''``), optionally with GeoLink's image-only weights.
+    """A timm ViT-L/16, optionally with GeoLink's image-only weights.
 
     Args:
         weights: ``GeoLinkViTLarge16_Weights.RGB_GEOLINK`` for the official weights, or

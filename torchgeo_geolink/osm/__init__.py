@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""OSM tags, tag encoders and GeoLink heterogeneous graphs (independent of TorchGeo datasets)."""
+"""OSM tags, tag encoders and GeoLink heterogeneous graphs."""
 
 from .constants import (
     EDGE_ATTR_DIMS,

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""GeoLink node embeddings: log-frequency weighted mean of a feature's tag embeddings."""
+"""GeoLink node embeddings: log-frequency weighted mean of tag embeddings."""
 
 from collections.abc import Mapping, Sequence
 

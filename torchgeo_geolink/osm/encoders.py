@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Tag encoders: text embeddings of GeoLink tag strings (hashing, CLIP, sentence-transformers) and a cache."""
+"""Tag encoders: text embeddings of GeoLink tag strings, and a cache."""
 
 import hashlib
 import os
@@ -31,7 +31,7 @@ _WORD = re.compile(r'[^\W_]+', re.UNICODE)
 
 @runtime_checkable
 class TagEncoder(Protocol):
-    """Protocol of tag encoders: embed tag strings such as ``'highway:service'`` into ``dim``-d vectors.
+    """Protocol of tag encoders: embed tag strings into ``dim``-d vectors.
 
     .. versionadded:: 0.1
     """
@@ -41,7 +41,7 @@ class TagEncoder(Protocol):
 
     @property
     def identity(self) -> str:
-        """A string naming the encoder and its settings; equal identities give equal embeddings."""
+        """A string naming the encoder and its settings."""
         ...
 
     def encode(self, texts: Sequence[str]) -> Tensor:
@@ -182,7 +182,7 @@ def _missing_package(package: str, encoder: str) -> ImportError:
 
 
 class CLIPTagEncoder:
-    """The reference GeoLink tag encoder: the text tower of CLIP (default ``openai/clip-vit-base-patch16``).
+    """The reference GeoLink tag encoder: the text tower of CLIP.
 
     A tag embedding is the mean of CLIP's ``last_hidden_state`` (after the final
     LayerNorm) over the tokens after BOS, EOS included, as the reference does. Strings
@@ -200,7 +200,7 @@ class CLIPTagEncoder:
         batch_size: int = 256,
         local_files_only: bool = True,
     ) -> None:
-        """Load the tokenizer and text model from the Hugging Face cache or a local folder.
+        """Load the tokenizer and text model from the cache or a folder.
 
         Args:
             model: A Hugging Face model name (resolved in the local cache) or a folder
@@ -284,7 +284,7 @@ class CLIPTagEncoder:
 
 
 class SentenceTransformerTagEncoder:
-    """Tag encoder backed by a ``sentence-transformers`` model (default ``all-MiniLM-L6-v2``, 384-d).
+    """Tag encoder backed by a ``sentence-transformers`` model.
 
     .. versionadded:: 0.1
     """
@@ -465,7 +465,7 @@ class CachedTagEncoder:
         os.replace(tmp, self.cache_dir / f'{name}.pt')
 
     def encode(self, texts: Sequence[str]) -> Tensor:
-        """Embed tag strings, encoding only those never seen before (in one batched call).
+        """Embed tag strings, encoding only those never seen before.
 
         Args:
             texts: The strings (repeats allowed).

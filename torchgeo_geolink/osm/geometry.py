@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Geometry clean-up for graph building: 2-D, valid, single-part geometries split into the three node types."""
+"""Geometry clean-up: 2-D, valid, single-part geometries of three node types."""
 
 from collections.abc import Sequence
 from typing import Literal

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""OSMGraphBuilder: OSM features + window bounds -> GeoLink heterogeneous graph (PyG ``HeteroData``)."""
+"""OSMGraphBuilder: OSM features + window bounds -> GeoLink graph."""
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,7 +53,7 @@ def graph_from_parts(
     edges: Mapping[tuple[str, str, str], EdgeSet | tuple[Tensor, Tensor]],
     ids: Mapping[str, Tensor | NDArray[np.integer]] | None = None,
 ) -> HeteroData:
-    """Assemble a GeoLink ``HeteroData`` from per-type node features, positions and edge sets.
+    """Assemble a GeoLink ``HeteroData`` from node features, positions and edges.
 
     Args:
         x: Node type -> ``(N, D)`` embeddings.
@@ -208,7 +208,7 @@ class OSMGraphBuilder:
         lines: Sequence[object] | NDArray[np.object_],
         points: Sequence[object] | NDArray[np.object_],
     ) -> dict[tuple[str, str, str], EdgeSet]:
-        """All nine edge sets over single-part valid geometries (see :func:`~torchgeo_geolink.osm.build_edges`).
+        """All nine edge sets over single-part valid geometries.
 
         Args:
             polygons: Polygons.

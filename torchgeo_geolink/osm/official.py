@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Conversion between the official GeoLink graph format (positions appended to ``x``) and ours (``pos``)."""
+"""Conversion between the official GeoLink graph format and ours."""
 
 import torch
 from torch import Tensor
@@ -19,7 +19,7 @@ __all__ = ('from_official_graph', 'to_official_graph')
 
 
 def _node_count_and_dim(data: HeteroData, default_dim: int) -> int:
-    """Infer the semantic width of a graph in the official format from its node types' features.
+    """Infer the semantic width of a graph in the official format.
 
     Args:
         data: The official graph.
@@ -109,7 +109,7 @@ def _check_edge_index(
 
 
 def _copy_edges(source: HeteroData, target: HeteroData) -> None:
-    """Copy all nine edge types (empty when absent), checking indices against the node counts and the widths.
+    """Copy all nine edge types, checking indices and widths.
 
     Args:
         source: Graph to read the edges from.
@@ -155,7 +155,7 @@ def _copy_edges(source: HeteroData, target: HeteroData) -> None:
 
 
 def from_official_graph(data: HeteroData, dim: int = TAG_EMBEDDING_DIM) -> HeteroData:
-    """Convert an official GeoLink graph (positions appended to ``x``) to our format (``x`` + ``pos``).
+    """Convert an official GeoLink graph to our format (``x`` + ``pos``).
 
     The official node features are ``D`` semantic columns followed by the positions:
     polygon 8 (three samples, then the centroid), line 6 (centroid, start, end), point
@@ -217,7 +217,7 @@ def from_official_graph(data: HeteroData, dim: int = TAG_EMBEDDING_DIM) -> Heter
 
 
 def to_official_graph(data: HeteroData) -> HeteroData:
-    """Convert a graph in our format back to the official one (positions appended to ``x``).
+    """Convert a graph in our format back to the official one.
 
     Missing node or edge types are created empty. The input is not modified.
 

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Node positions of GeoLink graphs, normalized to the window with x right and y down (vectorized)."""
+"""Node positions of GeoLink graphs, normalized to the window (vectorized)."""
 
 import hashlib
 from collections.abc import Sequence
@@ -53,7 +53,7 @@ def _check_bounds(bounds: Sequence[float]) -> tuple[float, float, float, float]:
 def normalize_xy(
     xy: NDArray[np.floating], bounds: Sequence[float]
 ) -> NDArray[np.float32]:
-    """Normalize coordinates to the window: ``x = (X - xmin) / width``, ``y = 1 - (Y - ymin) / height``.
+    """Normalize coordinates to the window, x right and y down.
 
     Positions are not clipped: parts of features outside the window fall outside
     ``[0, 1]``.
@@ -76,7 +76,7 @@ def normalize_xy(
 
 
 def stable_uniforms(geometries: NDArray[np.object_], count: int) -> NDArray[np.float64]:
-    """Draw ``count`` uniforms in ``[0, 1)`` per geometry, seeded by a BLAKE2b hash of its WKB.
+    """Draw ``count`` uniforms in ``[0, 1)`` per geometry, seeded by its WKB.
 
     The same geometry always gets the same numbers, in any process or platform.
 
@@ -98,7 +98,7 @@ def stable_uniforms(geometries: NDArray[np.object_], count: int) -> NDArray[np.f
 def polygon_sample_points(
     polygons: NDArray[np.object_], uniforms: NDArray[np.float64] | None = None
 ) -> NDArray[np.float64]:
-    """Three interior sample points (0, 120, 240 degrees) and the centroid of each polygon, as the reference samples them.
+    """Three interior sample points and the centroid of each polygon.
 
     For each angle a radius ``r ~ U(d_min / 2, d_max / 2)`` is drawn (d: distances from
     the centroid to the exterior vertices); if ``centroid + r (cos, sin)`` is not inside
@@ -172,7 +172,7 @@ def polygon_positions(
     bounds: Sequence[float],
     uniforms: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float32]:
-    """Normalized polygon node positions ``(n, 4, 2)``: three interior samples, then the centroid.
+    """Normalized polygon node positions ``(n, 4, 2)``.
 
     Args:
         polygons: Shapely polygons.
@@ -190,7 +190,7 @@ def polygon_positions(
 
 
 def line_sample_points(lines: NDArray[np.object_]) -> NDArray[np.float64]:
-    """Centroid (length-weighted), start vertex and end vertex of each line, in the lines' coordinates.
+    """Centroid, start vertex and end vertex of each line.
 
     Args:
         lines: Shapely line strings.
@@ -212,7 +212,7 @@ def line_sample_points(lines: NDArray[np.object_]) -> NDArray[np.float64]:
 def node_sample_points(
     geometries: NDArray[np.object_], kinds: NDArray[np.integer]
 ) -> NDArray[np.float64]:
-    """Node positions of mixed features in their coordinates (not normalized), padded to four points.
+    """Node positions of mixed features, padded to four points.
 
     Args:
         geometries: Single-part geometries.
@@ -243,7 +243,7 @@ def node_sample_points(
 def line_positions(
     lines: NDArray[np.object_], bounds: Sequence[float]
 ) -> NDArray[np.float32]:
-    """Normalized line node positions ``(n, 3, 2)``: centroid (length-weighted), start vertex, end vertex.
+    """Normalized line node positions ``(n, 3, 2)``.
 
     Args:
         lines: Shapely line strings.

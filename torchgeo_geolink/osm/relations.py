@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The nine spatial relation edge sets of GeoLink graphs (STRtree candidates, vectorized DE-9IM classification).
+"""The nine spatial relation edge sets of GeoLink graphs (vectorized DE-9IM).
 
 Semantics follow the reference implementation exactly: the DE-9IM matrix of each
 intersecting pair is classified in the reference's order, an edge ``src -> dst`` carries
@@ -48,7 +48,7 @@ _NONE = -1
 
 
 def de9im_matrix(a: NDArray[np.object_], b: NDArray[np.object_]) -> NDArray[np.bool_]:
-    """DE-9IM matrices of pairs of geometries, as booleans (True where the cell is not ``F``).
+    """DE-9IM matrices of pairs of geometries, as booleans.
 
     Args:
         a: First geometries of the pairs.
@@ -85,12 +85,12 @@ def _disjoint(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
 
 
 def _covers(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Covers (a covers b): the intersection is not empty and no point of b lies in a's exterior."""
+    """Covers (a covers b): they meet and no point of b is outside a."""
     return (m[:, _II] | m[:, _IB] | m[:, _BI] | m[:, _BB]) & ~m[:, _EI] & ~m[:, _EB]
 
 
 def _covered_by(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Covered by (a covered by b): the intersection is not empty and no point of a lies in b's exterior."""
+    """Covered by (a covered by b): they meet and no point of a is outside b."""
     return (m[:, _II] | m[:, _IB] | m[:, _BI] | m[:, _BB]) & ~m[:, _IE] & ~m[:, _BE]
 
 
@@ -160,7 +160,7 @@ def _candidates(
 
 
 def _same_type(geoms: NDArray[np.object_], equals_first: bool) -> EdgeSet:
-    """Polygon-polygon or line-line edges: self loops plus the relation of every intersecting pair.
+    """Polygon-polygon or line-line edges: self loops plus each pair's relation.
 
     Args:
         geoms: Geometries of one type.
@@ -205,7 +205,7 @@ def _same_type(geoms: NDArray[np.object_], equals_first: bool) -> EdgeSet:
 def _line_polygon(
     lines: NDArray[np.object_], polygons: NDArray[np.object_]
 ) -> tuple[EdgeSet, EdgeSet]:
-    """Line-to-polygon edges (touches, crosses, coveredBy) and their transposes (touches, crosses, covers).
+    """Line-to-polygon edges and their transposes.
 
     Args:
         lines: Line geometries.
@@ -227,7 +227,7 @@ def _line_polygon(
 def _point_other(
     points: NDArray[np.object_], others: NDArray[np.object_]
 ) -> tuple[EdgeSet, EdgeSet]:
-    """Point-to-line/polygon edges (touches, within) and their transposes (touches, contains).
+    """Point-to-line/polygon edges and their transposes.
 
     Args:
         points: Point geometries.
@@ -245,7 +245,7 @@ def _point_other(
 
 
 def delaunay_edges(xy: NDArray[np.floating]) -> EdgeSet:
-    """Point-point edges: Delaunay neighbors (both directions) when there are more than 3 points, plus self loops.
+    """Point-point edges: Delaunay neighbors plus self loops.
 
     Duplicate points take no part in the triangulation (Qhull skips them); when Qhull
     fails (e.g. all points collinear or identical) only self loops are returned, as in
@@ -311,7 +311,7 @@ def build_edges(
     points: Sequence[object] | NDArray[np.object_] | None,
     equals_first: bool = True,
 ) -> dict[tuple[str, str, str], EdgeSet]:
-    """Build all nine GeoLink edge sets over arrays of single-part, valid shapely geometries.
+    """Build all nine GeoLink edge sets over single-part, valid geometries.
 
     Node ``i`` of a type is element ``i`` of its array. Relations are computed in the
     geometries' own coordinates (the reference uses raw lon/lat). Designed to be called

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""OSM tag parsing and normalization, GeoLink tag strings and log-frequency key weights."""
+"""OSM tag parsing, GeoLink tag strings and log-frequency key weights."""
 
 import functools
 import json
@@ -90,7 +90,7 @@ _HSTORE_UNESCAPE = re.compile(r'\\(.)', re.DOTALL)
 
 
 def normalize_key(key: str) -> str:
-    """Write an OSM key the way GeoLink does: ``:`` replaced by a space, surrounding blanks stripped.
+    """Write an OSM key the way GeoLink does (``:`` as a space, stripped).
 
     Args:
         key: An OSM tag key, e.g. ``'addr:street'``.
@@ -184,7 +184,7 @@ def _is_missing(value: object) -> bool:
 
 
 def _tag_text(value: object, column: str, row: int) -> str:
-    """Write a cell as an OSM tag value: text as it is, numbers and booleans as OSM writes them.
+    """Write a cell as an OSM tag value (text as is, numbers as OSM writes them).
 
     OSM values are text; files store them typed. Integers are written as integers, also
     when they come back as floats (GDAL reads an integer field holding nulls as
@@ -227,7 +227,7 @@ def _tag_text(value: object, column: str, row: int) -> str:
 
 
 def _is_tag_column(frame: pd.DataFrame, column: object) -> bool:
-    """Tell whether a column of a frame holds one tag key, rather than bookkeeping of the file format.
+    """Tell whether a column of a frame holds one tag key.
 
     Not tags: the geometry and :data:`BOOKKEEPING_COLUMNS` (names compared
     case-insensitively), any other geometry column, geometries written as (E)WKT text or
@@ -332,7 +332,7 @@ def _label_column_kind(values: np.ndarray) -> str:
 
 
 def _as_mapping(value: object, column: str, row: int) -> dict[str, str]:
-    """Turn a ``tags`` cell (a mapping, or JSON / hstore text) into a mapping of strings.
+    """Turn a ``tags`` cell (mapping, JSON or hstore text) into a mapping.
 
     Args:
         value: The cell.
@@ -396,7 +396,7 @@ def _shipped_counts() -> dict[str, float]:
 
 
 def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
-    """Extract one normalized tag mapping per row of a (Geo)DataFrame, whatever the source format.
+    """Extract one normalized tag mapping per row of a (Geo)DataFrame.
 
     Understood sources, combined when several are present:
 
@@ -463,7 +463,7 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
 
 
 def tag_strings(tags: Mapping[str, str]) -> list[str]:
-    """GeoLink tag strings of one feature: ``'key:value'`` with ``:`` in keys replaced by spaces.
+    """GeoLink tag strings of one feature: ``'key:value'``.
 
     A tag with an empty value is written as its key alone (as an entry without ``:`` of
     a label would be).
@@ -543,7 +543,7 @@ class KeyWeights:
     @classmethod
     @functools.cache
     def _shipped(cls) -> 'KeyWeights':
-        """Return the shipped table's weights, built once per process (instances are never modified).
+        """Return the shipped table's weights, built once per process.
 
         Returns:
             The key weights.

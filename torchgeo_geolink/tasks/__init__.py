@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Lightning tasks (TorchGeo BaseTask) for GeoLink pretraining, segmentation and classification."""
+"""Lightning tasks for GeoLink pretraining, segmentation and classification."""
 
 from .classification import GeoLinkClassification, weighted_knn
 from .metrics import CrossModalRetrieval

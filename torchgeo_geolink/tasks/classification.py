@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Scene classification from GeoLink embeddings: linear probe, fine-tuning and weighted kNN."""
+"""Scene classification from GeoLink embeddings: probe, fine-tuning and kNN."""
 
 from collections.abc import Sequence
 from typing import Any, Literal, cast
@@ -33,7 +33,7 @@ def weighted_knn(
     k: int = 20,
     temperature: float = 0.07,
 ) -> Tensor:
-    r"""Class probabilities of a weighted k-nearest-neighbor vote under cosine similarity.
+    r"""Class probabilities of a weighted k-nearest-neighbor vote (cosine).
 
     As the kNN evaluation of DINO (Caron et al., 2021): each query takes its *k* most
     similar bank embeddings (cosine similarity :math:`s`), each neighbor votes for its
@@ -83,7 +83,7 @@ def weighted_knn(
 class GeoLinkClassification(
     ResumableRandomnessMixin, DownstreamMixin, ClassificationMixin, BaseTask
 ):
-    """Classify windows from their GeoLink embedding: linear probe, fine-tuning or weighted kNN.
+    """Classify windows from their GeoLink embedding.
 
     The embedding of a window is either the image's (``embedding='image'``: the mean of
     the final-norm patch tokens,
@@ -247,7 +247,7 @@ class GeoLinkClassification(
 
     @property
     def frozen(self) -> bool:
-        """Whether the GeoLink model is frozen (and kept in eval mode), as in the linear probe and kNN modes.
+        """Whether the GeoLink model is frozen (linear probe and kNN modes).
 
         Returns:
             True unless ``mode='finetune'``.
@@ -255,7 +255,7 @@ class GeoLinkClassification(
         return self.hparams['mode'] != 'finetune'
 
     def configure_models(self) -> None:
-        """Build the GeoLink model (from the weights when given) and the linear head, and freeze as the mode asks."""
+        """Build the GeoLink model and the linear head; freeze as the mode asks."""
         hp = self.hparams
         geolink = self._build_geolink("embedding='fused'", "embedding='image'")
         self.model: GeoLink = geolink
@@ -294,7 +294,7 @@ class GeoLinkClassification(
         return self.uses_osm() and self.hparams['mode'] == 'finetune'
 
     def _frozen_module(self) -> nn.Module | None:
-        """The GeoLink model in the linear probe and kNN modes: frozen and kept in eval mode.
+        """The GeoLink model in the linear probe and kNN modes.
 
         Its dropout is then off, and it computes the same embeddings in training as in
         evaluation.
@@ -307,7 +307,7 @@ class GeoLinkClassification(
         return self.model
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
-        """AdamW (on the head alone when frozen) with linear warmup then cosine decay per step; none for kNN.
+        """AdamW with warmup then cosine decay (head alone when frozen); none for kNN.
 
         Returns:
             The optimizer and its per-step scheduler, or None in the kNN mode.
@@ -370,7 +370,7 @@ class GeoLinkClassification(
         return probabilities.clamp_min(1e-12).log()
 
     def _scores(self, batch: dict[str, Any]) -> Tensor:
-        """Scores of a batch, squeezed to ``(B,)`` for binary tasks (as TorchGeo's Classification).
+        """Scores of a batch, squeezed to ``(B,)`` for binary tasks.
 
         Args:
             batch: A collated batch.
@@ -383,7 +383,7 @@ class GeoLinkClassification(
     def training_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> Tensor | None:
-        """Compute the training loss and metrics, or (kNN mode) add the batch to the memory bank.
+        """Compute the training loss, or (kNN mode) add the batch to the bank.
 
         Args:
             batch: A collated batch with ``image``, ``label`` and ``graph``.
@@ -405,7 +405,7 @@ class GeoLinkClassification(
         return super().training_step(batch, batch_idx, dataloader_idx)
 
     def on_train_epoch_start(self) -> None:
-        """Start a new kNN bank (``mode='knn'``): this epoch's training windows replace the last epoch's."""
+        """Start a new kNN bank for this epoch's training windows."""
         super().on_train_epoch_start()
         self._bank_parts = []
 
@@ -418,7 +418,7 @@ class GeoLinkClassification(
         super().on_train_epoch_end()
 
     def _finish_bank(self) -> None:
-        """Turn the embeddings collected in the training epoch into the bank (gathered from all processes)."""
+        """Turn the embeddings collected in the training epoch into the bank."""
         if not self._bank_parts:
             return
         features = torch.cat([f for f, _ in self._bank_parts])
@@ -457,13 +457,13 @@ class GeoLinkClassification(
         )
 
     def on_validation_epoch_start(self) -> None:
-        """Finish the kNN bank of the training epoch (validation runs before the epoch-end hooks)."""
+        """Finish the kNN bank of the training epoch."""
         super().on_validation_epoch_start()
         if self.hparams['mode'] == 'knn':
             self._finish_bank()
 
     def _ready_to_evaluate(self) -> bool:
-        """Tell whether a validation or test step can run, finishing the kNN bank when it is still missing.
+        """Tell whether a validation or test step can run.
 
         Returns:
             False in the sanity-check validation of the kNN mode before the first
@@ -476,7 +476,7 @@ class GeoLinkClassification(
         return True
 
     def on_validation_epoch_end(self) -> None:
-        """Log the validation metrics (nothing in a kNN sanity check, which has no bank yet)."""
+        """Log the validation metrics (none in a kNN sanity check)."""
         if self.hparams['mode'] == 'knn' and self.knn_bank is None:
             self.val_metrics.reset()
             return

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""What the GeoLink downstream tasks share: the model built from the weights, the optimizer, the loss and the steps."""
+"""What the GeoLink downstream tasks share: model, optimizer, loss and steps."""
 
 import warnings
 from typing import Any, Self
@@ -50,7 +50,7 @@ class DownstreamMixin(ProvenanceMixin):
     _train_loss_on_progress_bar = False
 
     def _build_geolink(self, osm_setting: str, image_setting: str) -> GeoLink:
-        """Build the GeoLink model from the weights (or the architecture of a reloaded checkpoint).
+        """Build the GeoLink model from the weights or the saved architecture.
 
         Sets :attr:`provenance` and records in the hyperparameters the architecture
         built, ``legacy`` and, when not given, the normalization of the weights. Warns
@@ -104,7 +104,7 @@ class DownstreamMixin(ProvenanceMixin):
         return None
 
     def _freeze(self, model: nn.Module) -> None:
-        """Freeze ``_frozen_module`` in eval mode, or, when nothing is frozen, put the model in training mode.
+        """Freeze ``_frozen_module`` in eval mode, or train the whole model.
 
         Args:
             model: The task's whole model.
@@ -136,7 +136,7 @@ class DownstreamMixin(ProvenanceMixin):
         return self
 
     def setup(self, stage: str) -> None:
-        """Agree with the datamodule on the normalization and check its tag encoder against the weights.
+        """Agree on the normalization and check the tag encoder against the weights.
 
         Args:
             stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.
@@ -159,7 +159,7 @@ class DownstreamMixin(ProvenanceMixin):
         return self._adamw_warmup_cosine(self)
 
     def _adamw_warmup_cosine(self, module: nn.Module) -> OptimizerLRScheduler:
-        """AdamW on the trainable parameters of a module, with linear warmup then cosine decay per step.
+        """AdamW on a module's trainable parameters with warmup then cosine decay.
 
         Args:
             module: The module whose parameters train.

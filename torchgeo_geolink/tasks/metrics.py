@@ -53,7 +53,7 @@ class CrossModalRetrieval(Metric):
         self.osm.append(F.normalize(osm.detach().float(), dim=-1))
 
     def _pool(self, state: list[Tensor] | Tensor) -> Tensor:
-        """Concatenate an accumulated state (a list, or one tensor after a distributed sync).
+        """Concatenate an accumulated state (a list, or one synced tensor).
 
         Args:
             state: The state.
@@ -101,7 +101,7 @@ class CrossModalRetrieval(Metric):
 
 
 def embedding_std(embeddings: Tensor) -> Tensor:
-    """Mean per-dimension standard deviation of L2-normalized embeddings (a collapse monitor).
+    """Mean per-dimension std of L2-normalized embeddings (a collapse monitor).
 
     Collapsed embeddings give 0; well-spread ones give about ``1 / sqrt(D)``, as in
     TorchGeo's SimCLR.

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Mix-ins of the GeoLink tasks: resumable randomness and the provenance of the weights."""
+"""Mix-ins of the GeoLink tasks: resumable randomness and weight provenance."""
 
 import os
 import random
@@ -19,7 +19,7 @@ __all__ = ('ProvenanceMixin', 'ResumableRandomnessMixin', 'reseed')
 
 
 def reseed(step: int) -> None:
-    """Reseed torch, numpy and ``random`` from the run's seed, a step count and the process rank.
+    """Reseed torch, numpy and ``random`` from the seed, a step and the rank.
 
     Called at fixed points of training (after each validation) so that what follows is a
     function of the step, not of the history: a run resumed from a checkpoint then draws
@@ -39,7 +39,7 @@ def reseed(step: int) -> None:
 
 
 class ResumableRandomnessMixin(LightningModule):
-    """Reseed the random generators from the global step at every validation end and on checkpoint loading.
+    """Reseed the random generators from the global step (validation, loading).
 
     Lightning checkpoints do not hold the random states, so a resumed run would
     otherwise draw other image masks, OSM node masks, dropout, windows and augmentations
@@ -52,7 +52,7 @@ class ResumableRandomnessMixin(LightningModule):
     """
 
     def on_validation_end(self) -> None:
-        """Reseed from the global step after a validation (also the sanity check of a resumed run)."""
+        """Reseed from the global step after a validation."""
         super().on_validation_end()
         if not self.trainer.sanity_checking or self.trainer.ckpt_path is not None:
             reseed(self.global_step)
@@ -68,7 +68,7 @@ class ResumableRandomnessMixin(LightningModule):
 
 
 class ProvenanceMixin(LightningModule):
-    """Keep what the weights imply with the task, check the data against it and save it in every checkpoint.
+    """Keep what the weights imply, check the data against it, checkpoint it.
 
     The task sets :attr:`provenance` when it builds its model (from the weights it was
     given). At setup the datamodule's tag encoder (its ``tag_encoder_identity``
@@ -103,7 +103,7 @@ class ProvenanceMixin(LightningModule):
         return self.uses_osm()
 
     def check_provenance(self, stage: str) -> None:
-        """Check the datamodule's tag encoder against the weights and record the data's facts.
+        """Check the datamodule's tag encoder against the weights.
 
         After fitting a task that trains the OSM branch, the branch is trained for the
         datamodule's encoder, which the provenance then names.
@@ -144,7 +144,7 @@ class ProvenanceMixin(LightningModule):
             provenance.tag_encoder = actual
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Save the provenance with the checkpoint (normalization from the ``mean``/``std`` hyperparameters).
+        """Save the provenance with the checkpoint.
 
         Args:
             checkpoint: The checkpoint being written.

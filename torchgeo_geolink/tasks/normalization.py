@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The image normalization a task was trained with, kept in its hyperparameters and given to its datamodule."""
+"""The image normalization a task was trained with, shared with its data."""
 
 import warnings
 from collections.abc import Sequence
@@ -27,7 +27,7 @@ def _as_list(value: object) -> list[float] | None:
 
 
 def sync_normalization(task: LightningModule) -> None:
-    """Make the task's ``mean``/``std`` hyperparameters and its datamodule's normalization agree.
+    """Make the task's ``mean``/``std`` and its datamodule's normalization agree.
 
     A task without statistics (a new run) records the datamodule's, so that they are
     saved with every checkpoint. A task that carries statistics (loaded from a

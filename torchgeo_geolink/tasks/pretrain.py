@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""GeoLink pretraining task: MAE reconstruction, image-OSM contrast and masked OSM node reconstruction."""
+"""GeoLink pretraining task: MAE, image-OSM contrast and masked OSM nodes."""
 
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -160,7 +160,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
         super().__init__()
 
     def configure_models(self) -> None:
-        """Build the GeoLink model, load the initial weights and note their provenance."""
+        """Build the GeoLink model, load the initial weights, note provenance."""
         hp = self.hparams
         legacy = hp['legacy']
         self.model = geolink_from_architecture({**hp, 'legacy': bool(legacy)})
@@ -194,7 +194,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
         self.check_provenance(stage)
 
     def on_train_start(self) -> None:
-        """Validate the untrained model once (``baseline_validation``), before the first step of a new run."""
+        """Validate the untrained model once before a new run's first step."""
         super().on_train_start()
         trainer = self.trainer
         if (
@@ -209,7 +209,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
         self.val_retrieval = CrossModalRetrieval()
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
-        """AdamW (MAE betas, no decay on biases, norms and tokens) with linear warmup then cosine decay per step.
+        """AdamW (MAE betas) with linear warmup then cosine decay per step.
 
         Returns:
             The optimizer and its per-step scheduler.
@@ -307,7 +307,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        """Compute the validation losses, accumulate the retrieval pool and log a figure.
+        """Compute the validation losses and accumulate the retrieval pool.
 
         Args:
             batch: A collated batch with ``image`` and ``graph``.
@@ -321,7 +321,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
             self._log_figure(batch, out, batch_idx)
 
     def _log_figure(self, batch: dict[str, Any], out: Any, batch_idx: int) -> None:
-        """Log the first window of a batch (image with its OSM graph, and the MAE reconstruction).
+        """Log the first window of a batch with its graph and reconstruction.
 
         Only when the logger can show figures (e.g. TensorBoard), as TorchGeo's tasks
         do.
@@ -362,7 +362,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
     def retrieval_embeddings(
         self, images: Tensor, graphs: Any
     ) -> tuple[Tensor, Tensor]:
-        """Embed whole images and whole OSM graphs (nothing masked) in the shared contrastive space.
+        """Embed whole images and graphs in the shared contrastive space.
 
         The image embedding is the projected mean of all patch tokens, the OSM embedding
         the projected region readout of the unmasked graph: deterministic, unlike the
@@ -403,7 +403,7 @@ class GeoLinkPretrain(ResumableRandomnessMixin, ProvenanceMixin, BaseTask):
     def predict_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, Tensor]:
-        """Embed every window of a batch, nothing masked and deterministically, for the embedding writer.
+        """Embed every window of a batch deterministically, for the writer.
 
         The outputs are those :class:`~torchgeo_geolink.writers.EmbeddingWriter` writes
         (``torchgeo predict``).

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Learning-rate schedules: linear warmup then cosine decay, stepped per optimizer step."""
+"""Learning-rate schedules: linear warmup then cosine decay, per step."""
 
 import math
 from collections.abc import Sequence
@@ -18,7 +18,7 @@ __all__ = ('WarmupCosine', 'adamw_warmup_cosine', 'warmup_cosine_scheduler')
 
 
 class WarmupCosine:
-    """Multiplier of the base learning rate: linear warmup, then half-cosine decay to a floor.
+    """Multiplier of the base learning rate: warmup, then cosine to a floor.
 
     A callable object (not a closure) so that the schedule is picklable and identical
     after a resume.
@@ -83,7 +83,7 @@ class WarmupCosine:
 def warmup_cosine_scheduler(
     optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
 ) -> LambdaLR:
-    """Build a per-step :class:`~torch.optim.lr_scheduler.LambdaLR` with linear warmup and cosine decay.
+    """Build a per-step ``LambdaLR`` with linear warmup and cosine decay.
 
     Args:
         optimizer: The optimizer whose learning rates are scheduled.

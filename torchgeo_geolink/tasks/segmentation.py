@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Semantic segmentation with a GeoLink encoder (image only or fused with OSM) and a UPerNet decoder."""
+"""Semantic segmentation with a GeoLink encoder and a UPerNet decoder."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
@@ -28,7 +28,7 @@ __all__ = ('GeoLinkSegmentation',)
 class GeoLinkSegmentation(
     ResumableRandomnessMixin, DownstreamMixin, ClassificationMixin, BaseTask
 ):
-    """Semantic segmentation from GeoLink features, unimodal (image) or multimodal (image fused with OSM).
+    """Semantic segmentation from GeoLink features, image alone or fused with OSM.
 
     The encoder is a :class:`~torchgeo_geolink.models.GeoLinkFusionEncoder` over a
     :class:`~torchgeo_geolink.models.GeoLink` model: it returns the token maps of
@@ -137,7 +137,7 @@ class GeoLinkSegmentation(
         super().__init__()
 
     def configure_models(self) -> None:
-        """Build the GeoLink encoder (from the weights when given), the fusion wrapper and the UPerNet."""
+        """Build the GeoLink encoder, the fusion wrapper and the UPerNet."""
         hp = self.hparams
         geolink = self._build_geolink('multimodal=True', 'multimodal=False')
         depth = len(cast(nn.Sequential, geolink.img_encoder.blocks))
@@ -216,7 +216,7 @@ class GeoLinkSegmentation(
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        """Compute the validation loss and metrics, and log a figure when the logger supports it.
+        """Compute the validation loss and metrics, and log a figure.
 
         Args:
             batch: A collated batch with ``image``, ``mask`` and ``graph``.
@@ -228,7 +228,7 @@ class GeoLinkSegmentation(
             self._log_figure(batch, y_hat, batch_idx)
 
     def _log_figure(self, batch: dict[str, Any], y_hat: Tensor, batch_idx: int) -> None:
-        """Log the first sample of a batch (image, mask, prediction) when the logger can show figures.
+        """Log the first sample of a batch when the logger can show figures.
 
         Args:
             batch: A collated batch.

@@ -15,7 +15,7 @@ __all__ = ('param_groups',)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Split the trainable parameters into a decayed group and a group without weight decay.
+    """Split the trainable parameters into decayed and undecayed groups.
 
     :func:`timm.optim.param_groups_weight_decay` leaves biases and normalization weights
     (every parameter of one dimension) undecayed; learnable tokens and position tables

@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-geolink Contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Joint augmentation of an image batch and its OSM graphs that keeps pixels and node positions aligned."""
+"""Joint augmentation of images and their OSM graphs, kept aligned."""
 
 import copy
 import math
@@ -45,7 +45,7 @@ def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 class GeoLinkAugmentation(nn.Module):
-    """Random crop (resized back), flips, 90-degree rotations and color jitter for images *and* their graphs.
+    """Random crop, flips, 90-degree rotations and color jitter of images and graphs.
 
     Operates on a collated batch (the output of
     :func:`~torchgeo_geolink.datasets.collate_geolink` moved to the device): ``image``
@@ -189,7 +189,7 @@ class GeoLinkAugmentation(nn.Module):
         return torch.rand(*shape, generator=self.generator)
 
     def sample_matrices(self, batch_size: int, height: int, width: int) -> Tensor:
-        """Draw one random forward matrix per sample (input window -> output window, normalized coordinates).
+        """Draw one random forward matrix per sample (normalized coordinates).
 
         Args:
             batch_size: number of samples.
@@ -232,7 +232,7 @@ class GeoLinkAugmentation(nn.Module):
     def apply_matrices(
         self, batch: Mapping[str, Any], matrices: Tensor
     ) -> dict[str, Any]:
-        """Apply given per-sample geometric matrices (no color jitter) to image, mask and graph.
+        """Apply given per-sample matrices (no jitter) to image, mask and graph.
 
         Args:
             batch: collated batch with ``image`` and optionally ``mask`` and ``graph``.
@@ -306,7 +306,7 @@ class GeoLinkAugmentation(nn.Module):
         return out
 
     def _jitter(self, images: Tensor) -> Tensor:
-        """Random color jitter of a share ``color_jitter_p`` of the images, in their raw range.
+        """Random color jitter of a share ``color_jitter_p`` of the images.
 
         Args:
             images: ``(B, C, H, W)`` raw images in ``[0, color_jitter_max]``.

@@ -71,7 +71,7 @@ def crop_matrix(boxes: Tensor) -> Tensor:
 
 
 def hflip_matrix(flip: Tensor) -> Tensor:
-    """Matrices that mirror the window left-right where ``flip`` is true (identity elsewhere).
+    """Matrices that mirror the window left-right where ``flip`` is true.
 
     Args:
         flip: ``(B,)`` boolean tensor.
@@ -88,7 +88,7 @@ def hflip_matrix(flip: Tensor) -> Tensor:
 
 
 def vflip_matrix(flip: Tensor) -> Tensor:
-    """Matrices that mirror the window top-bottom where ``flip`` is true (identity elsewhere).
+    """Matrices that mirror the window top-bottom where ``flip`` is true.
 
     Args:
         flip: ``(B,)`` boolean tensor.
@@ -128,7 +128,7 @@ def rot90_matrix(k: Tensor) -> Tensor:
 
 
 def _sampling_grid(matrices: Tensor, size: tuple[int, int]) -> Tensor:
-    """The :func:`~torch.nn.functional.grid_sample` grid that realizes ``matrices`` at the output ``size``.
+    """The ``grid_sample`` grid that realizes ``matrices`` at ``size``.
 
     Args:
         matrices: ``(B, 3, 3)`` forward matrices (input window -> output window).
@@ -164,7 +164,7 @@ def warp_images(images: Tensor, matrices: Tensor, size: tuple[int, int]) -> Tens
 
 
 def warp_masks(masks: Tensor, matrices: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resample label masks through per-sample affine matrices (nearest neighbor, labels kept exact).
+    """Resample label masks through per-sample affine matrices (nearest).
 
     Args:
         masks: ``(B, H, W)`` or ``(B, 1, H, W)`` integer masks.
@@ -205,7 +205,7 @@ def transform_positions(pos: Tensor, matrices: Tensor) -> Tensor:
 
 
 def _refresh_batch_slices(batch: Batch) -> None:
-    """Recompute ``ptr`` and the slice/increment tables of a hetero batch after nodes or edges were removed.
+    """Recompute a hetero batch's ``ptr`` and slice tables after removals.
 
     Keeps :meth:`~torch_geometric.data.Batch.to_data_list` and ``ptr`` consistent with
     the per-node ``batch`` vectors. The tables are replaced by new dicts (never
@@ -246,7 +246,7 @@ def _refresh_batch_slices(batch: Batch) -> None:
 
 
 def filter_nodes(graph: HeteroData | Batch, keep: dict[str, Tensor]) -> HeteroData:
-    """Keep the nodes selected by boolean masks, and the edges between kept nodes, re-indexed.
+    """Keep the nodes selected by masks and the edges between them, re-indexed.
 
     A vectorized equivalent of :meth:`~torch_geometric.data.HeteroData.subgraph` (one
     mask, one cumulative-sum remap table and one edge mask per type) that also keeps a
@@ -313,7 +313,7 @@ def filter_nodes(graph: HeteroData | Batch, keep: dict[str, Tensor]) -> HeteroDa
 
 
 def drop_outside_nodes(graph: HeteroData | Batch) -> HeteroData:
-    """Drop nodes that have no position point left inside the window, and clamp the others' positions.
+    """Drop nodes with no position left in the window; clamp the others.
 
     A node is kept when at least one of its ``K`` points lies in ``[0, 1]^2`` (a
     partially visible polygon or line stays in the graph); kept positions are clamped to
