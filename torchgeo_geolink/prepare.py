@@ -118,17 +118,7 @@ INDEX_SUFFIXES = (
     '.shp',
 )
 #: Suffixes of OSM sources found in folders.
-OSM_SUFFIXES = (
-    '.pbf',
-    '.osm',
-    '.parquet',
-    '.geoparquet',
-    '.gpkg',
-    '.geojson',
-    '.json',
-    '.fgb',
-    '.shp',
-)
+OSM_SUFFIXES = ('.pbf', '.osm', *INDEX_SUFFIXES)
 SPLITS = ('train', 'val', 'test')
 _STAGED_ROW_GROUP = 20_000
 _DIMENSION_OF_KIND = {'polygon': 2, 'line': 1, 'point': 0}

@@ -19,7 +19,7 @@ from pyproj import CRS
 from torch.utils.data import DataLoader
 
 from tests.conftest import CITY_CRS, CITY_ORIGIN, city_frame
-from torchgeo_geolink.datasets import OSMDataset, collate_geolink
+from torchgeo_geolink.datasets import OSMDataset, collate_geolink, osm_reader
 from torchgeo_geolink.errors import InvalidFeatureError, OSMFileError
 from torchgeo_geolink.osm import NODE_TYPES, HashingTagEncoder
 
@@ -229,6 +229,31 @@ def test_keys_filter(city_gpkg: Path) -> None:
     assert all('building' in t and 'building levels' in t for t in ds.tags)
     assert ds.reports[0].dropped_unmatched == 26
     assert ds.reports[0].kept == 16
+
+
+@pytest.mark.parametrize('chunk', [1, 7])
+def test_chunked_read_gives_the_whole_read(
+    city_gpkg: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    def read() -> osm_reader.FileFeatures:
+        return osm_reader.read_features(
+            str(city_gpkg),
+            keys=['building', 'highway'],
+            drop_keys=['building levels'],
+            tag_keys=['name'],
+        )
+
+    whole = read()
+    monkeypatch.setattr(osm_reader, 'READ_CHUNK', chunk)
+    parts = read()
+    assert len(whole.geometries) == 10  # the streets: buildings carry 'levels'
+    assert shapely.equals_exact(whole.geometries, parts.geometries).all()
+    assert (whole.kinds == parts.kinds).all()
+    tags = [whole.tags.tags(i) for i in range(len(whole.tags))]
+    assert tags == [parts.tags.tags(i) for i in range(len(parts.tags))]
+    assert tags[0] == {'name': 'Street 0'}
+    assert whole.report == parts.report
+    assert whole.report.dropped_keys == 16
 
 
 # ---------------------------------------------------------------- reports and bad input

@@ -19,6 +19,7 @@ from torchgeo.datasets import OpenStreetMap
 from torchgeo_geolink.datasets.osm_reader import read_vector_file
 from torchgeo_geolink.osm import (
     KeyWeights,
+    iter_frame_tags,
     parse_hstore,
     parse_label,
     tag_strings,
@@ -109,6 +110,36 @@ def test_tags_from_frame_errors_name_the_row() -> None:
         tags_from_frame(frame(label=[{'a': 'b'}]))
     with pytest.raises(ValueError, match="row 1: column 'colour' holds a bytes"):
         tags_from_frame(frame(colour=['red', b'\x00']))
+
+
+def test_iter_frame_tags_chunks_give_the_frame_tags() -> None:
+    mixed = frame(
+        highway=['primary', None, 'service', None, 'track'],
+        lanes=[2.0, np.nan, 1.0, 3.0, np.nan],
+        other_tags=['"surface"=>"asphalt"', None, '', '"name"=>"B"', None],
+    )
+    labels = frame(label=['a:1', None, 'b:2;c:3', 'd:4', 'e:5'])
+    for data in (mixed, labels):
+        whole = tags_from_frame(data)
+        assert whole[2] != {}
+        for size in (1, 2, 3, 5, 8):
+            chunks = list(iter_frame_tags(data, size))
+            assert [len(c) for c in chunks] == [
+                min(size, 5 - a) for a in range(0, 5, size)
+            ]
+            assert [t for c in chunks for t in c] == whole
+    assert list(iter_frame_tags(mixed.iloc[:0], 2)) == []
+
+
+def test_iter_frame_tags_errors_name_the_frame_row() -> None:
+    bad = frame(tags=['{"a": "b"}', '{}', '{}', '{not json'])
+    chunks = iter_frame_tags(bad, 2)
+    assert next(chunks) == [{'a': 'b'}, {}]
+    with pytest.raises(ValueError, match="row 3: column 'tags'"):
+        next(chunks)
+    # The label column's kind is read from the whole frame, not chunk by chunk.
+    with pytest.raises(ValueError, match="row 3: column 'label' mixes GeoLink labels"):
+        next(iter_frame_tags(frame(label=['a:b', 'c:d', 'e:f', 'plain text']), 2))
 
 
 def test_tag_strings() -> None:

@@ -25,10 +25,11 @@ from torchgeo.datasets.utils import Path
 from ..errors import InvalidFeatureError, OSMFileError
 from ..osm.constants import NODE_TYPES
 from ..osm.geometry import split_by_type
-from ..osm.tags import tags_from_frame
+from ..osm.tags import iter_frame_tags
 
 __all__ = (
     'PBF_LAYERS',
+    'READ_CHUNK',
     'VECTOR_SUFFIXES',
     'FileFeatures',
     'LoadReport',
@@ -58,6 +59,9 @@ VECTOR_SUFFIXES = (
 #: shipped Helsinki extract, 8.6k lines but 3.9k distinct geometries), which turns every
 #: street into a clique of ``equals`` edges; pass ``layers=`` to read it.
 PBF_LAYERS = ('points', 'lines', 'multipolygons')
+#: Rows whose tags are parsed and cleaned at a time: the per-feature tag dicts of a
+#: whole region would take more memory than the store built from them.
+READ_CHUNK = 65536
 
 _MULTI_TYPES = (
     int(shapely.GeometryType.MULTIPOINT),
@@ -731,41 +735,44 @@ def read_features(
     geoms: list[np.ndarray] = [np.empty(0, dtype=object)]
     kinds: list[np.ndarray] = [np.empty(0, dtype=np.int8)]
     interner = TagInterner()
+    wanted = None if tag_keys is None else frozenset(tag_keys)
     while frames:
         frame = frames.pop(0)
         report.read += len(frame)
-        if len(frame) == 0:
-            continue
-        try:
-            frame_tags = tags_from_frame(frame)
-        except ValueError as err:
-            raise InvalidFeatureError(
-                f'{path}: cannot parse the tags of a feature ({err})'
-            ) from err
-        part_geoms, part_kinds, owner = _clean(
-            np.asarray(frame.geometry.values, dtype=object), report
-        )
-        del frame
-        part_tags = [frame_tags[i] for i in owner]
-        keep = np.ones(len(part_tags), dtype=bool)
-        if drop_keys:
-            dropped = _carries(part_tags, drop_keys)
-            report.dropped_keys += len(np.unique(owner[dropped]))
-            keep &= ~dropped
-        if keys is not None:
-            unmatched = keep & ~_carries(part_tags, keys)
-            report.dropped_unmatched += len(np.unique(owner[unmatched]))
-            keep &= ~unmatched
-        if not keep.all():
-            part_geoms, part_kinds = part_geoms[keep], part_kinds[keep]
-            part_tags = [t for t, k in zip(part_tags, keep, strict=True) if k]
-        if tag_keys is not None:
-            wanted = frozenset(tag_keys)
-            part_tags = [{k: v for k, v in t.items() if k in wanted} for t in part_tags]
-        geoms.append(part_geoms)
-        kinds.append(part_kinds)
-        interner.add(part_tags)
-        del frame_tags, part_tags
+        frame_geoms = np.asarray(frame.geometry.values, dtype=object)
+        chunks = iter_frame_tags(frame, READ_CHUNK)
+        for start in range(0, len(frame), READ_CHUNK):
+            try:
+                chunk_tags = next(chunks)
+            except ValueError as err:
+                raise InvalidFeatureError(
+                    f'{path}: cannot parse the tags of a feature ({err})'
+                ) from err
+            part_geoms, part_kinds, owner = _clean(
+                frame_geoms[start : start + READ_CHUNK], report
+            )
+            part_tags = [chunk_tags[i] for i in owner]
+            keep = np.ones(len(part_tags), dtype=bool)
+            if drop_keys:
+                dropped = _carries(part_tags, drop_keys)
+                report.dropped_keys += len(np.unique(owner[dropped]))
+                keep &= ~dropped
+            if keys is not None:
+                unmatched = keep & ~_carries(part_tags, keys)
+                report.dropped_unmatched += len(np.unique(owner[unmatched]))
+                keep &= ~unmatched
+            if not keep.all():
+                part_geoms, part_kinds = part_geoms[keep], part_kinds[keep]
+                part_tags = [t for t, k in zip(part_tags, keep, strict=True) if k]
+            if wanted is not None:
+                part_tags = [
+                    {k: v for k, v in t.items() if k in wanted} for t in part_tags
+                ]
+            geoms.append(part_geoms)
+            kinds.append(part_kinds)
+            interner.add(part_tags)
+            del chunk_tags, part_tags
+        del frame, frame_geoms, chunks
     out_geoms = np.concatenate(geoms)
     report.kept = len(out_geoms)
     if (

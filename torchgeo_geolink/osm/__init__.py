@@ -33,6 +33,7 @@ from .positions import (
 from .relations import EdgeSet, build_edges, de9im_matrix, delaunay_edges
 from .tags import (
     KeyWeights,
+    iter_frame_tags,
     normalize_key,
     parse_hstore,
     parse_label,
@@ -63,6 +64,7 @@ __all__ = (
     'empty_graph',
     'from_official_graph',
     'graph_from_parts',
+    'iter_frame_tags',
     'line_positions',
     'make_tag_encoder',
     'normalize_key',

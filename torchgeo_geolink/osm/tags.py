@@ -7,7 +7,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from geopandas.array import GeometryDtype
 __all__ = (
     'BOOKKEEPING_COLUMNS',
     'KeyWeights',
+    'iter_frame_tags',
     'normalize_key',
     'parse_hstore',
     'parse_label',
@@ -429,6 +430,35 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
 
     .. versionadded:: 0.1
     """
+    return [
+        tags for chunk in iter_frame_tags(frame, max(len(frame), 1)) for tags in chunk
+    ]
+
+
+def iter_frame_tags(
+    frame: pd.DataFrame, chunk_size: int = 65536
+) -> Iterator[list[dict[str, str]]]:
+    """Extract the tags of a (Geo)DataFrame chunk by chunk of rows.
+
+    The same tags as :func:`tags_from_frame`, which reads the frame in one chunk: where
+    the tags come from (a ``label``, ``tags`` or ``other_tags`` column, one column per
+    key) is decided once from the whole frame, and row numbers in error messages are the
+    frame's. Only one chunk's dicts are alive at a time when the caller consumes each
+    chunk before asking for the next, which bounds the memory of reading a large file.
+
+    Args:
+        frame: The features.
+        chunk_size: Rows per chunk.
+
+    Yields:
+        One dict per row of each chunk of *chunk_size* consecutive rows, in row order
+        (the last chunk may be shorter; none for an empty frame).
+
+    Raises:
+        ValueError: As :func:`tags_from_frame`.
+
+    .. versionadded:: 0.1
+    """
     n = len(frame)
     label_kind = (
         _label_column_kind(frame['label'].to_numpy(dtype=object))
@@ -437,29 +467,35 @@ def tags_from_frame(frame: pd.DataFrame) -> list[dict[str, str]]:
     )
     if label_kind == 'geolink':
         labels = frame['label'].to_numpy(dtype=object)
-        return [{} if _is_missing(label) else parse_label(label) for label in labels]
-
+        for a in range(0, n, chunk_size):
+            yield [
+                {} if _is_missing(label) else parse_label(label)
+                for label in labels[a : a + chunk_size]
+            ]
+        return
     columns = [c for c in frame.columns if _is_tag_column(frame, c)]
     if label_kind == 'tag':
         columns.append('label')
-    tags: list[dict[str, str]] = [{} for _ in range(n)]
-    for column in columns:
-        key = normalize_key(column)
-        values = frame[column].to_numpy(dtype=object)
-        # pd.isna finds None, NaN and NA in one pass; blank strings give empty text
-        for row in np.flatnonzero(~pd.isna(values)).tolist():
-            text = _tag_text(values[row], column, row)
-            if text:
-                tags[row][key] = text
-    for column in ('tags', 'other_tags'):
-        if column in frame.columns:
-            values = frame[column].to_numpy(dtype=object)
-            for row, value in enumerate(values):
-                for key, val in _as_mapping(value, column, row).items():
+    mappings = [c for c in ('tags', 'other_tags') if c in frame.columns]
+    for a in range(0, n, chunk_size):
+        b = min(a + chunk_size, n)
+        tags: list[dict[str, str]] = [{} for _ in range(b - a)]
+        for column in columns:
+            key = normalize_key(column)
+            values = frame[column].iloc[a:b].to_numpy(dtype=object)
+            # pd.isna finds None, NaN and NA in one pass; blank strings give empty text
+            for i in np.flatnonzero(~pd.isna(values)).tolist():
+                text = _tag_text(values[i], column, a + i)
+                if text:
+                    tags[i][key] = text
+        for column in mappings:
+            values = frame[column].iloc[a:b].to_numpy(dtype=object)
+            for i, value in enumerate(values):
+                for key, val in _as_mapping(value, column, a + i).items():
                     key = normalize_key(key)
                     if key and val.strip():
-                        tags[row][key] = val.strip()
-    return tags
+                        tags[i][key] = val.strip()
+        yield tags
 
 
 def tag_strings(tags: Mapping[str, str]) -> list[str]:
