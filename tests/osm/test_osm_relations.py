@@ -19,6 +19,7 @@ from torchgeo_geolink.osm import (
     RELATION_COLUMNS,
     build_edges,
     delaunay_edges,
+    relations,
 )
 
 Edges = dict[tuple[int, int], str]
@@ -264,6 +265,22 @@ def test_delaunay_degenerate_gives_self_loops(xy: list) -> None:
     assert edges == {(i, i): 'self' for i in range(len(xy))}
 
 
+def test_delaunay_edges_are_the_triangulation_edges() -> None:
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 100, size=(400, 2))
+    xy[:20] = xy[20:40]  # duplicates, which Qhull leaves out
+    expected = set()
+    for simplex in Delaunay(xy).simplices.tolist():
+        expected |= {(a, b) for a, b in itertools.permutations(simplex, 2)}
+    edge_index, edge_attr = delaunay_edges(xy)
+    pairs = list(zip(*edge_index.tolist(), strict=True))
+    assert pairs == sorted(pairs)
+    assert {p for p, a in zip(pairs, edge_attr[:, 1], strict=True) if a} == expected
+    assert {p for p, a in zip(pairs, edge_attr[:, 0], strict=True) if a} == {
+        (i, i) for i in range(len(xy))
+    }
+
+
 def test_delaunay_duplicates_do_not_crash() -> None:
     xy = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [1, 1], [0, 0]], float)
     edges = as_dict(
@@ -350,3 +367,23 @@ def test_build_edges_matches_reference_on_random_city() -> None:
     for edge_type in EDGE_TYPES:
         assert as_dict(fast, edge_type) == slow[edge_type], edge_type
     assert len(slow['polygon', 'to', 'polygon']) > 60  # the tile has real overlaps
+
+
+def test_parallel_candidate_queries_give_the_serial_edges(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(2)
+    polygons = shapely.buffer(
+        shapely.points(rng.uniform(0, 100, (300, 2))), 4, quad_segs=2
+    )
+    lines = shapely.linestrings(rng.uniform(0, 100, (200, 2, 2)))
+    on_lines = shapely.line_interpolate_point(lines[:100], 0.5, normalized=True)
+    points = np.concatenate([on_lines, shapely.points(rng.uniform(0, 100, (150, 2)))])
+    serial = build_edges(polygons, lines, points)
+    monkeypatch.setattr(relations, 'PARALLEL_QUERY_MIN', 7)
+    monkeypatch.setattr(relations, '_usable_cores', lambda: 3)
+    parallel = build_edges(polygons, lines, points)
+    for edge_type in EDGE_TYPES:
+        assert serial[edge_type][0].shape[1] > 0, edge_type
+        np.testing.assert_array_equal(parallel[edge_type][0], serial[edge_type][0])
+        np.testing.assert_array_equal(parallel[edge_type][1], serial[edge_type][1])

@@ -22,7 +22,9 @@ assembled with numpy: no Python loop over pairs or edges. Edges of each type are
 by ``(src, dst)``.
 """
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import shapely
@@ -45,6 +47,11 @@ _II, _IB, _IE, _BI, _BB, _BE, _EI, _EB, _EE = range(9)
 # Columns of the same-type one-hot (self, touches, overlaps, covers, coveredBy, equals).
 _SELF, _TOUCHES, _OVERLAPS, _COVERS, _COVERED_BY, _EQUALS = range(6)
 _NONE = -1
+
+#: Queries below this many geometries run on one thread; larger ones are split across
+#: the available cores (GEOS releases the GIL in ``STRtree.query``: 2 threads halve the
+#: time of a 400k-geometry query on 2 cores).
+PARALLEL_QUERY_MIN = 50_000
 
 
 def de9im_matrix(a: NDArray[np.object_], b: NDArray[np.object_]) -> NDArray[np.bool_]:
@@ -140,6 +147,13 @@ def _assemble(
     return edge_index, edge_attr
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _candidates(
     query: NDArray[np.object_], tree: NDArray[np.object_]
 ) -> tuple[NDArray, NDArray]:
@@ -155,8 +169,26 @@ def _candidates(
     if len(query) == 0 or len(tree) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    pairs = shapely.STRtree(tree).query(query, predicate='intersects')
-    return pairs[0].astype(np.int64), pairs[1].astype(np.int64)
+    index = shapely.STRtree(tree)
+    workers = min(len(query) // PARALLEL_QUERY_MIN, _usable_cores())
+    if workers < 2:
+        pairs = index.query(query, predicate='intersects')
+        return pairs[0].astype(np.int64), pairs[1].astype(np.int64)
+    # Contiguous blocks, offset back: the same pairs in the same order as one query.
+    bounds = np.linspace(0, len(query), workers + 1).astype(np.int64)
+    with ThreadPoolExecutor(workers) as pool:
+        blocks = list(
+            pool.map(
+                lambda lo, hi: index.query(query[lo:hi], predicate='intersects'),
+                bounds[:-1],
+                bounds[1:],
+            )
+        )
+    q = np.concatenate(
+        [b[0].astype(np.int64) + lo for b, lo in zip(blocks, bounds[:-1], strict=True)]
+    )
+    t = np.concatenate([b[1].astype(np.int64) for b in blocks])
+    return q, t
 
 
 def _same_type(geoms: NDArray[np.object_], equals_first: bool) -> EdgeSet:
@@ -268,15 +300,14 @@ def delaunay_edges(xy: NDArray[np.floating]) -> EdgeSet:
         except (QhullError, ValueError):
             simplices = np.zeros((0, 3), dtype=np.int64)
         a, b, c = simplices.T
-        pairs = np.unique(
+        # Each directed pair as one int64 key (src * n + dst): a 1-D unique is twice as
+        # fast as ``np.unique(..., axis=0)`` on the pair rows, same sorted pairs.
+        keys = np.unique(
             np.concatenate(
-                [
-                    np.stack(p, axis=1)
-                    for p in ((a, b), (b, c), (a, c), (b, a), (c, b), (c, a))
-                ]
-            ),
-            axis=0,
+                [a * n + b, b * n + c, a * n + c, b * n + a, c * n + b, c * n + a]
+            )
         )
+        pairs = np.stack(np.divmod(keys, n), axis=1)
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     loops = np.arange(n, dtype=np.int64)
     src = np.concatenate([pairs[:, 0], loops])
