@@ -19,6 +19,7 @@ from torchgeo_geolink.osm import (
     RELATION_COLUMNS,
     build_edges,
     delaunay_edges,
+    iter_edges,
     relations,
 )
 
@@ -387,3 +388,20 @@ def test_parallel_candidate_queries_give_the_serial_edges(
         assert serial[edge_type][0].shape[1] > 0, edge_type
         np.testing.assert_array_equal(parallel[edge_type][0], serial[edge_type][0])
         np.testing.assert_array_equal(parallel[edge_type][1], serial[edge_type][1])
+
+
+def test_iter_edges_yields_the_edge_sets_one_at_a_time() -> None:
+    rng = np.random.default_rng(3)
+    polygons = shapely.buffer(shapely.points(rng.uniform(0, 50, (40, 2))), 3)
+    lines = shapely.linestrings(rng.uniform(0, 50, (30, 2, 2)))
+    points = shapely.points(rng.uniform(0, 50, (30, 2)))
+    lazy = iter_edges(polygons, lines, points, equals_first=False)
+    first_type, first = next(lazy)
+    assert first_type == ('polygon', 'to', 'polygon')
+    rest = dict(lazy)
+    whole = build_edges(polygons, lines, points, equals_first=False)
+    assert list(whole) == list(EDGE_TYPES)
+    assert {first_type, *rest} == set(EDGE_TYPES)
+    for edge_type, (edge_index, edge_attr) in [(first_type, first), *rest.items()]:
+        np.testing.assert_array_equal(edge_index, whole[edge_type][0])
+        np.testing.assert_array_equal(edge_attr, whole[edge_type][1])

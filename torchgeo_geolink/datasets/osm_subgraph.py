@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..osm.constants import EDGE_ATTR_DIMS, EDGE_TYPES, NODE_TYPES
 from ..osm.graph import OSMGraphBuilder
+from ..osm.relations import iter_edges
 
 __all__ = ('EdgeTable', 'build_edge_table', 'expand_parts', 'induced_edges')
 
@@ -57,14 +58,15 @@ def build_edge_table(
     .. versionadded:: 0.1
     """
     rows_of = {t: np.flatnonzero(kinds == k) for k, t in enumerate(NODE_TYPES)}
-    edges = builder.build_edges(
+    # One edge type at a time, each shrunk to int32 / int8 columns before the next is
+    # computed: the float one-hot sets of a whole region would outweigh the table.
+    parts = {}
+    for key, (edge_index, edge_attr) in iter_edges(
         geometries[rows_of['polygon']],
         geometries[rows_of['line']],
         geometries[rows_of['point']],
-    )
-    src, dst, edge_type, attr = [], [], [], []
-    for t, key in enumerate(EDGE_TYPES):
-        edge_index, edge_attr = edges[key]
+        equals_first=builder.equals_first,
+    ):
         edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
         n_edges = edge_index.shape[1]
         one_hot = np.asarray(edge_attr, dtype=np.float32).reshape(
@@ -75,14 +77,26 @@ def build_edge_table(
             or (one_hot.sum(axis=1) != 1).any()
         ):
             raise ValueError(f'{key} edge attributes are not one-hot')
-        src.append(rows_of[key[0]][edge_index[0]])
-        dst.append(rows_of[key[2]][edge_index[1]].astype(np.int32))
-        edge_type.append(np.full(n_edges, t, dtype=np.int8))
-        attr.append(one_hot.argmax(axis=1).astype(np.int8))
+        parts[key] = (
+            rows_of[key[0]][edge_index[0]].astype(np.int32),
+            rows_of[key[2]][edge_index[1]].astype(np.int32),
+            one_hot.argmax(axis=1).astype(np.int8),
+        )
+        del edge_index, edge_attr, one_hot
+    # Concatenated in EDGE_TYPES order, so that the stable sort keeps that order
+    # among the edges of one source.
+    src, dst, edge_type, attr = [], [], [], []
+    for t, key in enumerate(EDGE_TYPES):
+        key_src, key_dst, key_attr = parts.pop(key)
+        src.append(key_src)
+        dst.append(key_dst)
+        edge_type.append(np.full(len(key_src), t, dtype=np.int8))
+        attr.append(key_attr)
     all_src = np.concatenate(src)
     order = np.argsort(all_src, kind='stable')
     indptr = np.zeros(len(geometries) + 1, dtype=np.int64)
     np.cumsum(np.bincount(all_src, minlength=len(geometries)), out=indptr[1:])
+    del all_src, src
     return EdgeTable(
         indptr,
         np.concatenate(dst)[order],

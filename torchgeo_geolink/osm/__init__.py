@@ -30,7 +30,7 @@ from .positions import (
     polygon_positions,
     stable_uniforms,
 )
-from .relations import EdgeSet, build_edges, de9im_matrix, delaunay_edges
+from .relations import EdgeSet, build_edges, de9im_matrix, delaunay_edges, iter_edges
 from .tags import (
     KeyWeights,
     iter_frame_tags,
@@ -64,6 +64,7 @@ __all__ = (
     'empty_graph',
     'from_official_graph',
     'graph_from_parts',
+    'iter_edges',
     'iter_frame_tags',
     'line_positions',
     'make_tag_encoder',
