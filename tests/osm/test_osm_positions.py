@@ -131,3 +131,10 @@ def test_node_embedder_weighted_mean() -> None:
     assert torch.all(out[2] == 0)  # no tags: zeros
     torch.testing.assert_close(out[3], h[1])
     assert embedder(tags[2:3]).shape == (1, 16) and embedder([]).shape == (0, 16)
+
+
+def test_polygon_sample_points_leaves_the_prepared_state_as_it_was() -> None:
+    polygons = np.array([box(0, 0, 4, 4), box(5, 5, 6, 8), box(1, 6, 3, 9)])
+    shapely.prepare(polygons[1])
+    polygon_sample_points(polygons)
+    assert shapely.is_prepared(polygons).tolist() == [False, True, False]

@@ -136,7 +136,11 @@ def polygon_sample_points(
     radius = r_min[:, None] + uniforms * (r_max - r_min)[:, None]  # (n, 3)
     direction = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=-1)  # (3, 2)
 
-    shapely.prepare(polygons)
+    # Prepared for the point-in-polygon tests and unprepared after: a prepared polygon
+    # that later meets shapely.relate (the relation pass) keeps GEOS structures on
+    # itself, about 3 KB each, which over a region outweighs the polygons.
+    unprepared = polygons[~shapely.is_prepared(polygons)]
+    shapely.prepare(unprepared)
     owner = np.repeat(np.arange(n), 3)
     points = centroid[:, None, :] + radius[..., None] * direction  # (n, 3, 2)
     inside = shapely.contains_xy(
@@ -162,6 +166,7 @@ def polygon_sample_points(
         fallback = centroid[fail_i] + (r_min[fail_i] / 100)[:, None] * direction[fail_k]
         chosen = np.where(found[:, None], walk[np.arange(fail_i.size), first], fallback)
         points[fail_i, fail_k] = chosen
+    shapely.destroy_prepared(unprepared)
     out[:, :3] = points
     out[:, 3] = centroid
     return out
