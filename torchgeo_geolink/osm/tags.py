@@ -149,6 +149,7 @@ def parse_hstore(text: str) -> dict[str, str]:
     tags: dict[str, str] = {}
     position = 0
     text = text.strip()
+    escaped = '\\' in text
     while position < len(text):
         match = _HSTORE_ITEM.match(text, position)
         if match is None:
@@ -156,7 +157,10 @@ def parse_hstore(text: str) -> dict[str, str]:
             raise ValueError(msg)
         key, raw, value = match.groups()
         if raw != 'NULL':
-            tags[_HSTORE_UNESCAPE.sub(r'\1', key)] = _HSTORE_UNESCAPE.sub(r'\1', value)
+            if escaped:
+                key = _HSTORE_UNESCAPE.sub(r'\1', key)
+                value = _HSTORE_UNESCAPE.sub(r'\1', value)
+            tags[key] = value
         position = match.end()
         while position < len(text) and text[position] in ', \t\n':
             position += 1
@@ -477,6 +481,8 @@ def iter_frame_tags(
     if label_kind == 'tag':
         columns.append('label')
     mappings = [c for c in ('tags', 'other_tags') if c in frame.columns]
+    # A region holds a few thousand distinct keys among millions of tags.
+    normalized: dict[str, str] = {}
     for a in range(0, n, chunk_size):
         b = min(a + chunk_size, n)
         tags: list[dict[str, str]] = [{} for _ in range(b - a)]
@@ -491,10 +497,13 @@ def iter_frame_tags(
         for column in mappings:
             values = frame[column].iloc[a:b].to_numpy(dtype=object)
             for i, value in enumerate(values):
-                for key, val in _as_mapping(value, column, a + i).items():
-                    key = normalize_key(key)
-                    if key and val.strip():
-                        tags[i][key] = val.strip()
+                for raw, val in _as_mapping(value, column, a + i).items():
+                    key = normalized.get(raw)
+                    if key is None:
+                        key = normalized[raw] = normalize_key(raw)
+                    text = val.strip()
+                    if key and text:
+                        tags[i][key] = text
         yield tags
 
 
