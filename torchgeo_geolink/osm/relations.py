@@ -300,7 +300,7 @@ def delaunay_edges(xy: NDArray[np.floating]) -> EdgeSet:
     """
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     n = len(xy)
-    # Every edge as one int64 key, src * n + dst: a 1-D unique gives the edges sorted by
+    # Every edge as one int64 key, src * n + dst: sorting them gives the edges sorted by
     # (src, dst), self loops included, at a fraction of the time and memory of
     # ``np.unique(..., axis=0)`` and a lexsort of the pair rows.
     keys = [np.arange(n, dtype=np.int64) * (n + 1)]
@@ -312,7 +312,13 @@ def delaunay_edges(xy: NDArray[np.floating]) -> EdgeSet:
         a, b, c = simplices.T
         keys += [a * n + b, b * n + c, a * n + c, b * n + a, c * n + b, c * n + a]
         del simplices, a, b, c
-    src, dst = np.divmod(np.unique(np.concatenate(keys)), n)
+    # Sorted and de-duplicated by hand: numpy 2.5's hash-based np.unique takes 4 s on
+    # the 4M keys of 320k points, a sort 0.1 s.
+    keys = np.sort(np.concatenate(keys))
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    keys = keys[first]
+    src, dst = np.divmod(keys, n)
     edge_attr = np.zeros((len(src), 2), dtype=np.float32)
     edge_attr[np.arange(len(src)), (src != dst).astype(np.int64)] = 1.0
     return np.stack([src, dst]), edge_attr
