@@ -193,6 +193,16 @@ def test_reads_only_the_osm_the_imagery_covers_and_caches_it(
         assert torch.equal(a['graph'][t].pos, b['graph'][t].pos)
 
 
+def test_pbf_reader_reaches_the_osm_dataset(city: dict[str, Path]) -> None:
+    # a GeoPackage: the choice of .osm.pbf reader is recorded, and changes nothing
+    dm = make_dm(city, osm_pbf_reader='quackosm')
+    dm.setup('validate')
+    assert isinstance(dm.dataset, GeoDataset)
+    osm = find_osm_dataset(dm.dataset)
+    assert osm.pbf_reader == 'quackosm'
+    assert osm.tags == OSMDataset(str(city['osm']), crs=CRS_UTM35).tags
+
+
 def test_two_workers_give_the_same_batches(city: dict[str, Path]) -> None:
     serial = make_dm(city, num_workers=0)
     serial.setup('validate')

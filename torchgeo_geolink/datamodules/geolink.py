@@ -21,6 +21,7 @@ from torchgeo.datasets import GeoDataset, IntersectionDataset, RasterDataset
 
 from ..datasets.demo import DemoImage, DemoLabels, build_demo
 from ..datasets.osm import OSMDataset
+from ..datasets.osm_reader import PBFReader
 from ..datasets.raster import WindowedRasterDataset
 from ..datasets.utils import check_split_fractions, collate_geolink, merge_keep_first
 from ..errors import CheckpointError
@@ -213,6 +214,7 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         tag_dim: int = 512,
         tag_cache_dir: str | None = None,
         osm_cache_dir: str | None = None,
+        osm_pbf_reader: PBFReader = 'gdal',
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         augment: bool = True,
@@ -271,6 +273,8 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
             osm_cache_dir: folder of the on-disk cache of the prepared OSM store, shared
                 by DataLoader workers and DDP ranks and reused across runs (see
                 :class:`~torchgeo_geolink.datasets.OSMDataset`); None for no cache.
+            osm_pbf_reader: what reads ``.osm.pbf`` files: ``'gdal'`` (the default,
+                faster) or ``'quackosm'`` (the ``quackosm`` extra, leaner).
             mean: per-channel mean subtracted from the images; None (with *std* None)
                 uses 0, or the statistics recorded with the task's pretrained weights
                 when it has them.
@@ -339,6 +343,7 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
         self.empty_fraction = empty_fraction
         self.drop_osm_keys = tuple(drop_osm_keys)
         self.osm_cache_dir = osm_cache_dir
+        self.osm_pbf_reader = osm_pbf_reader
         self.osm_tag_keys = None if osm_tag_keys is None else tuple(osm_tag_keys)
         self.graph_mode = graph_mode
         self.tag_encoder = tag_encoder
@@ -420,6 +425,7 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
             tag_keys=self.osm_tag_keys,
             roi=footprint,
             cache_dir=self.osm_cache_dir,
+            pbf_reader=self.osm_pbf_reader,
         )
         left: GeoDataset = image
         if label is not None:

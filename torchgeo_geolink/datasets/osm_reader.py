@@ -9,7 +9,7 @@ import warnings
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Literal, cast
 
 import geopandas as gpd
 import numpy as np
@@ -26,6 +26,7 @@ from ..errors import InvalidFeatureError, OSMFileError
 from ..osm.constants import NODE_TYPES
 from ..osm.geometry import split_by_type
 from ..osm.tags import iter_frame_tags
+from .pbf_quackosm import read_pbf_quackosm
 
 __all__ = (
     'PBF_LAYERS',
@@ -33,6 +34,7 @@ __all__ = (
     'VECTOR_SUFFIXES',
     'FileFeatures',
     'LoadReport',
+    'PBFReader',
     'TagInterner',
     'file_crs',
     'read_features',
@@ -59,6 +61,8 @@ VECTOR_SUFFIXES = (
 #: shipped Helsinki extract, 8.6k lines but 3.9k distinct geometries), which turns every
 #: street into a clique of ``equals`` edges; pass ``layers=`` to read it.
 PBF_LAYERS = ('points', 'lines', 'multipolygons')
+#: Readers of ``.pbf`` files: GDAL's OSM driver (the default) or QuackOSM.
+PBFReader = Literal['gdal', 'quackosm']
 #: Rows whose tags are parsed and cleaned at a time: the per-feature tag dicts of a
 #: whole region would take more memory than the store built from them.
 READ_CHUNK = 65536
@@ -506,6 +510,7 @@ def read_vector_file(
     layers: Sequence[str] | None,
     roi: shapely.Geometry | None = None,
     roi_crs: CRS | None = None,
+    pbf_reader: PBFReader = 'gdal',
 ) -> list[GeoDataFrame]:
     """Read the feature layers of one vector file.
 
@@ -517,16 +522,26 @@ def read_vector_file(
         roi: read only the features that intersect this region (GDAL's spatial filter,
             through pyogrio's ``mask``); None reads every feature.
         roi_crs: CRS of *roi* (default: the file's).
+        pbf_reader: what reads ``.pbf`` files: ``'gdal'`` (GDAL's OSM driver, by
+            layer) or ``'quackosm'`` (one frame of every tagged feature, see
+            :func:`~torchgeo_geolink.datasets.pbf_quackosm.read_pbf_quackosm`).
 
     Returns:
         One frame per layer read.
 
     Raises:
         OSMFileError: if the file cannot be read or a requested layer is missing.
+        ValueError: if *layers* are asked of QuackOSM, which has none.
 
     .. versionadded:: 0.1
     """
     name = path.lower()
+    if name.endswith('.pbf') and pbf_reader == 'quackosm' and layers is not None:
+        msg = (
+            f"{path}: layers={list(layers)} are GDAL's; pbf_reader='quackosm' reads "
+            'every tagged feature'
+        )
+        raise ValueError(msg)
     try:
         if name.endswith(('.parquet', '.geoparquet')):
             frame = gpd.read_parquet(path, to_pandas_kwargs=_TO_PANDAS)
@@ -539,6 +554,8 @@ def read_vector_file(
         if name.endswith('.pbf') and (problem := _pbf_problem(path)) is not None:
             msg = f'{path}: truncated or corrupt OSM PBF file ({problem})'
             raise OSMFileError(msg)
+        if name.endswith('.pbf') and pbf_reader == 'quackosm':
+            return [read_pbf_quackosm(path, roi, roi_crs)]
         if name.endswith('.osm') and not _xml_complete(path, 'osm'):
             # GDAL's OSM driver stops silently where an XML file is cut off, as for a
             # PBF file
@@ -698,6 +715,7 @@ def read_features(
     tag_keys: Sequence[str] | None = None,
     roi: shapely.Geometry | None = None,
     roi_crs: CRS | None = None,
+    pbf_reader: PBFReader = 'gdal',
 ) -> FileFeatures:
     """Read one vector file and clean its features.
 
@@ -719,6 +737,7 @@ def read_features(
             features themselves are all kept (one without any of them has no tags).
         roi: read only the features that intersect this region.
         roi_crs: CRS of *roi* (default: the file's).
+        pbf_reader: what reads ``.pbf`` files (see :func:`read_vector_file`).
 
     Returns:
         The file's features and its :class:`LoadReport`.
@@ -730,7 +749,7 @@ def read_features(
     .. versionadded:: 0.1
     """
     report = LoadReport(path)
-    frames = read_vector_file(path, layers, roi, roi_crs)
+    frames = read_vector_file(path, layers, roi, roi_crs, pbf_reader)
     crs = file_crs(path, frames, assumed_crs)
     geoms: list[np.ndarray] = [np.empty(0, dtype=object)]
     kinds: list[np.ndarray] = [np.empty(0, dtype=np.int8)]
