@@ -274,7 +274,8 @@ class GeoLinkDataModule(NormalizationMixin, GeoDataModule):
                 by DataLoader workers and DDP ranks and reused across runs (see
                 :class:`~torchgeo_geolink.datasets.OSMDataset`); None for no cache.
             osm_pbf_reader: what reads ``.osm.pbf`` files: ``'gdal'`` (the default,
-                faster) or ``'quackosm'`` (the ``quackosm`` extra, leaner).
+                faster) or ``'quackosm'`` (the ``quackosm`` extra; see
+                :class:`~torchgeo_geolink.datasets.OSMDataset`).
             mean: per-channel mean subtracted from the images; None (with *std* None)
                 uses 0, or the statistics recorded with the task's pretrained weights
                 when it has them.

@@ -162,8 +162,9 @@ class OSMDataset(GeoDataset):
                 dropping it with a warning (counted in ``reports``).
             cache_dir: folder of the on-disk cache of prepared stores (None: no cache).
             pbf_reader: what reads ``.osm.pbf`` files: ``'gdal'`` (GDAL's OSM driver,
-                faster) or ``'quackosm'`` (QuackOSM on DuckDB, an optional extra that
-                used 17-36 % less peak memory in our benchmark, at 3-13x the time).
+                faster, the default) or ``'quackosm'`` (QuackOSM on DuckDB, an optional
+                extra: 4-20x slower in our benchmark, with a lower peak in this
+                process but about 950 MiB in its own child process).
             progress: show progress bars on long steps (reading, encoding tags,
                 relations).
             transforms: a function/transform that takes a sample and returns a
