@@ -6,6 +6,7 @@
 import hashlib
 import importlib.util
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +14,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse
 import shapely
 import torch
 from pyproj import CRS
@@ -81,6 +83,18 @@ def _same_samples(a: OSMDataset, b: OSMDataset, window: tuple[float, ...]) -> No
         torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=0, msg=key)
 
 
+def _mapped(table: object) -> bool:
+    """Tell whether an array (or each array of a sparse table) is a memory map's view."""
+    if isinstance(table, scipy.sparse.csr_array):
+        return all(_mapped(a) for a in (table.data, table.indices, table.indptr))
+    base = table
+    while isinstance(base, np.ndarray):
+        if isinstance(base, np.memmap):
+            return True
+        base = base.base
+    return False
+
+
 CITY_WINDOW = (X0 + 20, Y0 + 10, X0 + 150, Y0 + 170)
 
 
@@ -88,16 +102,19 @@ def test_cache_reused(tmp_path: Path, city_gpkg: Path) -> None:
     cache = tmp_path / 'cache'
     plain = OSMDataset(city_gpkg)
     first = OSMDataset(city_gpkg, cache_dir=cache)
-    assert not isinstance(first.store.table, np.memmap)  # built here
+    assert not isinstance(first.store.table.data, np.memmap)  # built here
     _same_samples(plain, first, CITY_WINDOW)  # also saves positions and relations
     entries = [p for p in cache.iterdir() if p.is_dir()]
     assert len(entries) == 1
     saved = {p.name: p.stat().st_mtime_ns for p in entries[0].iterdir()}
-    assert {'meta.json', 'table.npy', 'positions.npy', 'edges_dst.npy'} <= set(saved)
+    assert {'meta.json', 'table_data.npy', 'positions.npy', 'edges_dst.npy'} <= set(
+        saved
+    )
 
     second = OSMDataset(city_gpkg, cache_dir=cache)
     # Opened from the entry: mapped arrays, nothing rebuilt or rewritten.
-    assert isinstance(second.store.table, np.memmap)
+    assert isinstance(second.store.table, scipy.sparse.csr_array)
+    assert _mapped(second.store.table)
     assert isinstance(second.store.tag_pairs, np.memmap)
     assert isinstance(second.store.positions, np.memmap)
     assert second.store.edges is not None
@@ -106,6 +123,43 @@ def test_cache_reused(tmp_path: Path, city_gpkg: Path) -> None:
     assert second.tags == plain.tags
     assert [r.kept for r in second.reports] == [r.kept for r in plain.reports]
     assert {p.name: p.stat().st_mtime_ns for p in entries[0].iterdir()} == saved
+
+
+class DenseEncoder(HashingTagEncoder):
+    """Hashing embeddings plus a constant: no zero entry."""
+
+    @property
+    def identity(self) -> str:
+        return 'dense-' + super().identity
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        return super().encode(texts) + 0.01
+
+
+def test_sparse_tag_table_gives_the_dense_sums(city_gpkg: Path) -> None:
+    ds = OSMDataset(city_gpkg)
+    table = ds.store.table
+    # the hashing encoder writes a few columns of 512 per string
+    assert isinstance(table, scipy.sparse.csr_array)
+    assert table.nnz < 0.05 * table.shape[0] * table.shape[1]
+    rows = np.arange(len(ds.store))
+    sparse = ds.store.embed(rows)
+    ds.store.table = table.toarray()
+    assert torch.equal(ds.store.embed(rows), sparse)  # bit for bit
+
+
+def test_dense_encoder_keeps_a_dense_table(tmp_path: Path, city_gpkg: Path) -> None:
+    encoder = DenseEncoder(dim=32)
+    ds = OSMDataset(city_gpkg, tag_encoder=encoder, cache_dir=tmp_path)
+    assert isinstance(ds.store.table, np.ndarray)
+    torch.testing.assert_close(
+        ds.store.table, encoder.encode(ds.store.strings).numpy(), rtol=0, atol=0
+    )
+    (entry,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    assert (entry / 'table.npy').is_file()
+    again = OSMDataset(city_gpkg, tag_encoder=encoder, cache_dir=tmp_path)
+    assert isinstance(again.store.table, np.ndarray) and _mapped(again.store.table)
+    torch.testing.assert_close(again.embeddings, ds.embeddings, rtol=0, atol=0)
 
 
 def test_cache_invalidated(tmp_path: Path) -> None:
@@ -125,16 +179,16 @@ def test_cache_invalidated(tmp_path: Path) -> None:
     pd_frame.to_file(path)  # same name, new content
     after = OSMDataset(path, cache_dir=cache)
     assert len(after.store) == n + 1
-    assert not isinstance(after.store.table, np.memmap)  # rebuilt
+    assert not _mapped(after.store.table)  # rebuilt
 
     other = OSMDataset(path, cache_dir=cache, tag_encoder=HashingTagEncoder(dim=64))
-    assert not isinstance(other.store.table, np.memmap)  # another encoder: rebuilt
+    assert not _mapped(other.store.table)  # another encoder: rebuilt
     assert other.store.table.shape[1] == 64
     exact = OSMDataset(path, cache_dir=cache, graph_mode='exact')
-    assert not isinstance(exact.store.table, np.memmap)  # another graph mode
+    assert not _mapped(exact.store.table)  # another graph mode
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 4
     again = OSMDataset(path, cache_dir=cache, tag_encoder=HashingTagEncoder(dim=64))
-    assert isinstance(again.store.table, np.memmap)
+    assert _mapped(again.store.table)
 
 
 def test_cache_follows_crs_change(tmp_path: Path, city_raster: Path) -> None:
@@ -147,7 +201,7 @@ def test_cache_follows_crs_change(tmp_path: Path, city_raster: Path) -> None:
         osm = OSMDataset(tmp_path / 'city.geojson', cache_dir=cache)
         assert osm.crs == CRS.from_epsg(4326)
         osm.crs = CITY_CRS
-        assert isinstance(osm.store.table, np.memmap) == (run == 1)
+        assert _mapped(osm.store.table) == (run == 1)
         _same_samples(reference, osm, CITY_WINDOW)
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
 
@@ -161,7 +215,7 @@ def test_cache_shared_by_workers(tmp_path: Path, city_gpkg: Path) -> None:
     builder = len(pickle.dumps(ds.builder))  # the encoder and the key-weight table
     assert len(pickle.dumps(ds)) - builder < 10_000 < len(pickle.dumps(plain)) - builder
     clone = pickle.loads(pickle.dumps(ds))
-    assert isinstance(clone.store.table, np.memmap)
+    assert _mapped(clone.store.table)
     assert clone.store.entry == ds.store.entry
     _same_samples(plain, clone, CITY_WINDOW)
 
@@ -195,7 +249,7 @@ def test_cache_waits_for_builder(tmp_path: Path, city_gpkg: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv('RANK', '1')
         mapped = OSMDataset(city_gpkg, cache_dir=cache)
-        assert isinstance(mapped.store.table, np.memmap)
+        assert _mapped(mapped.store.table)
         with pytest.raises(OSMFileError, match='no OSM store after waiting'):
             osm_cache.open_or_build(
                 cache, 'missing', lambda: ds.store, mapped._load, timeout=0.3

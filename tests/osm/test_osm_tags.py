@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from hypothesis import given
+from hypothesis import strategies as st
 from shapely.geometry import Point
 from torchgeo.datasets import OpenStreetMap
 
@@ -56,6 +58,37 @@ def test_parse_hstore_escapes_and_odd_characters() -> None:
     assert parse_hstore('') == {}
     with pytest.raises(ValueError, match='not an hstore'):
         parse_hstore('"a"=>"b" garbage')
+
+
+def _hstore_quote(text: str) -> str:
+    return '"' + text.replace('\\', '\\\\').replace('"', '\\"') + '"'
+
+
+_HSTORE_TEXT = st.text(alphabet='ab "\\,=>:;', max_size=6)
+
+
+@given(
+    st.lists(st.tuples(_HSTORE_TEXT, st.one_of(st.none(), _HSTORE_TEXT)), max_size=5),
+    st.sampled_from([',', ', ']),
+    st.sampled_from(['=>', ' => ']),
+)
+def test_parse_hstore_reads_what_gdal_writes(
+    items: list[tuple[str, str | None]], separator: str, arrow: str
+) -> None:
+    # Quotes and backslashes escaped, NULL values, GDAL's separators or spaced ones:
+    # the split fast path (no escapes) and the general parser give the same tags.
+    text = separator.join(
+        _hstore_quote(k) + arrow + ('NULL' if v is None else _hstore_quote(v))
+        for k, v in items
+    )
+    # a NULL value is dropped; a repeated key keeps its last value
+    expected = {k: v for k, v in items if v is not None}
+    assert parse_hstore(text) == expected
+
+
+def test_parse_hstore_refuses_a_dangling_key() -> None:
+    with pytest.raises(ValueError, match='not an hstore'):
+        parse_hstore('"a"=>"b","c"')
 
 
 def test_tags_from_label_column() -> None:

@@ -5,7 +5,8 @@
 
 One row per single-part feature. Geometries are a shapely array (WKB on disk); tags are
 interned ``(key, value)`` pairs in CSR form; node embeddings are gathered per window
-from the table of distinct tag strings (each encoded once), so no per-feature dict or
+from the table of distinct tag strings (each encoded once; a sparse matrix when the
+encoder's embeddings are sparse, as the hashing encoder's), so no per-feature dict or
 embedding is held; positions and the global edge table are flat numpy arrays, derived
 lazily in the current CRS (a change of CRS only reprojects the geometries; relations are
 computed once, when the first window needs them). Every array can be saved to and
@@ -39,12 +40,19 @@ from ..osm.tags import tag_strings
 from .osm_reader import FileFeatures, LoadReport
 from .osm_subgraph import EdgeTable, build_edge_table
 
-__all__ = ('OSMStore', 'TagView')
+__all__ = ('OSMStore', 'TagTable', 'TagView')
+
+#: The table of distinct tag-string embeddings: dense, or CSR when the encoder's
+#: embeddings are sparse.
+TagTable = np.ndarray | scipy.sparse.csr_array
 
 #: Strings encoded per call of the tag encoder while the store is built.
 ENCODE_BATCH = 4096
 #: Format version of the arrays written to the cache.
-STORE_VERSION = 1
+STORE_VERSION = 2
+#: A tag-string table whose first batch has at most this share of nonzero entries is
+#: kept sparse (the hashing encoder writes a few columns per string).
+SPARSE_TABLE_MAX_DENSITY = 0.25
 
 
 def _pack_strings(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -293,19 +301,47 @@ class OSMStore:
         order = np.lexsort((string_of_pair[self.tag_pairs], segment))
         self.tag_pairs = self.tag_pairs[order]
         self._mix_weights()
+        self.table = self._encode_strings(strings)
+
+    def _encode_strings(self, strings: Sequence[str]) -> TagTable:
+        """Embed each distinct tag string once, into a dense or a sparse table.
+
+        The table is kept as a CSR matrix when the first batch shows the encoder's
+        embeddings to be sparse (the hashing encoder's have a few nonzero columns in
+        512): the same values, and the same sums per window, at a fraction of the
+        memory.
+
+        Args:
+            strings: the distinct tag strings.
+
+        Returns:
+            float32 ``(len(strings), dim)`` table.
+        """
         dim = self.builder.dim
-        table = np.zeros((len(strings), dim), dtype=np.float32)
         encoder = self.builder.embedder.encoder
         if isinstance(encoder, CachedTagEncoder) and encoder.cache_dir is None:
             # The table below is the cache: an in-memory cache would hold a second copy.
             encoder = encoder.encoder
+        dense: np.ndarray | None = None
+        blocks: list[scipy.sparse.csr_array] = []
         starts = range(0, len(strings), ENCODE_BATCH)
         for a in self._bar(starts, 'Encoding OSM tags', unit='batch'):
             batch = strings[a : a + ENCODE_BATCH]
-            table[a : a + len(batch)] = (
-                encoder.encode(batch).detach().to('cpu', torch.float32).numpy()
-            )
-        self.table = table
+            block = encoder.encode(batch).detach().to('cpu', torch.float32).numpy()
+            if (
+                a == 0
+                and np.count_nonzero(block) > SPARSE_TABLE_MAX_DENSITY * block.size
+            ):
+                dense = np.zeros((len(strings), dim), dtype=np.float32)
+            if dense is not None:
+                dense[a : a + len(batch)] = block
+            else:
+                blocks.append(scipy.sparse.csr_array(block))
+        if dense is not None:
+            return dense
+        if not blocks:
+            return np.zeros((0, dim), dtype=np.float32)
+        return scipy.sparse.vstack(blocks, format='csr', dtype=np.float32)
 
     def _mix_weights(self) -> None:
         """Normalized key weight of each tag of each feature."""
@@ -477,11 +513,14 @@ class OSMStore:
         columns = self.string_of_pair[self.tag_pairs[entries]]
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
-        mixing = scipy.sparse.csr_matrix(
+        mixing = scipy.sparse.csr_array(
             (self.tag_weights[entries], columns, indptr),
             shape=(len(rows), self.table.shape[0]),
         )
-        return torch.from_numpy(np.ascontiguousarray(mixing @ self.table))
+        mixed = mixing @ self.table
+        if isinstance(mixed, scipy.sparse.sparray):
+            mixed = mixed.toarray()
+        return torch.from_numpy(np.ascontiguousarray(mixed))
 
     @property
     def tree(self) -> shapely.STRtree:
@@ -628,6 +667,16 @@ class OSMStore:
         keys, key_offsets = _pack_strings(self.pair_keys)
         values, value_offsets = _pack_strings(self.pair_values)
         strings, string_offsets = _pack_strings(self.strings)
+        table: dict[str, np.ndarray]
+        if isinstance(self.table, scipy.sparse.csr_array):
+            table = {
+                'table_data': self.table.data,
+                'table_indices': self.table.indices,
+                'table_indptr': self.table.indptr,
+                'table_shape': np.asarray(self.table.shape, dtype=np.int64),
+            }
+        else:
+            table = {'table': self.table}
         return {
             'wkb': wkb_buffer,
             'wkb_offsets': wkb_offsets,
@@ -643,7 +692,7 @@ class OSMStore:
             'string_of_pair': self.string_of_pair,
             'strings': strings,
             'string_offsets': string_offsets,
-            'table': self.table,
+            **table,
         }
 
     def meta(self) -> dict[str, Any]:
@@ -736,7 +785,13 @@ class OSMStore:
         self.pair_values = _unpack_strings(a['pair_values'], a['pair_value_offsets'])
         self.string_of_pair = a['string_of_pair']
         self.strings = _unpack_strings(a['strings'], a['string_offsets'])
-        self.table = a['table']
+        if 'table' in a:
+            self.table = a['table']
+        else:
+            shape = tuple(int(d) for d in a['table_shape'])
+            self.table = scipy.sparse.csr_array(
+                (a['table_data'], a['table_indices'], a['table_indptr']), shape=shape
+            )
         offsets = a['wkb_offsets']
         data = a['wkb'].tobytes()
         bounds = offsets.tolist()

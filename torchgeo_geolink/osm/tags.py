@@ -146,10 +146,19 @@ def parse_hstore(text: str) -> dict[str, str]:
 
     .. versionadded:: 0.1
     """
-    tags: dict[str, str] = {}
-    position = 0
     text = text.strip()
     escaped = '\\' in text
+    if not escaped and text[:1] == text[-1:] == '"':
+        # Without escapes every quote delimits: split on the delimiters, and keep the
+        # result when each item is exactly one quoted key and one quoted value.
+        items = text[1:-1].split('","')
+        if text.count('"') == 4 * len(items):
+            try:  # dict() refuses an item that does not split in two
+                return dict(item.split('"=>"') for item in items)
+            except ValueError:
+                pass
+    tags: dict[str, str] = {}
+    position = 0
     while position < len(text):
         match = _HSTORE_ITEM.match(text, position)
         if match is None:
@@ -496,8 +505,8 @@ def iter_frame_tags(
                     tags[i][key] = text
         for column in mappings:
             values = frame[column].iloc[a:b].to_numpy(dtype=object)
-            for i, value in enumerate(values):
-                for raw, val in _as_mapping(value, column, a + i).items():
+            for i in np.flatnonzero(~pd.isna(values)).tolist():
+                for raw, val in _as_mapping(values[i], column, a + i).items():
                     key = normalized.get(raw)
                     if key is None:
                         key = normalized[raw] = normalize_key(raw)
