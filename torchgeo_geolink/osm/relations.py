@@ -16,9 +16,12 @@ fails on duplicate or collinear points). Two documented choices:
 * B4 is kept for parity: crossing lines are ``overlaps`` (the reference's ``T*T***T**``
   pattern), not a separate ``crosses`` column.
 
-Candidate pairs come from ``shapely.STRtree.query(..., predicate='intersects')``, each
-pair's DE-9IM matrix from one vectorized ``shapely.relate`` call, and edges are
-assembled with numpy: no Python loop over pairs or edges. Edges of each type are sorted
+Candidate pairs come from ``shapely.STRtree.query(..., predicate='intersects')``; the
+pairs that touch are found with ``shapely.touches`` (which, unlike ``relate``, runs on
+several cores), and where that does not settle the relation, the pair's DE-9IM matrix
+comes from one vectorized ``shapely.relate`` call (``covered_by`` for a line that meets
+a polygon without touching it: it is covered by it or, in the reference's ``T*T******``
+sense, crosses it). Edges are assembled with numpy: no Python loop over pairs or edges. Edges of each type are sorted
 by ``(src, dst)``.
 """
 
@@ -107,11 +110,6 @@ def _covered_by(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return (m[:, _II] | m[:, _IB] | m[:, _BI] | m[:, _BB]) & ~m[:, _IE] & ~m[:, _BE]
 
 
-def _within(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Within: ``T*F**F***``."""
-    return m[:, _II] & ~m[:, _IE] & ~m[:, _BE]
-
-
 def _equals(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """Topological equality: ``T*F**FFF*``."""
     return m[:, _II] & ~m[:, _IE] & ~m[:, _BE] & ~m[:, _EI] & ~m[:, _EB]
@@ -120,11 +118,6 @@ def _equals(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
 def _overlaps(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """The reference's overlaps: ``T*T***T**`` (also true for crossing lines, B4)."""
     return m[:, _II] & m[:, _IE] & m[:, _EI]
-
-
-def _crosses(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """The reference's line-polygon crosses: ``T*T******`` or ``T*****T**``."""
-    return m[:, _II] & (m[:, _IE] | m[:, _EI])
 
 
 def _assemble(
@@ -159,6 +152,31 @@ def _usable_cores() -> int:
     if hasattr(os, 'sched_getaffinity'):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def _touching(a: NDArray[np.object_], b: NDArray[np.object_]) -> NDArray[np.bool_]:
+    """``shapely.touches`` of pairs, split across the usable cores when there are many.
+
+    GEOS releases the GIL in boolean predicates (not in ``relate``), and answers
+    ``touches`` from the same DE-9IM evaluation as ``relate``: the pairs it finds
+    touching need no matrix.
+
+    Args:
+        a: First geometries of the pairs.
+        b: Second geometries of the pairs.
+
+    Returns:
+        Whether each pair touches.
+    """
+    workers = min(len(a) // PARALLEL_QUERY_MIN, _usable_cores())
+    if workers < 2:
+        return shapely.touches(a, b)
+    bounds = np.linspace(0, len(a), workers + 1).astype(np.int64)
+    with ThreadPoolExecutor(workers) as pool:
+        parts = pool.map(
+            lambda lo, hi: shapely.touches(a[lo:hi], b[lo:hi]), bounds[:-1], bounds[1:]
+        )
+        return np.concatenate(list(parts))
 
 
 def _candidates(
@@ -213,8 +231,10 @@ def _same_type(geoms: NDArray[np.object_], equals_first: bool) -> EdgeSet:
     keep = q < t
     i, j = q[keep], t[keep]
     # Like the reference: classify relate(g_j, g_i) for i < j and write r[i, j] and r[j,
-    # i].
-    m = de9im_matrix(geoms[j], geoms[i])
+    # i]. Touching pairs are 'touches' both ways: only the others need their matrix.
+    touching = _touching(geoms[j], geoms[i])
+    rest = np.flatnonzero(~touching)
+    m = de9im_matrix(geoms[j[rest]], geoms[i[rest]])
     touches, covers, covered_by = _touches(m), _covers(m), _covered_by(m)
     overlaps, equals, disjoint = _overlaps(m), _equals(m), _disjoint(m)
     cases = [disjoint, touches]
@@ -232,8 +252,10 @@ def _same_type(geoms: NDArray[np.object_], equals_first: bool) -> EdgeSet:
     ]  # j covers i: i is covered by j, and conversely
     ij += [_COVERED_BY, _COVERS, _OVERLAPS, _EQUALS]
     ji += [_COVERS, _COVERED_BY, _OVERLAPS, _EQUALS]
-    col_ij = np.select(cases, ij, default=_NONE)
-    col_ji = np.select(cases, ji, default=_NONE)
+    col_ij = np.full(len(i), _TOUCHES, dtype=np.int64)
+    col_ji = np.full(len(i), _TOUCHES, dtype=np.int64)
+    col_ij[rest] = np.select(cases, ij, default=_NONE)
+    col_ji[rest] = np.select(cases, ji, default=_NONE)
     loops = np.arange(n, dtype=np.int64)
     src = np.concatenate([i, j, loops])
     dst = np.concatenate([j, i, loops])
@@ -254,12 +276,14 @@ def _line_polygon(
         The line->polygon and polygon->line edge sets.
     """
     li, pj = _candidates(lines, polygons)
-    m = de9im_matrix(lines[li], polygons[pj])
-    column = np.select(
-        [_disjoint(m), _touches(m), _covered_by(m), _crosses(m)],
-        [_NONE, 0, 2, 1],
-        default=_NONE,
-    )
+    # Pairs from an 'intersects' query are never disjoint; a line that meets a polygon
+    # without touching it has interior points inside it (II) while the polygon's
+    # interior leaves the line (EI): it is covered by the polygon or crosses it.
+    touching = _touching(lines[li], polygons[pj])
+    rest = np.flatnonzero(~touching)
+    covered = shapely.covered_by(lines[li[rest]], polygons[pj[rest]])
+    column = np.zeros(len(li), dtype=np.int64)
+    column[rest] = np.where(covered, 2, 1)
     return _assemble(li, pj, column, 3), _assemble(pj, li, column, 3)
 
 
@@ -276,10 +300,9 @@ def _point_other(
         The point->other and other->point edge sets.
     """
     pi, oj = _candidates(points, others)
-    m = de9im_matrix(points[pi], others[oj])
-    column = np.select(
-        [_disjoint(m), _touches(m), _within(m)], [_NONE, 0, 1], default=_NONE
-    )
+    # A point that meets a geometry lies on its boundary (touches) or in its interior
+    # (within).
+    column = np.where(_touching(points[pi], others[oj]), 0, 1)
     return _assemble(pi, oj, column, 2), _assemble(oj, pi, column, 2)
 
 
