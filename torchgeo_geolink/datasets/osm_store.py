@@ -85,6 +85,26 @@ def _unpack_strings(buffer: np.ndarray, offsets: np.ndarray) -> list[str]:
     return [data[a:b].decode('utf-8') for a, b in itertools.pairwise(bounds)]
 
 
+def _dense_rows(table: scipy.sparse.csr_array, rows: np.ndarray) -> np.ndarray:
+    """Some rows of a CSR matrix as a dense array (faster than indexing the matrix).
+
+    Args:
+        table: the matrix.
+        rows: the rows wanted.
+
+    Returns:
+        ``(len(rows), table.shape[1])`` array of the matrix's dtype.
+    """
+    starts = table.indptr[rows]
+    lengths = table.indptr[rows + 1] - starts
+    entries = _ragged(starts, lengths)
+    out = np.zeros((len(rows), table.shape[1]), dtype=table.dtype)
+    out[np.repeat(np.arange(len(rows)), lengths), table.indices[entries]] = table.data[
+        entries
+    ]
+    return out
+
+
 def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenated ranges ``starts[i] .. starts[i] + lengths[i]``.
 
@@ -513,14 +533,17 @@ class OSMStore:
         columns = self.string_of_pair[self.tag_pairs[entries]]
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
+        table = self.table
+        if isinstance(table, scipy.sparse.csr_array):
+            # Only the window's strings, made dense: the same rows, summed in the same
+            # order as from the dense table.
+            strings, columns = np.unique(columns, return_inverse=True)
+            table = _dense_rows(table, strings)
         mixing = scipy.sparse.csr_array(
             (self.tag_weights[entries], columns, indptr),
-            shape=(len(rows), self.table.shape[0]),
+            shape=(len(rows), table.shape[0]),
         )
-        mixed = mixing @ self.table
-        if isinstance(mixed, scipy.sparse.sparray):
-            mixed = mixed.toarray()
-        return torch.from_numpy(np.ascontiguousarray(mixed))
+        return torch.from_numpy(np.ascontiguousarray(mixing @ table))
 
     @property
     def tree(self) -> shapely.STRtree:
