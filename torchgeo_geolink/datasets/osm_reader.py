@@ -8,6 +8,7 @@ import pathlib
 import warnings
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -112,6 +113,18 @@ class LoadReport:
     dropped_unmatched: int = 0
     dropped_reprojection: int = 0
     kept: int = 0
+
+    def merge_geometry_counts(self, other: 'LoadReport') -> None:
+        """Add the geometry clean-up counts of another report (of part of the file).
+
+        Args:
+            other: the report.
+        """
+        self.repaired += other.repaired
+        self.exploded += other.exploded
+        self.dropped_empty += other.dropped_empty
+        self.dropped_nonfinite += other.dropped_nonfinite
+        self.dropped_degenerate += other.dropped_degenerate
 
     @property
     def dropped(self) -> int:
@@ -658,7 +671,7 @@ def file_crs(path: str, frames: list[GeoDataFrame], assumed: CRS | None) -> CRS:
 
 def _clean(
     geoms: np.ndarray, report: LoadReport
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, LoadReport]:
     """Clean one layer's geometries into single-part nodes, counting what happened.
 
     Args:
@@ -667,8 +680,8 @@ def _clean(
             reason).
 
     Returns:
-        Single-part, valid, 2-D geometries, their node kind (0 polygon, 1 line, 2 point)
-        and the input position each one comes from.
+        Single-part, valid, 2-D geometries, their node kind (0 polygon, 1 line, 2
+        point), the input position each one comes from, and *report*.
     """
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     present = np.flatnonzero(~missing)
@@ -687,7 +700,7 @@ def _clean(
     report.dropped_empty += int(missing.sum())
     report.dropped_nonfinite += int(nonfinite.sum())
     report.dropped_degenerate += len(finite) - len(np.unique(owner))
-    return out_geoms, np.concatenate(kinds), owner
+    return out_geoms, np.concatenate(kinds), owner, report
 
 
 def _carries(tags: Sequence[Mapping[str, str]], keys: Sequence[str]) -> np.ndarray:
@@ -755,43 +768,54 @@ def read_features(
     kinds: list[np.ndarray] = [np.empty(0, dtype=np.int8)]
     interner = TagInterner()
     wanted = None if tag_keys is None else frozenset(tag_keys)
-    while frames:
-        frame = frames.pop(0)
-        report.read += len(frame)
-        frame_geoms = np.asarray(frame.geometry.values, dtype=object)
-        chunks = iter_frame_tags(frame, READ_CHUNK)
-        for start in range(0, len(frame), READ_CHUNK):
-            try:
-                chunk_tags = next(chunks)
-            except ValueError as err:
-                raise InvalidFeatureError(
-                    f'{path}: cannot parse the tags of a feature ({err})'
-                ) from err
-            part_geoms, part_kinds, owner = _clean(
-                frame_geoms[start : start + READ_CHUNK], report
-            )
-            part_tags = [chunk_tags[i] for i in owner]
-            keep = np.ones(len(part_tags), dtype=bool)
-            if drop_keys:
-                dropped = _carries(part_tags, drop_keys)
-                report.dropped_keys += len(np.unique(owner[dropped]))
-                keep &= ~dropped
-            if keys is not None:
-                unmatched = keep & ~_carries(part_tags, keys)
-                report.dropped_unmatched += len(np.unique(owner[unmatched]))
-                keep &= ~unmatched
-            if not keep.all():
-                part_geoms, part_kinds = part_geoms[keep], part_kinds[keep]
-                part_tags = [t for t, k in zip(part_tags, keep, strict=True) if k]
-            if wanted is not None:
-                part_tags = [
-                    {k: v for k, v in t.items() if k in wanted} for t in part_tags
-                ]
-            geoms.append(part_geoms)
-            kinds.append(part_kinds)
-            interner.add(part_tags)
-            del chunk_tags, part_tags
-        del frame, frame_geoms, chunks
+    # GEOS releases the GIL: the geometries of each chunk are cleaned on a second
+    # thread while this one parses the chunk's tags (Python, holding the GIL).
+    pool = ThreadPoolExecutor(1)
+    try:
+        while frames:
+            frame = frames.pop(0)
+            report.read += len(frame)
+            frame_geoms = np.asarray(frame.geometry.values, dtype=object)
+            chunks = iter_frame_tags(frame, READ_CHUNK)
+            cleaning = [
+                pool.submit(
+                    _clean, frame_geoms[start : start + READ_CHUNK], LoadReport(path)
+                )
+                for start in range(0, len(frame), READ_CHUNK)
+            ]
+            for future in cleaning:
+                try:
+                    chunk_tags = next(chunks)
+                except ValueError as err:
+                    raise InvalidFeatureError(
+                        f'{path}: cannot parse the tags of a feature ({err})'
+                    ) from err
+                part_geoms, part_kinds, owner, counts = future.result()
+                report.merge_geometry_counts(counts)
+                part_tags = [chunk_tags[i] for i in owner]
+                keep = np.ones(len(part_tags), dtype=bool)
+                if drop_keys:
+                    dropped = _carries(part_tags, drop_keys)
+                    report.dropped_keys += len(np.unique(owner[dropped]))
+                    keep &= ~dropped
+                if keys is not None:
+                    unmatched = keep & ~_carries(part_tags, keys)
+                    report.dropped_unmatched += len(np.unique(owner[unmatched]))
+                    keep &= ~unmatched
+                if not keep.all():
+                    part_geoms, part_kinds = part_geoms[keep], part_kinds[keep]
+                    part_tags = [t for t, k in zip(part_tags, keep, strict=True) if k]
+                if wanted is not None:
+                    part_tags = [
+                        {k: v for k, v in t.items() if k in wanted} for t in part_tags
+                    ]
+                geoms.append(part_geoms)
+                kinds.append(part_kinds)
+                interner.add(part_tags)
+                del chunk_tags, part_tags
+            del frame, frame_geoms, chunks, cleaning
+    finally:
+        pool.shutdown(cancel_futures=True)
     out_geoms = np.concatenate(geoms)
     report.kept = len(out_geoms)
     if (
