@@ -26,7 +26,7 @@ by ``(src, dst)``.
 """
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -51,7 +51,7 @@ _II, _IB, _IE, _BI, _BB, _BE, _EI, _EB, _EE = range(9)
 _SELF, _TOUCHES, _OVERLAPS, _COVERS, _COVERED_BY, _EQUALS = range(6)
 _NONE = -1
 
-#: Queries (and ``touches`` tests) of fewer geometries (pairs) run on one thread; larger
+#: Queries (and predicates) of fewer geometries (pairs) run on one thread; larger
 #: ones are split across the available cores (GEOS releases the GIL in
 #: ``STRtree.query`` and in predicates: 2 threads halve the time of a query of 44k
 #: polygons on 2 cores, 1 s; the tiles of exact mode stay far below).
@@ -155,27 +155,31 @@ def _usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _touching(a: NDArray[np.object_], b: NDArray[np.object_]) -> NDArray[np.bool_]:
-    """``shapely.touches`` of pairs, split across the usable cores when there are many.
+def _pairwise(
+    predicate: Callable[[NDArray[np.object_], NDArray[np.object_]], NDArray[np.bool_]],
+    a: NDArray[np.object_],
+    b: NDArray[np.object_],
+) -> NDArray[np.bool_]:
+    """A shapely predicate of pairs, split across the usable cores when there are many.
 
-    GEOS releases the GIL in boolean predicates (not in ``relate``), and answers
-    ``touches`` from the same DE-9IM evaluation as ``relate``: the pairs it finds
-    touching need no matrix.
+    GEOS releases the GIL in boolean predicates (not in ``relate``), and answers them
+    from the same DE-9IM evaluation as ``relate``.
 
     Args:
+        predicate: e.g. :func:`shapely.touches`.
         a: First geometries of the pairs.
         b: Second geometries of the pairs.
 
     Returns:
-        Whether each pair touches.
+        The predicate of each pair.
     """
     workers = min(len(a) // PARALLEL_QUERY_MIN, _usable_cores())
     if workers < 2:
-        return shapely.touches(a, b)
+        return predicate(a, b)
     bounds = np.linspace(0, len(a), workers + 1).astype(np.int64)
     with ThreadPoolExecutor(workers) as pool:
         parts = pool.map(
-            lambda lo, hi: shapely.touches(a[lo:hi], b[lo:hi]), bounds[:-1], bounds[1:]
+            lambda lo, hi: predicate(a[lo:hi], b[lo:hi]), bounds[:-1], bounds[1:]
         )
         return np.concatenate(list(parts))
 
@@ -233,7 +237,7 @@ def _same_type(geoms: NDArray[np.object_], equals_first: bool) -> EdgeSet:
     i, j = q[keep], t[keep]
     # Like the reference: classify relate(g_j, g_i) for i < j and write r[i, j] and r[j,
     # i]. Touching pairs are 'touches' both ways: only the others need their matrix.
-    touching = _touching(geoms[j], geoms[i])
+    touching = _pairwise(shapely.touches, geoms[j], geoms[i])
     rest = np.flatnonzero(~touching)
     m = de9im_matrix(geoms[j[rest]], geoms[i[rest]])
     touches, covers, covered_by = _touches(m), _covers(m), _covered_by(m)
@@ -280,9 +284,9 @@ def _line_polygon(
     # Pairs from an 'intersects' query are never disjoint; a line that meets a polygon
     # without touching it has interior points inside it (II) while the polygon's
     # interior leaves the line (EI): it is covered by the polygon or crosses it.
-    touching = _touching(lines[li], polygons[pj])
+    touching = _pairwise(shapely.touches, lines[li], polygons[pj])
     rest = np.flatnonzero(~touching)
-    covered = shapely.covered_by(lines[li[rest]], polygons[pj[rest]])
+    covered = _pairwise(shapely.covered_by, lines[li[rest]], polygons[pj[rest]])
     column = np.zeros(len(li), dtype=np.int64)
     column[rest] = np.where(covered, 2, 1)
     return _assemble(li, pj, column, 3), _assemble(pj, li, column, 3)
@@ -303,7 +307,7 @@ def _point_other(
     pi, oj = _candidates(points, others)
     # A point that meets a geometry lies on its boundary (touches) or in its interior
     # (within).
-    column = np.where(_touching(points[pi], others[oj]), 0, 1)
+    column = np.where(_pairwise(shapely.touches, points[pi], others[oj]), 0, 1)
     return _assemble(pi, oj, column, 2), _assemble(oj, pi, column, 2)
 
 
