@@ -613,7 +613,7 @@ class OSMDataset(GeoDataset):
                 np.ascontiguousarray(pos[a:b, : POS_POINTS[node_type]])
             )
             sample[f'osm_{node_type}_id'] = ids
-        sample.update(induced_edges(store.edges, rows, kinds, len(store)))
+        sample.update(induced_edges(store.edges, rows, kinds))
         return sample
 
     def _exact_sample(

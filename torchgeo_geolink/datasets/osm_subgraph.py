@@ -141,8 +141,25 @@ def expand_parts(
     return src[take] + i, dst[take] + j, take
 
 
+def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The value of each queried key, -1 for a key not present.
+
+    Args:
+        keys: sorted, distinct keys.
+        values: the value of each key.
+        query: keys to look up.
+
+    Returns:
+        int64 value of each queried key.
+    """
+    at = np.searchsorted(keys, query)
+    at[at == len(keys)] = 0
+    found = keys[at] == query if len(keys) else np.zeros(len(query), dtype=bool)
+    return np.where(found, values[at] if len(keys) else -1, -1).astype(np.int64)
+
+
 def induced_edges(
-    table: EdgeTable, rows: np.ndarray, kinds: np.ndarray, n_rows: int
+    table: EdgeTable, rows: np.ndarray, kinds: np.ndarray
 ) -> dict[str, Tensor]:
     """The nine edge sets of the subgraph induced by a window's nodes, in one pass.
 
@@ -151,7 +168,6 @@ def induced_edges(
         rows: feature row of each node, sorted by node type then row (the parts of a
             feature are adjacent).
         kinds: node kind of each node.
-        n_rows: number of feature rows of the table.
 
     Returns:
         ``osm_<src>_to_<dst>_edge_index`` (long ``(2, E)``, node indices within their
@@ -162,15 +178,20 @@ def induced_edges(
     """
     offsets = np.zeros(len(NODE_TYPES) + 1, dtype=np.int64)
     np.cumsum(np.bincount(kinds, minlength=len(NODE_TYPES)), out=offsets[1:])
-    # Feature row -> node index (within its type) of its first part, -1 outside the
-    # window.
-    local = np.full(n_rows, -1, dtype=np.int64)
     node_local = np.arange(len(rows)) - offsets[kinds]
     first = np.ones(len(rows), dtype=bool)
     first[1:] = rows[1:] != rows[:-1]
     multipart = not first.all()
     feature_rows = rows[first] if multipart else rows
-    local[feature_rows] = node_local[first] if multipart else node_local
+    # Feature row -> node index (within its type) of its first part, -1 outside the
+    # window: looked up among the window's rows (an array over all rows would cost each
+    # window the size of the region).
+    by_row = np.argsort(feature_rows)
+    sorted_rows = feature_rows[by_row]
+    first_local = (node_local[first] if multipart else node_local)[by_row]
+
+    def local(query: np.ndarray) -> np.ndarray:
+        return _lookup(sorted_rows, first_local, query)
 
     starts = table.indptr[feature_rows]
     lengths = table.indptr[feature_rows + 1] - starts
@@ -179,16 +200,19 @@ def induced_edges(
     )
     src_rows = np.repeat(feature_rows, lengths)
     dst = np.asarray(table.dst)
-    dst_local = local[dst[edge_ids]]
+    dst_local = local(dst[edge_ids])
     keep = dst_local >= 0
     edge_ids, src_rows, dst_local = edge_ids[keep], src_rows[keep], dst_local[keep]
-    src_local = local[src_rows]
+    src_local = local(src_rows)
     if multipart:
-        parts = np.zeros(n_rows, dtype=np.int64)
-        parts[feature_rows] = np.diff(np.append(np.flatnonzero(first), len(rows)))
+        parts = np.diff(np.append(np.flatnonzero(first), len(rows)))[by_row]
         dst_rows = dst[edge_ids]
         src_local, dst_local, take = expand_parts(
-            src_local, dst_local, parts[src_rows], parts[dst_rows], src_rows == dst_rows
+            src_local,
+            dst_local,
+            _lookup(sorted_rows, parts, src_rows),
+            _lookup(sorted_rows, parts, dst_rows),
+            src_rows == dst_rows,
         )
         edge_ids = edge_ids[take]
     edge_type = table.edge_type[edge_ids]
