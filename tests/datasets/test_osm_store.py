@@ -21,7 +21,7 @@ from pyproj import CRS
 from torch.utils.data import DataLoader
 
 from tests.conftest import CITY_CRS, CITY_ORIGIN, city_frame
-from torchgeo_geolink.datasets import OSMDataset, collate_geolink, osm_reader
+from torchgeo_geolink.datasets import OSMDataset, collate_geolink, osm_reader, osm_store
 from torchgeo_geolink.errors import InvalidFeatureError, OSMFileError
 from torchgeo_geolink.osm import NODE_TYPES, HashingTagEncoder
 
@@ -98,7 +98,10 @@ def _mapped(table: object) -> bool:
 CITY_WINDOW = (X0 + 20, Y0 + 10, X0 + 150, Y0 + 170)
 
 
-def test_cache_reused(tmp_path: Path, city_gpkg: Path) -> None:
+def test_cache_reused(
+    tmp_path: Path, city_gpkg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(osm_store, 'SPARSE_TABLE_MIN_BYTES', 0)  # a sparse table
     cache = tmp_path / 'cache'
     plain = OSMDataset(city_gpkg)
     first = OSMDataset(city_gpkg, cache_dir=cache)
@@ -136,7 +139,11 @@ class DenseEncoder(HashingTagEncoder):
         return super().encode(texts) + 0.01
 
 
-def test_sparse_tag_table_gives_the_dense_sums(city_gpkg: Path) -> None:
+def test_sparse_tag_table_gives_the_dense_sums(
+    city_gpkg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(OSMDataset(city_gpkg).store.table, np.ndarray)  # small: dense
+    monkeypatch.setattr(osm_store, 'SPARSE_TABLE_MIN_BYTES', 0)
     ds = OSMDataset(city_gpkg)
     table = ds.store.table
     # the hashing encoder writes a few columns of 512 per string

@@ -51,8 +51,13 @@ ENCODE_BATCH = 4096
 #: Format version of the arrays written to the cache.
 STORE_VERSION = 2
 #: A tag-string table whose first batch has at most this share of nonzero entries is
-#: kept sparse (the hashing encoder writes a few columns per string).
+#: kept sparse (the hashing encoder writes a few columns per string) ...
 SPARSE_TABLE_MAX_DENSITY = 0.25
+#: ... when it would take at least this many bytes dense: gathering a window's rows from
+#: a sparse table costs 0.5 ms more per window (about a tenth of the window rate),
+#: worth it for a region's table (a city's 73k strings at 512 dimensions: 143 MiB), not
+#: for a district's (13k features, 8.7k strings: 17 MiB).
+SPARSE_TABLE_MIN_BYTES = 32 * 2**20
 
 
 def _pack_strings(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -328,8 +333,8 @@ class OSMStore:
 
         The table is kept as a CSR matrix when the first batch shows the encoder's
         embeddings to be sparse (the hashing encoder's have a few nonzero columns in
-        512): the same values, and the same sums per window, at a fraction of the
-        memory.
+        512) and the table is large (``SPARSE_TABLE_MIN_BYTES`` dense): the same values,
+        and the same sums per window, at a fraction of the memory.
 
         Args:
             strings: the distinct tag strings.
@@ -348,9 +353,9 @@ class OSMStore:
         for a in self._bar(starts, 'Encoding OSM tags', unit='batch'):
             batch = strings[a : a + ENCODE_BATCH]
             block = encoder.encode(batch).detach().to('cpu', torch.float32).numpy()
-            if (
-                a == 0
-                and np.count_nonzero(block) > SPARSE_TABLE_MAX_DENSITY * block.size
+            if a == 0 and (
+                len(strings) * dim * 4 < SPARSE_TABLE_MIN_BYTES
+                or np.count_nonzero(block) > SPARSE_TABLE_MAX_DENSITY * block.size
             ):
                 dense = np.zeros((len(strings), dim), dtype=np.float32)
             if dense is not None:
@@ -537,7 +542,12 @@ class OSMStore:
         if isinstance(table, scipy.sparse.csr_array):
             # Only the window's strings, made dense: the same rows, summed in the same
             # order as from the dense table.
-            strings, columns = np.unique(columns, return_inverse=True)
+            order = np.argsort(columns, kind='stable')
+            new = np.ones(len(columns), dtype=bool)
+            new[1:] = columns[order[1:]] != columns[order[:-1]]
+            strings = columns[order[new]]
+            columns = np.empty_like(columns)
+            columns[order] = np.cumsum(new) - 1
             table = _dense_rows(table, strings)
         mixing = scipy.sparse.csr_array(
             (self.tag_weights[entries], columns, indptr),
