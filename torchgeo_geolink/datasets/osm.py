@@ -9,7 +9,7 @@ import os
 import pathlib
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import geopandas as gpd
 import matplotlib.pyplot as plt
@@ -181,7 +181,7 @@ class OSMDataset(GeoDataset):
             raise ValueError(
                 f"graph_mode must be 'induced' or 'exact', got {graph_mode!r}"
             )
-        if pbf_reader not in ('gdal', 'quackosm'):
+        if pbf_reader not in get_args(PBFReader):
             raise ValueError(
                 f"pbf_reader must be 'gdal' or 'quackosm', got {pbf_reader!r}"
             )

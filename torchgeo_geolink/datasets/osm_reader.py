@@ -671,7 +671,7 @@ def file_crs(path: str, frames: list[GeoDataFrame], assumed: CRS | None) -> CRS:
 
 def _clean(
     geoms: np.ndarray, report: LoadReport
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, LoadReport]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clean one layer's geometries into single-part nodes, counting what happened.
 
     Args:
@@ -680,8 +680,8 @@ def _clean(
             reason).
 
     Returns:
-        Single-part, valid, 2-D geometries, their node kind (0 polygon, 1 line, 2
-        point), the input position each one comes from, and *report*.
+        Single-part, valid, 2-D geometries, their node kind (0 polygon, 1 line, 2 point)
+        and the input position each one comes from.
     """
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     present = np.flatnonzero(~missing)
@@ -700,7 +700,7 @@ def _clean(
     report.dropped_empty += int(missing.sum())
     report.dropped_nonfinite += int(nonfinite.sum())
     report.dropped_degenerate += len(finite) - len(np.unique(owner))
-    return out_geoms, np.concatenate(kinds), owner, report
+    return out_geoms, np.concatenate(kinds), owner
 
 
 def _carries(tags: Sequence[Mapping[str, str]], keys: Sequence[str]) -> np.ndarray:
@@ -777,21 +777,23 @@ def read_features(
             report.read += len(frame)
             frame_geoms = np.asarray(frame.geometry.values, dtype=object)
             chunks = iter_frame_tags(frame, READ_CHUNK)
+            # one report per chunk, merged here: the thread writes only its own
+            counts = [LoadReport(path) for _ in range(0, len(frame), READ_CHUNK)]
             cleaning = [
-                pool.submit(
-                    _clean, frame_geoms[start : start + READ_CHUNK], LoadReport(path)
+                pool.submit(_clean, frame_geoms[start : start + READ_CHUNK], part)
+                for start, part in zip(
+                    range(0, len(frame), READ_CHUNK), counts, strict=True
                 )
-                for start in range(0, len(frame), READ_CHUNK)
             ]
-            for future in cleaning:
+            for future, part in zip(cleaning, counts, strict=True):
                 try:
                     chunk_tags = next(chunks)
                 except ValueError as err:
                     raise InvalidFeatureError(
                         f'{path}: cannot parse the tags of a feature ({err})'
                     ) from err
-                part_geoms, part_kinds, owner, counts = future.result()
-                report.merge_geometry_counts(counts)
+                part_geoms, part_kinds, owner = future.result()
+                report.merge_geometry_counts(part)
                 part_tags = [chunk_tags[i] for i in owner]
                 keep = np.ones(len(part_tags), dtype=bool)
                 if drop_keys:
@@ -813,7 +815,7 @@ def read_features(
                 kinds.append(part_kinds)
                 interner.add(part_tags)
                 del chunk_tags, part_tags
-            del frame, frame_geoms, chunks, cleaning
+            del frame, frame_geoms, chunks, cleaning, counts
     finally:
         pool.shutdown(cancel_futures=True)
     out_geoms = np.concatenate(geoms)

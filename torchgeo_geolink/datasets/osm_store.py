@@ -7,10 +7,10 @@ One row per single-part feature. Geometries are a shapely array (WKB on disk); t
 interned ``(key, value)`` pairs in CSR form; node embeddings are gathered per window
 from the table of distinct tag strings (each encoded once; a sparse matrix when the
 encoder's embeddings are sparse, as the hashing encoder's, and the table large), so no
-per-feature dict or embedding is held; positions and the global edge table are flat numpy arrays, derived
-lazily in the current CRS (a change of CRS only reprojects the geometries; relations are
-computed once, when the first window needs them). Every array can be saved to and
-memory-mapped from an on-disk cache entry (see
+per-feature dict or embedding is held; positions and the global edge table are flat
+numpy arrays, derived lazily in the current CRS (a change of CRS only reprojects the
+geometries; relations are computed once, when the first window needs them). Every
+array can be saved to and memory-mapped from an on-disk cache entry (see
 :mod:`torchgeo_geolink.datasets.osm_cache`).
 """
 

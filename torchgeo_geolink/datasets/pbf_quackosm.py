@@ -4,14 +4,15 @@
 """Reading ``.osm.pbf`` files with QuackOSM (DuckDB) instead of GDAL's OSM driver.
 
 GDAL's driver stays the default: on the shipped extracts and on Helsinki tiled up to
-518k features, QuackOSM 0.19 took 4-20x as long on 2 cores (``benchmarks/pbf_readers.py``).
-It lowers the peak memory of the process that builds the dataset (by 12 % at 518k
-features, more on small files), but its own child process peaks at about 950 MiB
-whatever the file's size (DuckDB and its imports), so up to that size GDAL is the
-leaner reader of the whole machine too. Choose it with ``pbf_reader='quackosm'`` for
-files whose frame is much larger than that, where the dataset process's peak limits. Install it with ``pip install torchgeo-geolink[quackosm]``;
-offline, the ``duckdb-extension-spatial`` wheel of that extra provides DuckDB's
-``spatial`` extension, which DuckDB would otherwise download.
+518k features, QuackOSM 0.19 took 4-20x as long on 2 cores
+(``benchmarks/pbf_readers.py``). It lowers the peak memory of the process that builds
+the dataset (by 12 % at 518k features, more on small files), but its own child process
+peaks at about 950 MiB whatever the file's size (DuckDB and its imports), so up to that
+size GDAL is the leaner reader of the whole machine too. Choose it with
+``pbf_reader='quackosm'`` for files whose frame is much larger than that, where the
+dataset process's peak limits. Install it with ``pip install
+torchgeo-geolink[quackosm]``; offline, the ``duckdb-extension-spatial`` wheel of that
+extra provides DuckDB's ``spatial`` extension, which DuckDB would otherwise download.
 
 QuackOSM returns every tagged node, way and relation once (ways closed into areas by its
 own rules, multipolygon relations as areas) with a ``tags`` mapping column, which the

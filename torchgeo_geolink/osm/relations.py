@@ -21,8 +21,8 @@ pairs that touch are found with ``shapely.touches`` (which, unlike ``relate``, r
 several cores), and where that does not settle the relation, the pair's DE-9IM matrix
 comes from one vectorized ``shapely.relate`` call (``covered_by`` for a line that meets
 a polygon without touching it: it is covered by it or, in the reference's ``T*T******``
-sense, crosses it). Edges are assembled with numpy: no Python loop over pairs or edges. Edges of each type are sorted
-by ``(src, dst)``.
+sense, crosses it). Edges are assembled with numpy: no Python loop over pairs or edges.
+Edges of each type are sorted by ``(src, dst)``.
 """
 
 import os
@@ -155,15 +155,37 @@ def _usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def _map_blocks[T](
+    func: Callable[[int, int], T], n: int
+) -> tuple[NDArray[np.int64], list[T]]:
+    """Apply *func* to contiguous blocks of *n* items, one per usable core when many.
+
+    GEOS releases the GIL in ``STRtree.query`` and in boolean predicates (not in
+    ``relate``), so the blocks run in threads.
+
+    Args:
+        func: called with the bounds ``(lo, hi)`` of each block.
+        n: number of items.
+
+    Returns:
+        The block bounds (``len(results) + 1`` of them) and *func*'s result per block.
+    """
+    workers = min(n // PARALLEL_QUERY_MIN, _usable_cores())
+    bounds = np.linspace(0, n, max(workers, 1) + 1).astype(np.int64)
+    if workers < 2:
+        return bounds, [func(0, n)]
+    with ThreadPoolExecutor(workers) as pool:
+        return bounds, list(pool.map(func, bounds[:-1], bounds[1:]))
+
+
 def _pairwise(
     predicate: Callable[[NDArray[np.object_], NDArray[np.object_]], NDArray[np.bool_]],
     a: NDArray[np.object_],
     b: NDArray[np.object_],
 ) -> NDArray[np.bool_]:
-    """A shapely predicate of pairs, split across the usable cores when there are many.
+    """A shapely predicate of pairs, in blocks on the usable cores.
 
-    GEOS releases the GIL in boolean predicates (not in ``relate``), and answers them
-    from the same DE-9IM evaluation as ``relate``.
+    GEOS answers predicates from the same DE-9IM evaluation as ``relate``.
 
     Args:
         predicate: e.g. :func:`shapely.touches`.
@@ -173,15 +195,8 @@ def _pairwise(
     Returns:
         The predicate of each pair.
     """
-    workers = min(len(a) // PARALLEL_QUERY_MIN, _usable_cores())
-    if workers < 2:
-        return predicate(a, b)
-    bounds = np.linspace(0, len(a), workers + 1).astype(np.int64)
-    with ThreadPoolExecutor(workers) as pool:
-        parts = pool.map(
-            lambda lo, hi: predicate(a[lo:hi], b[lo:hi]), bounds[:-1], bounds[1:]
-        )
-        return np.concatenate(list(parts))
+    _, parts = _map_blocks(lambda lo, hi: predicate(a[lo:hi], b[lo:hi]), len(a))
+    return np.concatenate(parts)
 
 
 def _candidates(
@@ -200,20 +215,10 @@ def _candidates(
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
     index = shapely.STRtree(tree)
-    workers = min(len(query) // PARALLEL_QUERY_MIN, _usable_cores())
-    if workers < 2:
-        pairs = index.query(query, predicate='intersects')
-        return pairs[0].astype(np.int64), pairs[1].astype(np.int64)
     # Contiguous blocks, offset back: the same pairs in the same order as one query.
-    bounds = np.linspace(0, len(query), workers + 1).astype(np.int64)
-    with ThreadPoolExecutor(workers) as pool:
-        blocks = list(
-            pool.map(
-                lambda lo, hi: index.query(query[lo:hi], predicate='intersects'),
-                bounds[:-1],
-                bounds[1:],
-            )
-        )
+    bounds, blocks = _map_blocks(
+        lambda lo, hi: index.query(query[lo:hi], predicate='intersects'), len(query)
+    )
     q = np.concatenate(
         [b[0].astype(np.int64) + lo for b, lo in zip(blocks, bounds[:-1], strict=True)]
     )
