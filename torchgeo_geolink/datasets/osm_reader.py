@@ -6,8 +6,7 @@
 import os
 import pathlib
 import warnings
-from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -25,8 +24,8 @@ from torchgeo.datasets.utils import Path
 
 from ..errors import InvalidFeatureError, OSMFileError
 from ..osm.constants import NODE_TYPES
+from ..osm.frame_tags import TagRows, iter_tag_rows
 from ..osm.geometry import split_by_type
-from ..osm.tags import iter_frame_tags
 from .pbf_quackosm import read_pbf_quackosm
 
 __all__ = (
@@ -185,8 +184,8 @@ class TagInterner:
         self.keys: list[str] = []
         #: Value of each distinct pair.
         self.values: list[str] = []
-        self._indptr = array('q', [0])
-        self._pairs = array('i')
+        self._counts: list[np.ndarray] = []
+        self._pairs: list[np.ndarray] = []
 
     def __len__(self) -> int:
         """Return the number of features added.
@@ -194,34 +193,46 @@ class TagInterner:
         Returns:
             The number of features.
         """
-        return len(self._indptr) - 1
+        return sum(len(c) for c in self._counts)
 
-    def add(self, tags: Iterable[Mapping[str, str]]) -> None:
+    def add(self, rows: TagRows) -> None:
         """Add features.
 
         Args:
-            tags: the tag mapping of each feature.
+            rows: the tags of each feature.
         """
-        index, pairs = self._index, self._pairs
-        for mapping in tags:
-            for item in mapping.items():
-                pair = index.get(item)
-                if pair is None:
-                    pair = index[item] = len(self.keys)
-                    self.keys.append(item[0])
-                    self.values.append(item[1])
-                pairs.append(pair)
-            self._indptr.append(len(pairs))
+        n_values = max(len(rows.value_names), 1)
+        # distinct pairs numbered in order of first appearance, as a dict lookup per
+        # tag would number them
+        inverse, codes = pd.factorize(rows.keys * n_values + rows.values)
+        index, ids = self._index, np.empty(len(codes), dtype=np.int32)
+        items = zip(
+            (codes // n_values).tolist(), (codes % n_values).tolist(), strict=True
+        )
+        for j, (k, v) in enumerate(items):
+            item = (rows.key_names[k], rows.value_names[v])
+            pair = index.get(item)
+            if pair is None:
+                pair = index[item] = len(self.keys)
+                self.keys.append(item[0])
+                self.values.append(item[1])
+            ids[j] = pair
+        self._pairs.append(ids[inverse])
+        self._counts.append(np.diff(rows.indptr))
 
     @property
     def indptr(self) -> np.ndarray:
         """``(n + 1,)`` int64 start of each feature's pairs."""
-        return np.frombuffer(self._indptr, dtype=np.int64)
+        self._counts = [np.concatenate([np.empty(0, dtype=np.int64), *self._counts])]
+        indptr = np.zeros(len(self._counts[0]) + 1, dtype=np.int64)
+        np.cumsum(self._counts[0], out=indptr[1:])
+        return indptr
 
     @property
     def pairs(self) -> np.ndarray:
         """int32 pair id of each tag of each feature."""
-        return np.frombuffer(self._pairs, dtype=np.int32)
+        self._pairs = [np.concatenate([np.empty(0, dtype=np.int32), *self._pairs])]
+        return self._pairs[0]
 
     def tags(self, row: int) -> dict[str, str]:
         """The tags of one feature.
@@ -232,8 +243,11 @@ class TagInterner:
         Returns:
             Its tag mapping.
         """
-        a, b = self._indptr[row], self._indptr[row + 1]
-        return {self.keys[p]: self.values[p] for p in self._pairs[a:b]}
+        indptr, pairs = self.indptr, self.pairs
+        return {
+            self.keys[p]: self.values[p]
+            for p in pairs[indptr[row] : indptr[row + 1]].tolist()
+        }
 
 
 @dataclass
@@ -703,21 +717,6 @@ def _clean(
     return out_geoms, np.concatenate(kinds), owner
 
 
-def _carries(tags: Sequence[Mapping[str, str]], keys: Sequence[str]) -> np.ndarray:
-    """Tell which features carry at least one of some keys.
-
-    Args:
-        tags: tag mapping of each feature.
-        keys: the keys.
-
-    Returns:
-        bool array, one per feature.
-    """
-    return np.fromiter(
-        (any(k in t for k in keys) for t in tags), dtype=bool, count=len(tags)
-    )
-
-
 def read_features(
     path: str,
     layers: Sequence[str] | None = None,
@@ -767,7 +766,6 @@ def read_features(
     geoms: list[np.ndarray] = [np.empty(0, dtype=object)]
     kinds: list[np.ndarray] = [np.empty(0, dtype=np.int8)]
     interner = TagInterner()
-    wanted = None if tag_keys is None else frozenset(tag_keys)
     # GEOS releases the GIL: the geometries of each chunk are cleaned on a second
     # thread while this one parses the chunk's tags (Python, holding the GIL).
     pool = ThreadPoolExecutor(1)
@@ -776,7 +774,7 @@ def read_features(
             frame = frames.pop(0)
             report.read += len(frame)
             frame_geoms = np.asarray(frame.geometry.values, dtype=object)
-            chunks = iter_frame_tags(frame, READ_CHUNK)
+            chunks = iter_tag_rows(frame, READ_CHUNK)
             # one report per chunk, merged here: the thread writes only its own
             counts = [LoadReport(path) for _ in range(0, len(frame), READ_CHUNK)]
             cleaning = [
@@ -794,23 +792,21 @@ def read_features(
                     ) from err
                 part_geoms, part_kinds, owner = future.result()
                 report.merge_geometry_counts(part)
-                part_tags = [chunk_tags[i] for i in owner]
-                keep = np.ones(len(part_tags), dtype=bool)
+                keep = np.ones(len(owner), dtype=bool)
                 if drop_keys:
-                    dropped = _carries(part_tags, drop_keys)
+                    dropped = chunk_tags.carrying(drop_keys)[owner]
                     report.dropped_keys += len(np.unique(owner[dropped]))
                     keep &= ~dropped
                 if keys is not None:
-                    unmatched = keep & ~_carries(part_tags, keys)
+                    unmatched = keep & ~chunk_tags.carrying(keys)[owner]
                     report.dropped_unmatched += len(np.unique(owner[unmatched]))
                     keep &= ~unmatched
                 if not keep.all():
                     part_geoms, part_kinds = part_geoms[keep], part_kinds[keep]
-                    part_tags = [t for t, k in zip(part_tags, keep, strict=True) if k]
-                if wanted is not None:
-                    part_tags = [
-                        {k: v for k, v in t.items() if k in wanted} for t in part_tags
-                    ]
+                    owner = owner[keep]
+                part_tags = chunk_tags.take(owner)
+                if tag_keys is not None:
+                    part_tags = part_tags.with_keys(tag_keys)
                 geoms.append(part_geoms)
                 kinds.append(part_kinds)
                 interner.add(part_tags)
@@ -818,6 +814,8 @@ def read_features(
             del frame, frame_geoms, chunks, cleaning, counts
     finally:
         pool.shutdown(cancel_futures=True)
+        # Arrow keeps the buffers of the parsed tags for reuse: give them back.
+        pa.default_memory_pool().release_unused()
     out_geoms = np.concatenate(geoms)
     report.kept = len(out_geoms)
     if (

@@ -20,6 +20,13 @@ from .encoders import (
     TagEncoder,
     make_tag_encoder,
 )
+from .frame_tags import (
+    BOOKKEEPING_COLUMNS,
+    TagRows,
+    iter_frame_tags,
+    iter_tag_rows,
+    tags_from_frame,
+)
 from .geometry import NodeGeometries, split_by_type
 from .graph import OSMGraphBuilder, empty_graph, graph_from_parts
 from .official import from_official_graph, to_official_graph
@@ -31,17 +38,10 @@ from .positions import (
     stable_uniforms,
 )
 from .relations import EdgeSet, build_edges, de9im_matrix, delaunay_edges, iter_edges
-from .tags import (
-    KeyWeights,
-    iter_frame_tags,
-    normalize_key,
-    parse_hstore,
-    parse_label,
-    tag_strings,
-    tags_from_frame,
-)
+from .tags import KeyWeights, normalize_key, parse_hstore, parse_label, tag_strings
 
 __all__ = (
+    'BOOKKEEPING_COLUMNS',
     'EDGE_ATTR_DIMS',
     'EDGE_TYPES',
     'NODE_TYPES',
@@ -58,6 +58,7 @@ __all__ = (
     'OSMGraphBuilder',
     'SentenceTransformerTagEncoder',
     'TagEncoder',
+    'TagRows',
     'build_edges',
     'de9im_matrix',
     'delaunay_edges',
@@ -66,6 +67,7 @@ __all__ = (
     'graph_from_parts',
     'iter_edges',
     'iter_frame_tags',
+    'iter_tag_rows',
     'line_positions',
     'make_tag_encoder',
     'normalize_key',

@@ -17,10 +17,11 @@ from torch_geometric.data import HeteroData
 from .constants import EDGE_ATTR_DIMS, EDGE_TYPES, NODE_TYPES, POS_POINTS
 from .embedding import NodeEmbedder
 from .encoders import CachedTagEncoder, HashingTagEncoder, TagEncoder
+from .frame_tags import tags_from_frame
 from .geometry import split_by_type
 from .positions import line_positions, point_positions, polygon_positions
 from .relations import EdgeSet, build_edges
-from .tags import KeyWeights, tags_from_frame
+from .tags import KeyWeights
 
 __all__ = ('OSMGraphBuilder', 'empty_graph', 'graph_from_parts')
 
