@@ -4,6 +4,7 @@
 """Spatial relation edges: the reference's predicate table, equality with all pairs."""
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -405,3 +406,21 @@ def test_iter_edges_yields_the_edge_sets_one_at_a_time() -> None:
     for edge_type, (edge_index, edge_attr) in [(first_type, first), *rest.items()]:
         np.testing.assert_array_equal(edge_index, whole[edge_type][0])
         np.testing.assert_array_equal(edge_attr, whole[edge_type][1])
+
+
+def test_closing_iter_edges_early_stops_its_triangulation_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(4)
+    points = shapely.points(rng.uniform(0, 50, (400, 2)))
+    monkeypatch.setattr(relations, 'PARALLEL_QUERY_MIN', 100)
+    monkeypatch.setattr(relations, '_usable_cores', lambda: 2)
+    before = threading.active_count()
+    lazy = iter_edges(None, None, points)
+    next(lazy)
+    assert threading.active_count() == before + 1  # Qhull runs beside the passes
+    lazy.close()
+    assert threading.active_count() == before
+    whole = dict(iter_edges(None, None, points))
+    expected = delaunay_edges(shapely.get_coordinates(points))
+    np.testing.assert_array_equal(whole['point', 'to', 'point'][0], expected[0])

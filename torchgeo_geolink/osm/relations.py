@@ -405,22 +405,37 @@ def iter_edges(
     poly = _as_geometry_array(polygons)
     line = _as_geometry_array(lines)
     point = _as_geometry_array(points)
-    yield ('polygon', 'to', 'polygon'), _same_type(poly, equals_first)
-    yield ('line', 'to', 'line'), _same_type(line, equals_first)
-    # Each pass yields an edge set and its transpose; the generator lets go of both
-    # before the next pass, so only the caller decides what stays in memory.
-    passes = (
-        (('line', 'polygon'), lambda: _line_polygon(line, poly)),
-        (('point', 'line'), lambda: _point_other(point, line)),
-        (('point', 'polygon'), lambda: _point_other(point, poly)),
-    )
-    for (a, b), compute in passes:
-        forward, backward = compute()
-        yield (a, 'to', b), forward
-        yield (b, 'to', a), backward
-        del forward, backward
     xy = shapely.get_coordinates(point) if len(point) else np.zeros((0, 2))
-    yield ('point', 'to', 'point'), delaunay_edges(xy)
+    # Qhull and GEOS both release the GIL: a region's point triangulation runs on a
+    # thread of its own beside the GEOS passes.
+    pool = (
+        ThreadPoolExecutor(1)
+        if len(xy) >= PARALLEL_QUERY_MIN and _usable_cores() > 1
+        else None
+    )
+    try:
+        triangulation = None if pool is None else pool.submit(delaunay_edges, xy)
+        yield ('polygon', 'to', 'polygon'), _same_type(poly, equals_first)
+        yield ('line', 'to', 'line'), _same_type(line, equals_first)
+        # Each pass yields an edge set and its transpose; the generator lets go of both
+        # before the next pass, so only the caller decides what stays in memory.
+        passes = (
+            (('line', 'polygon'), lambda: _line_polygon(line, poly)),
+            (('point', 'line'), lambda: _point_other(point, line)),
+            (('point', 'polygon'), lambda: _point_other(point, poly)),
+        )
+        for (a, b), compute in passes:
+            forward, backward = compute()
+            yield (a, 'to', b), forward
+            yield (b, 'to', a), backward
+            del forward, backward
+        yield (
+            ('point', 'to', 'point'),
+            delaunay_edges(xy) if triangulation is None else triangulation.result(),
+        )
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def build_edges(
