@@ -82,15 +82,18 @@ _PLAIN = st.text(alphabet='ab c:;=>,\u3000é', max_size=6)
         ),
         min_size=1,
         max_size=6,
-    )
+    ),
+    st.sampled_from(['str', object]),
 )
-@example(cells=['":"=>":",":"=>""', '"a"b"=>"c"'])
+@example(cells=['":"=>":",":"=>""', '"a"b"=>"c"'], dtype='str')
 def test_hstore_cells_split_by_arrow_read_as_parse_hstore(
-    cells: list[str | None],
+    cells: list[str | None], dtype: str | type
 ) -> None:
+    # text columns of pandas' string dtype and object columns holding only text (as
+    # pandas 2 reads them) take the Arrow path
+    names = [f' n{i} ' if i % 2 else None for i in range(len(cells))]
     data = frame(
-        name=[f' n{i} ' if i % 2 else None for i in range(len(cells))],
-        other_tags=pd.array(cells, dtype='str'),
+        name=pd.array(names, dtype=dtype), other_tags=pd.array(cells, dtype=dtype)
     )
     try:
         expected = per_row(data, ['name'], 'other_tags')
@@ -120,6 +123,21 @@ def test_repeated_keys_keep_their_first_place_and_last_value() -> None:
     ]
     assert tags_from_frame(data) == expected
     assert [t for rows in iter_tag_rows(data, 1) for t in rows.mappings()] == expected
+
+
+def test_object_columns_of_text_and_of_other_values() -> None:
+    data = frame(
+        name=pd.array(['A ', None, np.nan, ' '], dtype=object),
+        lanes=pd.array(['2', 3, None, 4.0], dtype=object),
+        other_tags=pd.array(['"x"=>"1"', None, pd.NA, '"y"=>"2"'], dtype=object),
+        empty=pd.array([None] * 4, dtype=object),
+    )
+    assert tags_from_frame(data) == [
+        {'name': 'A', 'lanes': '2', 'x': '1'},
+        {'lanes': '3'},
+        {},
+        {'lanes': '4', 'y': '2'},
+    ]
 
 
 def test_escaped_and_null_cells_fall_back_to_the_parser() -> None:

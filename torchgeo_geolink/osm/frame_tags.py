@@ -657,6 +657,29 @@ def _split_hstore(text: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array, pa.
     )
 
 
+def _text_array(series: pd.Series) -> pa.Array | None:
+    """The cells of a column as Arrow text, when they all are text or missing.
+
+    Args:
+        series: the cells.
+
+    Returns:
+        The text (missing cells as nulls), or None when a cell holds something else
+        (those columns are read cell by cell).
+    """
+    if isinstance(series.dtype, pd.StringDtype):
+        return pa.array(series)
+    if series.dtype != object:
+        return None
+    try:
+        array = pa.array(series.to_numpy(dtype=object), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if pa.types.is_null(array.type):
+        return array.cast(pa.large_string())
+    return array if pa.types.is_string(array.type) else None
+
+
 def _add_column(
     builder: _RowsBuilder, series: pd.Series, column: str, offset: int
 ) -> None:
@@ -672,8 +695,8 @@ def _add_column(
         ValueError: If a cell holds something that is not a tag value.
     """
     key = [normalize_key(column)]
-    if isinstance(series.dtype, pd.StringDtype):
-        array = pa.array(series)
+    array = _text_array(series)
+    if array is not None:
         present = array.is_valid()
         rows = np.flatnonzero(present.to_numpy(zero_copy_only=False))
         codes, distinct = _codes(array.filter(present))
@@ -705,8 +728,8 @@ def _add_mapping_column(
     Raises:
         ValueError: If a cell cannot be read as tags.
     """
-    if isinstance(series.dtype, pd.StringDtype):
-        array = pa.array(series)
+    array = _text_array(series)
+    if array is not None:
         present = np.flatnonzero(array.is_valid().to_numpy(zero_copy_only=False))
         split, item_cell, raw_keys, raw_values = _split_hstore(
             array.take(pa.array(present))
