@@ -186,6 +186,7 @@ class TagInterner:
         self.values: list[str] = []
         self._counts: list[np.ndarray] = []
         self._pairs: list[np.ndarray] = []
+        self._indptr: np.ndarray | None = None
 
     def __len__(self) -> int:
         """Return the number of features added.
@@ -219,14 +220,27 @@ class TagInterner:
             ids[j] = pair
         self._pairs.append(ids[inverse])
         self._counts.append(np.diff(rows.indptr))
+        self._indptr = None
+
+    def as_rows(self) -> TagRows:
+        """The features' tags as rows whose keys and values are numbered by pair.
+
+        Returns:
+            Feature ``i``'s tags, ready to :meth:`add` to another interner (which
+            merges the tags of several files).
+        """
+        pairs = self.pairs.astype(np.int64)
+        return TagRows(self.indptr, pairs, pairs, self.keys, self.values)
 
     @property
     def indptr(self) -> np.ndarray:
         """``(n + 1,)`` int64 start of each feature's pairs."""
-        self._counts = [np.concatenate([np.empty(0, dtype=np.int64), *self._counts])]
-        indptr = np.zeros(len(self._counts[0]) + 1, dtype=np.int64)
-        np.cumsum(self._counts[0], out=indptr[1:])
-        return indptr
+        if self._indptr is None:
+            counts = np.concatenate([np.empty(0, dtype=np.int64), *self._counts])
+            self._counts = [counts]
+            self._indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+            np.cumsum(counts, out=self._indptr[1:])
+        return self._indptr
 
     @property
     def pairs(self) -> np.ndarray:

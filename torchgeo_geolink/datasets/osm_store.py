@@ -37,7 +37,7 @@ from ..osm.geometry import NODE_KIND_OF_TYPE_ID
 from ..osm.graph import OSMGraphBuilder
 from ..osm.positions import node_sample_points
 from ..osm.tags import tag_strings
-from .osm_reader import FileFeatures, LoadReport
+from .osm_reader import FileFeatures, LoadReport, TagInterner
 from .osm_subgraph import EdgeTable, build_edge_table
 
 __all__ = ('OSMStore', 'TagTable', 'TagView')
@@ -285,27 +285,13 @@ class OSMStore:
         Args:
             files: the cleaned files.
         """
-        index: dict[tuple[str, str], int] = {}
-        keys: list[str] = []
-        values: list[str] = []
-        indptr = [np.zeros(1, dtype=np.int64)]
-        pairs = []
-        offset = 0
+        merged = TagInterner()
         for f in files:
-            local = np.empty(len(f.tags.keys), dtype=np.int32)
-            for i, item in enumerate(zip(f.tags.keys, f.tags.values, strict=True)):
-                pair = index.get(item)
-                if pair is None:
-                    pair = index[item] = len(keys)
-                    keys.append(item[0])
-                    values.append(item[1])
-                local[i] = pair
-            pairs.append(local[f.tags.pairs])
-            indptr.append(f.tags.indptr[1:] + offset)
-            offset += len(f.tags.pairs)
+            merged.add(f.tags.as_rows())
+        keys, values = merged.keys, merged.values
         self.pair_keys, self.pair_values = keys, values
-        self.tag_indptr = np.concatenate(indptr)
-        self.tag_pairs = np.concatenate(pairs).astype(np.int32)
+        self.tag_indptr = merged.indptr
+        self.tag_pairs = merged.pairs
         # Distinct GeoLink tag strings, sorted (as the node embedder orders them), and
         # each pair's string.
         texts = [tag_strings({k: v})[0] for k, v in zip(keys, values, strict=True)]
